@@ -1,0 +1,370 @@
+"""Checkpoints: periodic, best-by-metric, resume-from-latest, SIGTERM-safe.
+
+A thin layer over `orbax.checkpoint.CheckpointManager` rooted at
+`<workdir>/checkpoints`. What it adds to Orbax:
+
+* Retention is "the last `keep` steps plus the single best step by
+  `best_metric`", built from Orbax's `LatestN` and `BestN` preservation
+  policies. Checkpoints saved without that metric are kept only while they are
+  among the last `keep`.
+* `restore_latest` tries steps from newest to oldest. Orbax notices a
+  truncated or otherwise damaged array file only when it reads it, so a step
+  that fails to restore is logged (step and error), moved aside to
+  `<workdir>/checkpoints_corrupt/`, and the previous step is tried. Moving it
+  aside matters: the run will reach that step number again and must be able to
+  save there. If checkpoints exist but none restores, it raises
+  `CheckpointError` and leaves every file where it is, rather than silently
+  training from scratch.
+* Saves are atomic: Orbax writes `<step>.orbax-checkpoint-tmp-*` and renames it
+  to `<step>` only after every file and `commit_success.txt` are written, so a
+  process killed mid-save leaves a tmp directory that Orbax neither lists nor
+  restores (it is removed when the next manager is created).
+* `PreemptionGuard` turns SIGTERM (what a Cloud TPU VM gets before preemption)
+  into a flag the training loop polls at step boundaries.
+
+Multi-host note: `PreemptionGuard` is per process. On several hosts the loop
+must agree on the step at which to save (e.g. `multihost_utils` or Orbax's
+`reached_preemption`); one host is all this module supports today.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers as ocp_policies
+
+from lstm_jax import errors
+
+CHECKPOINT_DIR = "checkpoints"
+CORRUPT_DIR = "checkpoints_corrupt"
+STATE_ITEM = "state"
+FINGERPRINT_ITEM = "fingerprint"
+
+
+class CheckpointError(errors.LstmJaxError):
+  """Checkpoints exist in the workdir but none of them can be restored."""
+
+
+class Manager(ocp.CheckpointManager):
+  """An Orbax manager that remembers which metric ranks its checkpoints."""
+
+  def __init__(self, directory: str, options, best_metric: str):
+    super().__init__(
+      directory, options=options, item_names=(STATE_ITEM, FINGERPRINT_ITEM)
+    )
+    self.best_metric = best_metric
+
+
+def _metric_fn(name: str, mode: str):
+  """Ranking key for a step's saved metrics; missing or NaN ranks worst."""
+  worst = math.inf if mode == "min" else -math.inf
+
+  def fn(metrics: Any) -> float:
+    value = metrics.get(name) if isinstance(metrics, dict) else None
+    if value is None:
+      return worst
+    value = float(value)
+    return worst if math.isnan(value) else value
+
+  return fn
+
+
+def make_manager(workdir: str, config) -> Manager:
+  """Creates the checkpoint manager for `workdir` from `config.checkpoint`.
+
+  Reads `checkpoint.every_steps` (a step is saved when `step % every_steps ==
+  0`, or whenever `save(..., force=True)`), `checkpoint.keep` (the last N steps
+  kept) and `checkpoint.best_metric` / `checkpoint.best_mode` ("min" or "max";
+  the best step by that metric is kept too). An empty `best_metric` keeps only
+  the last N.
+  """
+  ckpt = config.checkpoint
+  keep = int(ckpt.keep)
+  if keep < 1:
+    raise errors.ConfigError(f"checkpoint.keep must be >= 1, got {keep}")
+  every = int(ckpt.every_steps)
+  if every < 1:
+    raise errors.ConfigError(f"checkpoint.every_steps must be >= 1, got {every}")
+  best_metric = ckpt.get("best_metric", "") or ""
+  best_mode = ckpt.get("best_mode", "min") or "min"
+  if best_mode not in ("min", "max"):
+    raise errors.ConfigError(
+      f"checkpoint.best_mode must be 'min' or 'max', got {best_mode!r}"
+    )
+
+  policies: list[Any] = [ocp_policies.LatestN(n=keep)]
+  best_fn = None
+  if best_metric:
+    best_fn = _metric_fn(best_metric, best_mode)
+    # BestN sorts ascending and keeps the tail, so "min" needs reverse=True.
+    policies.append(
+      ocp_policies.BestN(
+        get_metric_fn=best_fn,
+        reverse=best_mode == "min",
+        n=1,
+        keep_checkpoints_without_metrics=False,
+      )
+    )
+  options = ocp.CheckpointManagerOptions(
+    save_decision_policy=ocp_policies.FixedIntervalPolicy(every),
+    preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
+    best_fn=best_fn,
+    best_mode=best_mode,
+    cleanup_tmp_directories=True,
+    create=True,
+  )
+  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
+  return Manager(directory, options, best_metric)
+
+
+def _leaf_bytes(leaf: Any) -> np.ndarray:
+  if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(
+    leaf.dtype, jax.dtypes.prng_key
+  ):
+    leaf = jax.random.key_data(leaf)
+  return np.asarray(leaf)
+
+
+def fingerprint(state: Any) -> dict[str, Any] | None:
+  """Per-leaf sha256 of the state's bytes, with dtype and shape.
+
+  Orbax has no checksums: a flipped bit in an array file restores silently as
+  a different number. Storing this beside the state and comparing after a
+  restore turns any change of the saved bytes into a detected corruption.
+  None when some leaf is not fully addressable from this process (multi-host
+  sharded arrays), where hashing would need a gather.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+  out = {}
+  for path, leaf in leaves:
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      return None
+    arr = np.ascontiguousarray(_leaf_bytes(leaf))
+    out[jax.tree_util.keystr(path)] = {
+      "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
+      "dtype": str(arr.dtype),
+      "shape": list(arr.shape),
+    }
+  return out
+
+
+def _verify(state: Any, expected: dict[str, Any] | None) -> None:
+  """Raises ValueError if a restored leaf's bytes differ from those saved."""
+  if not expected:
+    return
+  actual = fingerprint(state)
+  if actual is None:
+    return
+  for key, want in expected.items():
+    got = actual.get(key)
+    # A leaf restored as another dtype/shape (or absent) is a config change,
+    # which Orbax reports itself; only same-layout bytes are comparable.
+    if got is None or (got["dtype"], got["shape"]) != (
+      want["dtype"],
+      want["shape"],
+    ):
+      continue
+    if got["sha256"] != want["sha256"]:
+      raise ValueError(
+        f"checksum mismatch in {key}: the bytes on disk differ from those saved"
+      )
+
+
+def save(
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: Any,
+  metrics: dict[str, float] | None = None,
+  force: bool = False,
+) -> None:
+  """Saves `state` at `step` if the interval says so, or always if `force`.
+
+  Saving a step that already exists on disk is a no-op (a resumed run reaches
+  its restore step again; the final step may coincide with a periodic one).
+  The write is asynchronous; call `manager.wait_until_finished()` before the
+  process exits. A checksum of every leaf is computed now (synchronously, so
+  the caller may donate `state` afterwards) and stored beside it.
+  """
+  step = int(step)
+  if step in manager.all_steps():
+    return
+  if not manager.should_save(step) and not force:
+    return
+  # Orbax warns on every save without metrics when it tracks a best metric;
+  # an empty dict ranks worst (see `_metric_fn`) and says the same quietly.
+  metrics = {k: float(v) for k, v in (metrics or {}).items()}
+  args = ocp.args.Composite(
+    **{
+      STATE_ITEM: ocp.args.StandardSave(state),
+      FINGERPRINT_ITEM: ocp.args.JsonSave(fingerprint(state) or {}),
+    }
+  )
+  manager.save(step, args=args, metrics=metrics, force=force)
+
+
+def best_step(manager: Manager) -> int | None:
+  """Step of the best checkpoint by `checkpoint.best_metric`.
+
+  None when no best metric is configured (Orbax would answer the latest step)
+  or no saved step carries that metric.
+  """
+  if not getattr(manager, "best_metric", ""):
+    return None
+  if not any(
+    manager.best_metric in (manager.metrics(s) or {}) for s in manager.all_steps()
+  ):
+    return None
+  return manager.best_step()
+
+
+def _abstract(tree: Any) -> Any:
+  """Concrete arrays become ShapeDtypeStructs (keeping their sharding)."""
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _describe(exc: BaseException, limit: int = 300) -> str:
+  # TensorStore errors embed a multi-kilobyte spec; the first line says enough.
+  text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+  if len(text) > limit:
+    text = text[:limit] + "..."
+  return f"{type(exc).__name__}: {text}"
+
+
+def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
+  """Moves unrestorable step directories out of Orbax's sight, keeping them."""
+  if not steps or jax.process_index() != 0:
+    return
+  root = os.fspath(manager.directory)
+  corrupt = os.path.join(os.path.dirname(root), CORRUPT_DIR)
+  os.makedirs(corrupt, exist_ok=True)
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  for step in steps:
+    src = os.path.join(root, str(step))
+    if os.path.isdir(src):
+      dst = os.path.join(corrupt, f"{step}-{stamp}")
+      shutil.move(src, dst)
+      logging.warning("Moved unrestorable checkpoint %s to %s", src, dst)
+  manager.reload()
+
+
+def restore_latest(
+  manager: ocp.CheckpointManager, abstract_state: Any
+) -> tuple[Any, int] | None:
+  """Restores the newest checkpoint that can be read.
+
+  Args:
+    manager: from `make_manager`.
+    abstract_state: a pytree of `jax.ShapeDtypeStruct` (with shardings) or of
+      concrete arrays with the structure of the saved state.
+
+  Returns:
+    `(state, step)` for the newest restorable step, or None when the directory
+    holds no checkpoint at all.
+
+  Raises:
+    CheckpointError: checkpoints exist but none of them can be restored.
+  """
+  manager.wait_until_finished()
+  manager.reload()
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return None
+  target = _abstract(abstract_state)
+  failures: list[tuple[int, str]] = []
+  for step in steps:
+    try:
+      restored = manager.restore(
+        step,
+        args=ocp.args.Composite(
+          **{
+            STATE_ITEM: ocp.args.StandardRestore(target),
+            FINGERPRINT_ITEM: ocp.args.JsonRestore(),
+          }
+        ),
+      )
+      state = restored[STATE_ITEM]
+      _verify(state, restored[FINGERPRINT_ITEM])
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
+      reason = _describe(exc)
+      failures.append((step, reason))
+      logging.warning(
+        "Checkpoint at step %d could not be restored (%s); trying the previous one.",
+        step,
+        reason,
+      )
+      continue
+    if failures:
+      logging.warning(
+        "Resuming from step %d instead of the newer, unreadable step(s) %s.",
+        step,
+        ", ".join(str(s) for s, _ in failures),
+      )
+      _quarantine(manager, [s for s, _ in failures])
+    return state, step
+  detail = "\n".join(f"  step {s}: {r}" for s, r in failures)
+  raise CheckpointError(
+    f"None of the checkpoints in {manager.directory} could be restored:\n"
+    f"{detail}\nNothing was deleted. If the model or optimizer config changed, "
+    "use a new --workdir; otherwise move the damaged step directories away."
+  )
+
+
+class PreemptionGuard:
+  """Turns SIGTERM into a flag polled at step boundaries.
+
+  Usage::
+
+    with checkpoint.PreemptionGuard() as guard:
+      for step in ...:
+        ...
+        if guard.requested:
+          checkpoint.save(manager, step, state, force=True)
+          manager.wait_until_finished()
+          return
+
+  The previous handler is restored on exit. Signal handlers can only be set
+  from the main thread; elsewhere (e.g. a training thread in a notebook) the
+  guard logs that and never fires.
+  """
+
+  def __init__(self, signum: int = signal.SIGTERM):
+    self._signum = signum
+    self._previous: Any = None
+    self._installed = False
+    self._event = threading.Event()
+
+  @property
+  def requested(self) -> bool:
+    return self._event.is_set()
+
+  def _handle(self, signum, frame) -> None:
+    del frame
+    logging.warning(
+      "Received signal %d: will save a checkpoint at the next step boundary and exit.",
+      signum,
+    )
+    self._event.set()
+
+  def __enter__(self) -> PreemptionGuard:
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(self._signum, self._handle)
+      self._installed = True
+    else:
+      logging.info("PreemptionGuard: not the main thread; SIGTERM not handled.")
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._installed:
+      signal.signal(self._signum, self._previous)
+      self._installed = False
