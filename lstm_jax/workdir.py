@@ -1,0 +1,219 @@
+"""The workdir is the run's identity: refuse to mix two runs in one directory.
+
+`prepare(workdir, config, data_info)` is called once before training. In a new
+or empty directory it writes `config.json` (the resolved config) and
+`data.json` (what identifies the training data, e.g. its sha256 and size). In a
+directory that already holds a run it first checks that the new command
+continues *that* run:
+
+* every config key must equal the stored one, except the keys in
+  `RESUMABLE_KEYS` (how long to train and how often to log, evaluate and
+  save: changing them does not change what an already-taken step computed);
+* the data must be the same bytes (`data_info["sha256"]`).
+
+Any difference raises `errors.IncompatibleRunError` listing each key with its
+stored and new value, and nothing in the directory is written, moved or
+deleted. Files are replaced atomically (write a temporary file, then
+`os.replace`), so a crash leaves either the old or the new file, never half of
+one.
+
+Note on `train.steps`: a run can be extended by raising it, but if the learning
+rate schedule is defined relative to `train.steps` (e.g. cosine decay to the
+end), the continued run follows the new schedule from the resume step on, so it
+differs from a fresh run with the new value.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+
+from lstm_jax import errors
+
+CONFIG_FILE = "config.json"
+DATA_FILE = "data.json"
+
+# Keys that may differ between the stored run and a resuming command. Patterns
+# use fnmatch syntax on dotted key paths.
+RESUMABLE_KEYS = (
+  "train.steps",  # extend (or shorten) a run
+  "train.log_every",
+  "train.eval_every",
+  "train.eval_steps",
+  "train.progress*",
+  "checkpoint.every_steps",
+  "checkpoint.keep",
+  "logging.*",
+  "progress.*",
+  # The data's identity is its sha256 (checked separately), not its path: a
+  # moved corpus file may be resumed from.
+  "data.path",
+)
+
+_MISSING = "<absent>"
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+  """The config as plain JSON types (tuples become lists)."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return json.loads(json.dumps(config, default=repr, allow_nan=True))
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+  """`{"a": {"b": 1}}` -> `{"a.b": 1}`; empty dicts are kept as leaves."""
+  flat: dict[str, Any] = {}
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, dict) and value:
+      flat.update(flatten(value, path + "."))
+    else:
+      flat[path] = value
+  return flat
+
+
+def is_resumable_key(key: str) -> bool:
+  return any(fnmatch.fnmatchcase(key, pat) for pat in RESUMABLE_KEYS)
+
+
+def config_differences(
+  old: dict[str, Any], new: dict[str, Any]
+) -> list[tuple[str, Any, Any]]:
+  """`(key, old, new)` for each run-defining key that differs, sorted."""
+  old_flat, new_flat = flatten(old), flatten(new)
+  diffs = []
+  for key in sorted(set(old_flat) | set(new_flat)):
+    if is_resumable_key(key):
+      continue
+    a, b = old_flat.get(key, _MISSING), new_flat.get(key, _MISSING)
+    if a != b or (type(a) is not type(b) and not _same_number(a, b)):
+      diffs.append((key, a, b))
+  return diffs
+
+
+def _same_number(a: Any, b: Any) -> bool:
+  # JSON keeps 1 and 1.0 apart; a config field typed float may print either.
+  numeric = (int, float)
+  return (
+    isinstance(a, numeric)
+    and isinstance(b, numeric)
+    and not isinstance(a, bool)
+    and not isinstance(b, bool)
+    and a == b
+  )
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+  directory = os.path.dirname(path)
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+  try:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _read_json(path: str) -> Any:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError) as exc:
+    raise errors.IncompatibleRunError(
+      f"{path} exists but cannot be read ({exc}); refusing to guess what run "
+      "this workdir holds. Use a new --workdir."
+    ) from exc
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run stored in its workdir."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise errors.ConfigError(
+      f"{workdir} holds no {CONFIG_FILE}; is it the workdir of a training run?"
+    )
+  return ml_collections.ConfigDict(_read_json(path))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+  text = json.dumps(value) if value is not _MISSING else _MISSING
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _check_config(workdir: str, new: dict[str, Any]) -> None:
+  old = _read_json(os.path.join(workdir, CONFIG_FILE))
+  diffs = config_differences(old, new)
+  if not diffs:
+    return
+  lines = "\n".join(
+    f"  {key}: {_short(a)} (in workdir) vs {_short(b)} (now)" for key, a, b in diffs
+  )
+  raise errors.IncompatibleRunError(
+    f"The workdir {workdir} holds a run with a different config; "
+    f"{len(diffs)} key(s) differ:\n{lines}\n"
+    "Resume with the stored values, or start a new run with another "
+    "--workdir. Keys that may change on resume: " + ", ".join(RESUMABLE_KEYS)
+  )
+
+
+def _check_data(workdir: str, data_info: dict[str, Any]) -> None:
+  path = os.path.join(workdir, DATA_FILE)
+  if not os.path.exists(path):
+    return
+  old = _read_json(path)
+  if "sha256" in old and "sha256" in data_info:
+    same = old["sha256"] == data_info["sha256"]
+  else:
+    ignore = {"path"}
+    same = {k: v for k, v in old.items() if k not in ignore} == {
+      k: v for k, v in config_to_dict(data_info).items() if k not in ignore
+    }
+  if same:
+    return
+  raise errors.IncompatibleRunError(
+    f"The training data differ from those of the run in {workdir}:\n"
+    f"  in workdir: {json.dumps(old, sort_keys=True)}\n"
+    f"  now:        {json.dumps(config_to_dict(data_info), sort_keys=True)}\n"
+    "Resume with the original data, or start a new run with another --workdir."
+  )
+
+
+def prepare(workdir: str, config: Any, data_info: dict[str, Any]) -> None:
+  """Creates or checks the workdir; see the module docstring.
+
+  Raises:
+    errors.ConfigError: `workdir` exists and is not a directory.
+    errors.IncompatibleRunError: the workdir holds another run (different
+      run-defining config keys or different data), or checkpoints without a
+      config.json.
+  """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise errors.ConfigError(f"--workdir={workdir} exists and is not a directory")
+  new = config_to_dict(config)
+  config_path = os.path.join(workdir, CONFIG_FILE)
+  if os.path.exists(config_path):
+    _check_config(workdir, new)
+    _check_data(workdir, data_info)
+  elif os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
+    os.path.join(workdir, "checkpoints")
+  ):
+    raise errors.IncompatibleRunError(
+      f"{workdir} holds checkpoints but no {CONFIG_FILE}, so there is no way "
+      "to check that they belong to this config. Use a new --workdir."
+    )
+  if jax.process_index() != 0:
+    return
+  os.makedirs(workdir, exist_ok=True)
+  _write_json_atomic(config_path, new)
+  _write_json_atomic(os.path.join(workdir, DATA_FILE), config_to_dict(data_info))
