@@ -17,10 +17,11 @@ deleted. Files are replaced atomically (write a temporary file, then
 `os.replace`), so a crash leaves either the old or the new file, never half of
 one.
 
-Note on `train.steps`: a run can be extended by raising it, but if the learning
-rate schedule is defined relative to `train.steps` (e.g. cosine decay to the
-end), the continued run follows the new schedule from the resume step on, so it
-differs from a fresh run with the new value.
+Note on `train.steps`: a run can be extended (or shortened) by changing it.
+When `optim.decay_steps` is unset the learning-rate schedule's length follows
+`train.steps`, so the continued run follows the new schedule from the resume
+step on: it is neither the old run nor a fresh run with the new value. A
+warning says so.
 """
 
 from __future__ import annotations
@@ -33,24 +34,36 @@ from typing import Any
 
 import jax
 import ml_collections
+from absl import logging
 
 from lstm_jax import errors
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 
-# Keys that may differ between the stored run and a resuming command. Patterns
-# use fnmatch syntax on dotted key paths.
+# Keys that may differ between the stored run and a resuming command (fnmatch
+# patterns on dotted key paths). They say how long to train, how to watch and
+# save the run, or how (not what) to compute; none changes what an already
+# taken step computed. Everything else defines the run.
 RESUMABLE_KEYS = (
-  "train.steps",  # extend (or shorten) a run
+  # How long: extend or shorten a run (see the note on train.steps above).
+  "train.steps",
+  "train.early_stop_patience",
+  "train.max_nonfinite_steps",
+  # How to watch it: logging, evaluation, the end-of-run sample.
   "train.log_every",
   "train.eval_every",
-  "train.eval_steps",
-  "train.progress*",
+  "train.eval_batches",
+  "train.sample_*",
+  # How to save it.
   "checkpoint.every_steps",
   "checkpoint.keep",
-  "logging.*",
-  "progress.*",
+  # How to compute it: same math, possibly different rounding (resuming on
+  # other hardware, or with the fused kernel, is a supported move).
+  "model.impl",
+  "model.unroll",
+  "model.remat",
+  "parallel.*",
   # The data's identity is its sha256 (checked separately), not its path: a
   # moved corpus file may be resumed from.
   "data.path",
@@ -151,10 +164,24 @@ def _short(value: Any, limit: int = 80) -> str:
   return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _warn_schedule_change(old: dict[str, Any], new: dict[str, Any]) -> None:
+  old_flat, new_flat = flatten(old), flatten(new)
+  before, after = old_flat.get("train.steps"), new_flat.get("train.steps")
+  if before != after and new_flat.get("optim.decay_steps", 0) is None:
+    logging.warning(
+      "train.steps changed from %s to %s on resume; optim.decay_steps is unset, "
+      "so the learning-rate schedule now spans %s steps from the resume step on.",
+      before,
+      after,
+      after,
+    )
+
+
 def _check_config(workdir: str, new: dict[str, Any]) -> None:
   old = _read_json(os.path.join(workdir, CONFIG_FILE))
   diffs = config_differences(old, new)
   if not diffs:
+    _warn_schedule_change(old, new)
     return
   lines = "\n".join(
     f"  {key}: {_short(a)} (in workdir) vs {_short(b)} (now)" for key, a, b in diffs

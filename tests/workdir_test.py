@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import ml_collections
@@ -119,3 +120,18 @@ def test_workdir_is_a_file(tmp_path):
   path.write_text("x")
   with pytest.raises(errors.ConfigError, match="not a directory"):
     workdir.prepare(str(path), _config(), DATA)
+
+
+def test_extending_steps_warns_when_schedule_follows_them(tmp_path, caplog):
+  from ml_collections import config_dict
+
+  def config(steps):
+    c = _config(**{"train.steps": steps})
+    c.optim = ml_collections.ConfigDict()
+    c.optim.decay_steps = config_dict.placeholder(int)
+    return c
+
+  workdir.prepare(str(tmp_path), config(100), DATA)
+  with caplog.at_level(logging.WARNING):
+    workdir.prepare(str(tmp_path), config(300), DATA)
+  assert any("schedule now spans 300 steps" in r.getMessage() for r in caplog.records)
