@@ -65,7 +65,7 @@ def test_from_torch_layout(torch, kwargs):
   t = _torch_lstm(torch, **kwargs)
   variables = convert.from_torch(t)
   model = lstm_jax.LSTM(**convert.lstm_kwargs(t))
-  init = model.init(jax.random.key(0), jnp.zeros((1, 2, 5)))
+  init = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 2, 5)))
   # Same tree structure, shapes and dtypes as a freshly initialised module.
   assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(
     lambda a: (a.shape, a.dtype), init
@@ -113,8 +113,8 @@ def test_round_trip_torch_ours_torch(torch, kwargs):
 def test_ours_to_torch_matches_our_outputs(torch):
   model = lstm_jax.LSTM(6, num_layers=2, bidirectional=True, proj_size=4)
   x = np.random.default_rng(1).normal(size=(2, 5, 5)).astype(np.float32)
-  variables = model.init(jax.random.key(3), x)
-  ys, finals = model.apply(variables, x)
+  variables = jax.jit(model.init)(jax.random.key(3), x)
+  ys, finals = jax.jit(model.apply)(variables, x)
   t = convert.to_torch(variables, _torch_lstm(torch, num_layers=2,
                                               bidirectional=True, proj_size=4))  # fmt: skip
   t_ys, h_n, c_n = _torch_outputs(torch, t, x)
