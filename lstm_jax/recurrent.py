@@ -238,6 +238,12 @@ def lstm_scan(
   Returns:
     (ys <float32>[batch, time, out], final `LSTMCarry`).
   """
+  from lstm_jax import fused  # noqa: PLC0415 (fused imports this module)
+
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  return lstm_scan_reference(params, xs, **kwargs)
+  # The fused path implements the standard cell; projection, peephole and
+  # layer-norm cells always take the reference path (also under "fused").
+  if impl == "reference" or not fused.supports(params):
+    return lstm_scan_reference(params, xs, **kwargs)
+  return fused.lstm_scan_fused(params, xs, **kwargs)
