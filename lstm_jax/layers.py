@@ -81,6 +81,9 @@ class LSTMLayer(nn.Module):
     forget_bias: initial forget-gate bias (ignored when chrono_max_len is set).
     chrono_max_len: if set, chrono initialisation for sequences up to this long.
     dtype: compute dtype of the matmuls (e.g. jnp.bfloat16); carry stays f32.
+      With bfloat16 the outputs (bf16) are within 0.03 (max abs) and 2e-3
+      (mean abs) of float32 for T <= 512, H <= 512 with the default init
+      (measured on CPU: max 0.008-0.011, mean 6e-4; tests/layers_test.py).
     param_dtype: dtype of the parameters.
     unroll: `lax.scan` unroll factor.
     remat: recompute step activations in the backward pass (saves memory).
@@ -127,6 +130,8 @@ class LSTMLayer(nn.Module):
     Returns:
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
     """
+    if x.ndim != 3:
+      raise ValueError(f"x must be [batch, time, features], got shape {x.shape}")
     hid, out = self.hidden_size, self.proj_size or self.hidden_size
     p = {
       "w_ih": self.param(
@@ -180,7 +185,8 @@ class LSTM(nn.Module):
     dropout: dropout rate on the outputs of every layer except the last.
     cell: "standard", "layernorm" or "peephole".
     forget_bias, chrono_max_len: bias initialisation (see `lstm_bias`).
-    dtype, param_dtype, unroll, remat, impl: passed to each `LSTMLayer`.
+    dtype, param_dtype, unroll, remat, impl: passed to each `LSTMLayer`
+      (bf16 accuracy: see `LSTMLayer.dtype`).
   """
 
   hidden_size: int
