@@ -257,7 +257,7 @@ def test_fused_gradients_equal_reference(reverse, remat):
 # ----------------------------------------------------------------------------
 # Property-based: random layouts at a few fixed shapes (JAX compiles per shape).
 
-SHAPES = [(1, 1), (3, 7)]  # (batch, time); a row's real length varies freely
+SHAPES = [(1, 1, 1), (3, 7, 3)]  # (batch, time, features); real lengths vary freely
 settings = hypothesis.settings(
   max_examples=15, deadline=None, derandomize=True,
   suppress_health_check=[hypothesis.HealthCheck.too_slow],
@@ -266,16 +266,16 @@ settings = hypothesis.settings(
 
 @st.composite
 def masks(draw):
-  b, t = draw(st.sampled_from(SHAPES))
+  b, t, f = draw(st.sampled_from(SHAPES))
   bits = draw(st.lists(st.booleans(), min_size=b * t, max_size=b * t))
-  return np.array(bits, bool).reshape(b, t)
+  return np.array(bits, bool).reshape(b, t), f
 
 
 @st.composite
 def segment_rows(draw):
-  b, t = draw(st.sampled_from(SHAPES))
+  b, t, f = draw(st.sampled_from(SHAPES))
   ids = draw(st.lists(st.integers(0, 3), min_size=b * t, max_size=b * t))
-  return np.array(ids, np.int32).reshape(b, t)
+  return np.array(ids, np.int32).reshape(b, t), f
 
 
 def _compress_left(xs, mask):
@@ -304,9 +304,10 @@ def _loss_and_grad(params, xs, mask, cot, init, impl, reverse):
 def test_property_holes_equal_compressed(impl, mask, reverse, seed):
   """Any mask: real steps give the same outputs, carries and weight gradients as
   the same steps packed at the start of the row."""
+  mask, f = mask
   b, t = mask.shape
-  params = make_params(seed % 7)
-  xs = np.asarray(jax.random.normal(jax.random.key(seed), (b, t, F)))
+  params = make_params(seed % 7, features=f)
+  xs = np.asarray(jax.random.normal(jax.random.key(seed), (b, t, f)))
   init = rand_carry(seed + 1, b)
   xs_c, mask_c = _compress_left(xs, mask)
   cot = np.asarray(jax.random.normal(jax.random.key(seed + 2), (b, t, H)))
@@ -330,13 +331,14 @@ def test_property_holes_equal_compressed(impl, mask, reverse, seed):
 def test_property_segments_equal_separate_rows(impl, seg, reverse, seed):
   """Any segment_ids: each sequence (a maximal run of one id, padding skipped)
   gives the outputs it gives alone in its own row."""
+  seg, f = seg
   b, t = seg.shape
-  params = make_params(seed % 5)
-  xs = np.asarray(jax.random.normal(jax.random.key(seed), (b, t, F)))
+  params = make_params(seed % 5, features=f)
+  xs = np.asarray(jax.random.normal(jax.random.key(seed), (b, t, f)))
   ys, _ = _np(run(params, xs, segment_ids=seg, impl=impl, reverse=reverse))
   # Split into sequences; lay each one out alone in a row of a [b * t, t] batch
   # (fixed shape: one compilation), at its original positions.
-  rows_x = np.zeros((b * t, t, F), np.float32)
+  rows_x = np.zeros((b * t, t, f), np.float32)
   rows_m = np.zeros((b * t, t), bool)
   where = []  # (row in seg, positions)
   for r in range(b):
