@@ -136,6 +136,23 @@ def _leaf_bytes(leaf: Any) -> np.ndarray:
   return np.asarray(leaf)
 
 
+def _path_name(path: tuple[Any, ...]) -> str:
+  """ "params/lstm/w_ih" for a dataclass, dict or list path alike.
+
+  A state restored without a target comes back as nested dicts and lists, so
+  the names must not depend on the container type.
+  """
+  parts = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        parts.append(str(getattr(entry, attr)))
+        break
+    else:
+      parts.append(str(entry))
+  return "/".join(parts)
+
+
 def fingerprint(state: Any) -> dict[str, Any] | None:
   """Per-leaf sha256 of the state's bytes, with dtype and shape.
 
@@ -151,7 +168,7 @@ def fingerprint(state: Any) -> dict[str, Any] | None:
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
       return None
     arr = np.ascontiguousarray(_leaf_bytes(leaf))
-    out[jax.tree_util.keystr(path)] = {
+    out[_path_name(path)] = {
       "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
       "dtype": str(arr.dtype),
       "shape": list(arr.shape),
@@ -234,11 +251,24 @@ def _abstract(tree: Any) -> Any:
 
 
 def _describe(exc: BaseException, limit: int = 300) -> str:
-  # TensorStore errors embed a multi-kilobyte spec; the first line says enough.
-  text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-  if len(text) > limit:
-    text = text[:limit] + "..."
-  return f"{type(exc).__name__}: {text}"
+  """One line: the innermost cause says what is wrong with which file.
+
+  Orbax wraps TensorStore errors ("Encountered error while reading array
+  index ... <a multi-kilobyte spec>"); the cause names the file and the
+  problem (e.g. OUT_OF_RANGE: requested byte range is not valid).
+  """
+  seen = []
+  while exc is not None and exc not in seen:
+    seen.append(exc)
+    exc = exc.__cause__
+  for candidate in reversed(seen):
+    text = str(candidate).strip()
+    if text:
+      text = text.splitlines()[0]
+      if len(text) > limit:
+        text = text[:limit] + "..."
+      return f"{type(candidate).__name__}: {text}"
+  return type(seen[0]).__name__
 
 
 def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
