@@ -1,0 +1,1 @@
+"""Data pipelines: numpy batches that are pure functions of (seed, step)."""

@@ -1,0 +1,70 @@
+r"""Command line: train an experiment config in a workdir.
+
+  python -m lstm_jax.main --config=experiments/charlm.py --workdir=runs/charlm
+  python -m lstm_jax.main --config=experiments/charlm.py:tiny --workdir=/tmp/t \
+      --config.train.steps=100 --config.model.hidden_size=128
+
+Running the same command again resumes the run. User errors (bad config, bad
+data, a workdir holding another run) print one message and exit 1; this file
+is kept short: the logic is in `lstm_jax.train`, importable from notebooks.
+"""
+
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lstm_jax import errors, train
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  None,
+  "Experiment config file[:arg], e.g. experiments/charlm.py:tiny.",
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Run directory (created; resumed if present)."
+)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with an unknown config key reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
+  except (KeyError, AttributeError) as e:  # ml_collections: no such config key
+    detail = (
+      str(e.args[0] if e.args else e)
+      .strip("'\"")
+      .replace("\\n", " ")
+      .replace("\n", " ")
+    )
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    sys.exit(
+      f"error: unknown config key in {' '.join(overrides)}: {detail}. "
+      "Every key is declared in experiments/base.py."
+    )
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # Orbax logs every save at INFO; the progress bar and the end-of-run
+    # report are the default output (--verbosity=0 shows the INFO log).
+    logging.set_verbosity(logging.WARNING)
+  logging.info(
+    "JAX %s on %s: %s", jax.__version__, jax.default_backend(), jax.devices()
+  )
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except errors.LstmJaxError as e:
+    logging.error("%s: %s", type(e).__name__, e)
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

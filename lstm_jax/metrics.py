@@ -1,0 +1,153 @@
+"""Metrics: host-side reduction and the writers (JSONL, TensorBoard, progress).
+
+Steps return metrics as (sum, weight) pairs; `summarize` adds them up over
+steps or eval batches in float64 and divides once, so a mean over a log window
+or a whole validation split is exact, not a mean of means.
+
+`MetricWriter` writes each record, on process 0 only, to three places with the
+same Python floats: `<workdir>/metrics.jsonl` (one JSON object per line,
+`{"step", "split", <name>: value}`, full precision), TensorBoard event files
+in the workdir (tags `<split>/<name>`; TensorBoard stores float32), and the
+progress bar / log line. On resume, records after the resumed step (written
+by the interrupted run after its last checkpoint) are dropped from the JSONL
+file and purged in TensorBoard, so the files show one history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def summarize(pairs: Iterable[Mapping[str, tuple[Any, Any]]]) -> dict[str, float]:
+  """Sums (sum, weight) pairs per name and returns sum / weight (NaN if 0)."""
+  sums: dict[str, list[float]] = {}
+  for metrics in pairs:
+    for name, (total, weight) in metrics.items():
+      acc = sums.setdefault(name, [0.0, 0.0])
+      acc[0] += float(np.asarray(total, np.float64))
+      acc[1] += float(np.asarray(weight, np.float64))
+  return {k: (s / w if w > 0 else math.nan) for k, (s, w) in sums.items()}
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """The records of a metrics.jsonl file (a torn last line is ignored)."""
+  records = []
+  if not os.path.exists(path):
+    return records
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        continue
+  return records
+
+
+def _truncate_jsonl(path: str, last_step: int) -> None:
+  records = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+  tmp = f"{path}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.writelines(json.dumps(r) + "\n" for r in records)
+  os.replace(tmp, path)
+
+
+class MetricWriter:
+  """JSONL + TensorBoard + tqdm progress bar, active on process 0 only.
+
+  Args:
+    workdir: run directory.
+    total_steps: length of the progress bar.
+    initial_step: the step the run starts (or resumes) from.
+  """
+
+  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0):
+    self.enabled = jax.process_index() == 0
+    self._bar = self._tb = self._jsonl = None
+    if not self.enabled:
+      return
+    import tensorboardX  # noqa: PLC0415  (slow import; process 0 only)
+    import tqdm  # noqa: PLC0415
+
+    path = os.path.join(workdir, METRICS_FILE)
+    if os.path.exists(path):
+      _truncate_jsonl(path, initial_step)
+    self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
+    self._tb = tensorboardX.SummaryWriter(
+      workdir, purge_step=initial_step + 1 if initial_step else None
+    )
+    self._bar = tqdm.tqdm(
+      total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
+    )
+    self._step = initial_step
+
+  def write(self, step: int, split: str, values: Mapping[str, float]) -> None:
+    """One record: `values` (Python floats) at `step` for `split`."""
+    if not self.enabled:
+      return
+    values = {k: float(v) for k, v in values.items()}
+    self._jsonl.write(json.dumps({"step": int(step), "split": split, **values}) + "\n")
+    self._jsonl.flush()
+    for name, value in values.items():
+      self._tb.add_scalar(f"{split}/{name}", value, int(step))
+    self._tb.flush()
+    text = " ".join(f"{k}={v:.6g}" for k, v in values.items())
+    logging.info("step %d %s: %s", step, split, text)
+    if split == "train" and "loss" in values:
+      postfix = {"loss": f"{values['loss']:.4f}"}
+      if "tokens_per_sec" in values:
+        postfix["tok/s"] = f"{values['tokens_per_sec']:.0f}"
+      self._bar.set_postfix(postfix, refresh=False)
+
+  def advance(self, step: int) -> None:
+    """Moves the progress bar to `step`."""
+    if self.enabled and step > self._step:
+      self._bar.update(step - self._step)
+      self._step = step
+
+  def close(self) -> None:
+    if not self.enabled:
+      return
+    self._bar.close()
+    self._tb.close()
+    self._jsonl.close()
+    self.enabled = False
+
+  def __enter__(self) -> MetricWriter:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+class Throughput:
+  """Steps/s and tokens/s of training, between two calls of `measure`.
+
+  The caller makes sure the device is idle at `reset` and `measure` (fetching
+  the step metrics is such a sync point), and `exclude`s time spent on other
+  work (evaluation) in between.
+  """
+
+  def __init__(self):
+    self.reset()
+
+  def reset(self) -> None:
+    self._time = time.perf_counter()
+
+  def exclude(self, seconds: float) -> None:
+    self._time += seconds
+
+  def measure(self, steps: int, tokens: float) -> dict[str, float]:
+    now = time.perf_counter()
+    elapsed, self._time = max(now - self._time, 1e-9), now
+    return {"steps_per_sec": steps / elapsed, "tokens_per_sec": tokens / elapsed}

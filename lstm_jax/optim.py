@@ -1,0 +1,130 @@
+"""The optax chain from `config.optim`.
+
+  skip_nonfinite( clip_by_global_norm -> adamw | adam | sgd with a schedule )
+
+* Clipping scales the whole gradient so its global L2 norm is at most
+  `clip_norm` (0 = off).
+* Weight decay (see `decay_mask`) applies to weight matrices and embeddings,
+  not to biases, layer-norm scales/biases or peephole weights: those set
+  offsets and gains whose scale is meaningful, and decaying them toward zero
+  only fights the data (as in nanoGPT/minGPT, which also decay embeddings).
+  "adamw" decays decoupled (Loshchilov & Hutter); "adam" and "sgd" add
+  `weight_decay * w` to the gradient (L2, `torch.optim` semantics).
+* Schedules all begin with a linear warmup over `warmup_steps` (update n uses
+  `(n + 1) / warmup_steps` of the rate, so the first one already moves):
+  "constant" stays at `learning_rate`; "warmup_cosine" decays to
+  `learning_rate * final_lr_fraction` at `decay_steps` (default: the run's
+  steps); "step" multiplies by `step_factor` every `step_every` steps after
+  warmup.
+* `skip_nonfinite` wraps everything in `optax.apply_if_finite`: an update whose
+  gradient holds a NaN or Inf is replaced by zeros and leaves the inner state
+  (moments, step count) untouched, so parameters do not move that step and the
+  schedule counts applied updates only. The wrapper's state (in the
+  checkpoint) counts consecutive skips, so a resumed run skips identically. It
+  never applies a non-finite update; the trainer stops the run instead after
+  `train.max_nonfinite_steps` consecutive ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from lstm_jax.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "warmup_cosine", "step")
+# Leaves of these names are never decayed, whatever their rank.
+_NO_DECAY_NAMES = ("peephole",)
+
+
+def decay_mask(params: Any) -> Any:
+  """True for leaves that get weight decay: rank >= 2 and not a peephole.
+
+  Biases, layer-norm scales and biases are rank 1; the embedding table, the
+  LSTM's w_ih/w_hh/w_proj and Dense kernels are rank 2.
+  """
+
+  def decays(path, leaf) -> bool:
+    name = getattr(path[-1], "key", None) if path else None
+    return leaf.ndim >= 2 and name not in _NO_DECAY_NAMES
+
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  """The learning rate as a function of the applied-update count n (0-based).
+
+  `lr(n) = learning_rate * min(1, (n + 1) / warmup_steps) * decay(n - warmup)`:
+  the first update already moves (at `learning_rate / warmup_steps`), and the
+  decay starts when the warmup ends.
+  """
+  lr, warmup = float(cfg.learning_rate), int(cfg.warmup_steps)
+  if cfg.schedule not in SCHEDULES:
+    raise ConfigError(
+      f"optim.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}"
+    )
+  if warmup < 0:
+    raise ConfigError(f"optim.warmup_steps must be >= 0, got {warmup}")
+  if cfg.schedule == "warmup_cosine":
+    decay_steps = int(cfg.decay_steps or total_steps)
+    if decay_steps <= warmup:
+      raise ConfigError(
+        f"optim.decay_steps ({decay_steps}, default train.steps) must exceed "
+        f"optim.warmup_steps ({warmup})"
+      )
+    decay = optax.cosine_decay_schedule(lr, decay_steps - warmup, cfg.final_lr_fraction)
+  elif cfg.schedule == "constant":
+    decay = optax.constant_schedule(lr)
+  else:
+    if cfg.step_every < 1:
+      raise ConfigError(f"optim.step_every must be >= 1, got {cfg.step_every}")
+    decay = optax.exponential_decay(lr, cfg.step_every, cfg.step_factor, staircase=True)
+
+  def schedule(count):
+    count = jnp.asarray(count, jnp.float32)
+    ramp = jnp.minimum(1.0, (count + 1.0) / warmup) if warmup else 1.0
+    return ramp * decay(jnp.maximum(count - warmup, 0.0))
+
+  return schedule
+
+
+def make_optimizer(
+  cfg: ml_collections.ConfigDict, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Builds the optimizer of `config.optim` for a run of `total_steps` steps.
+
+  Returns:
+    (the gradient transformation, the learning-rate schedule).
+
+  Raises:
+    ConfigError: an unknown optimizer or schedule, or inconsistent values.
+  """
+  schedule = make_schedule(cfg, total_steps)
+  wd = float(cfg.weight_decay)
+  if cfg.name == "adamw":
+    opt = optax.adamw(
+      schedule, cfg.b1, cfg.b2, cfg.eps, weight_decay=wd, mask=decay_mask
+    )
+  elif cfg.name == "adam":
+    opt = optax.adam(schedule, cfg.b1, cfg.b2, cfg.eps)
+  elif cfg.name == "sgd":
+    opt = optax.sgd(schedule, cfg.momentum or None, nesterov=cfg.nesterov)
+  else:
+    raise ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {cfg.name!r}")
+  parts = []
+  if cfg.clip_norm < 0:
+    raise ConfigError(f"optim.clip_norm must be >= 0, got {cfg.clip_norm}")
+  if cfg.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+  if wd and cfg.name != "adamw":
+    parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
+  tx = optax.chain(*parts, opt)
+  if cfg.skip_nonfinite:
+    # The int32 maximum: never give up and apply a non-finite update.
+    tx = optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1)
+  return tx, schedule

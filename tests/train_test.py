@@ -1,0 +1,212 @@
+"""train.py: the step (updates, padding, NaN skipping, overfitting) and a tiny run."""
+
+import dataclasses
+import glob
+import json
+import os
+import struct
+
+import jax
+import numpy as np
+import pytest
+from tensorboardX.proto import event_pb2
+
+from experiments import charlm
+from lstm_jax import metrics as metrics_lib
+from lstm_jax import optim, tasks, train
+from lstm_jax.errors import DivergenceError
+
+
+def _tiny(**overrides):
+  config = charlm.get_config("tiny")
+  for key, value in overrides.items():
+    section, name = key.split(".")
+    config[section][name] = value
+  return config
+
+
+class Setup:
+  """A tiny char-LM, its optimizer, a state and a jitted step (no donation)."""
+
+  def __init__(self, config):
+    self.config = config
+    self.task = tasks.get_task("charlm")
+    self.datasets = self.task.make_datasets(config)
+    self.model = self.task.make_model(config, self.datasets.info)
+    self.tx, _ = optim.make_optimizer(config.optim, config.train.steps)
+    self.batch = self.datasets.train_batch(0)
+    self.state = jax.jit(
+      lambda rng: train.create_train_state(self.model, self.tx, config, self.batch, rng)
+    )(jax.random.PRNGKey(0))
+    self.step = jax.jit(
+      train.make_train_step(self.model, self.task.loss_and_metrics, self.tx)
+    )
+
+
+@pytest.fixture(scope="module")
+def setup():
+  return Setup(_tiny())
+
+
+def _changed(a, b):
+  return any(
+    not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  )
+
+
+def test_train_step_changes_params_and_gives_finite_loss(setup):
+  state, metrics = setup.step(setup.state, setup.batch)
+  loss_sum, weight = metrics["loss"]
+  assert np.isfinite(loss_sum) and weight == setup.batch["mask"].size
+  assert int(state.step) == 1
+  assert _changed(setup.state.params, state.params)
+  # Every parameter leaf moves, not just some.
+  for old, new in zip(
+    jax.tree.leaves(setup.state.params), jax.tree.leaves(state.params)
+  ):
+    assert not np.array_equal(old, new)
+
+
+def test_all_padding_batch_contributes_no_gradient(setup):
+  pad = {k: np.zeros_like(v) for k, v in setup.batch.items()}
+  pad["inputs"], pad["targets"] = setup.batch["inputs"], setup.batch["targets"]
+
+  def loss(params):
+    logits, _ = setup.model.apply(
+      {"params": params},
+      pad,
+      deterministic=False,
+      rngs={"dropout": jax.random.PRNGKey(0)},
+    )
+    return setup.task.loss_and_metrics(logits, pad)[0]
+
+  grads = jax.jit(jax.grad(loss))(setup.state.params)
+  for g in jax.tree.leaves(grads):
+    np.testing.assert_array_equal(g, 0.0)
+  _, metrics = setup.step(setup.state, pad)
+  assert float(metrics["loss"][1]) == 0.0 and float(metrics["grad_norm"][0]) == 0.0
+
+
+def test_nan_batch_is_skipped_and_training_continues(setup):
+  bad = dict(setup.batch)
+  bad["inputs"] = bad["inputs"].copy()
+  bad["inputs"][0, 3] = setup.datasets.info[
+    "vocab_size"
+  ]  # out of range -> NaN embedding
+  s1, _ = setup.step(setup.state, setup.batch)
+  s2, m2 = setup.step(s1, bad)
+  assert not np.isfinite(m2["loss"][0])
+  jax.tree.map(np.testing.assert_array_equal, s2.params, s1.params)
+  jax.tree.map(
+    np.testing.assert_array_equal, s2.opt_state.inner_state, s1.opt_state.inner_state
+  )
+  assert int(s2.step) == 2 and int(s2.opt_state.notfinite_count) == 1
+  s3, m3 = setup.step(s2, setup.datasets.train_batch(2))
+  assert np.isfinite(m3["loss"][0]) and _changed(s2.params, s3.params)
+  assert (
+    int(s3.opt_state.notfinite_count) == 0 and int(s3.opt_state.total_notfinite) == 1
+  )
+
+
+def test_overfits_one_batch():
+  s = Setup(
+    _tiny(
+      **{
+        "model.dropout": 0.0,
+        "optim.learning_rate": 1e-2,
+        "optim.schedule": "constant",
+        "optim.warmup_steps": 0,
+      }
+    )
+  )
+  state, losses = s.state, []
+  for _ in range(80):
+    state, metrics = s.step(state, s.batch)
+    losses.append(float(metrics["loss"][0] / metrics["loss"][1]))
+  assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def _tensorboard_scalars(workdir):
+  out = {}
+  for path in glob.glob(os.path.join(workdir, "events.out.tfevents.*")):
+    with open(path, "rb") as f:
+      data, i = f.read(), 0
+    while i < len(data):
+      (n,) = struct.unpack("<Q", data[i : i + 8])
+      event = event_pb2.Event.FromString(data[i + 12 : i + 12 + n])
+      i += 12 + n + 4
+      for v in event.summary.value:
+        out[(event.step, v.tag)] = v.simple_value
+  return out
+
+
+def test_tiny_end_to_end(tmp_path, capsys):
+  workdir = str(tmp_path / "run")
+  results = train.train_and_evaluate(_tiny(), workdir)
+  config = charlm.get_config("tiny")
+  for name in ("config.json", "data.json", "vocab.json", "metrics.jsonl"):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert os.path.isdir(os.path.join(workdir, "checkpoints", str(config.train.steps)))
+  assert results["stopped"] == "finished" and results["step"] == config.train.steps
+  assert len(results["sample"]) == config.train.sample_length
+  assert results["best_step"] in (config.train.eval_every, config.train.steps)
+  assert np.isfinite(results["eval/bpc"])
+  out = capsys.readouterr().out
+  assert results["sample"] in out and "validation bpc" in out
+
+  records = metrics_lib.read_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  train_steps = [r["step"] for r in records if r["split"] == "train"]
+  eval_steps = [r["step"] for r in records if r["split"] == "eval"]
+  assert train_steps == list(range(10, config.train.steps + 1, 10))
+  assert eval_steps == [config.train.eval_every, config.train.steps]
+  last_eval = [r for r in records if r["split"] == "eval"][-1]
+  assert last_eval["bpc"] == results["eval/bpc"]
+  np.testing.assert_allclose(last_eval["bpc"], last_eval["loss"] / np.log(2), rtol=1e-6)
+  # TensorBoard holds the same values (as float32).
+  scalars = _tensorboard_scalars(workdir)
+  for r in records:
+    for k, v in r.items():
+      if k not in ("step", "split"):
+        assert scalars[(r["step"], f"{r['split']}/{k}")] == np.float32(v)
+  with open(os.path.join(workdir, "data.json")) as f:
+    data_info = json.load(f)
+  assert data_info["source"] == "pydoc_data.topics" and len(data_info["sha256"]) == 64
+
+
+def test_stateful_run_and_early_stopping(tmp_path):
+  # lr 0: the eval metric never improves after the first eval -> stop at the
+  # second (patience 1), before train.steps.
+  config = _tiny(
+    **{
+      "train.stateful": True,
+      "optim.learning_rate": 0.0,
+      "train.early_stop_patience": 1,
+      "train.eval_every": 10,
+      "train.steps": 40,
+      "train.sample_length": 5,
+    }
+  )
+  results = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert results["stopped"] == "early_stop" and results["step"] == 20
+  assert results["best_step"] in (10, 20)  # equal metrics: either is best
+
+
+def test_too_many_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
+  config = _tiny(**{"train.max_nonfinite_steps": 3, "train.log_every": 5})
+  original = tasks.get_task("charlm").make_datasets
+
+  def poisoned(config):
+    ds = original(config)
+    vocab_size = ds.info["vocab_size"]
+
+    def batch(step):
+      b = ds.train_batch(step)
+      if step >= 2:
+        b["inputs"] = np.full_like(b["inputs"], vocab_size)
+      return b
+
+    return dataclasses.replace(ds, train_batch=batch)
+
+  monkeypatch.setattr(tasks.get_task("charlm"), "make_datasets", poisoned)
+  with pytest.raises(DivergenceError, match=r"3 consecutive steps \(steps 3\.\.5\)"):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
