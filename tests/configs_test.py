@@ -1,0 +1,99 @@
+"""experiments/*.py: every config loads locked, adds no keys, and its tiny variant builds."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import base
+from lstm_jax import tasks
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = sorted(
+  p
+  for p in glob.glob(os.path.join(ROOT, "experiments", "*.py"))
+  if os.path.basename(p) not in ("__init__.py", "base.py")
+)
+
+
+def _load(path_and_arg, *overrides):
+  """Loads a config the way lstm_jax.main does (locked), in a private registry."""
+  fv = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
+  fv(["prog", f"--config={path_and_arg}", *overrides])
+  return fv.config
+
+
+def _keys(config, prefix=""):
+  out = set()
+  for k, v in config.items():
+    out |= _keys(v, f"{prefix}{k}.") if hasattr(v, "items") else {f"{prefix}{k}"}
+  return out
+
+
+def test_there_are_experiments():
+  assert any(p.endswith("charlm.py") for p in EXPERIMENTS)
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
+@pytest.mark.parametrize("arg", ["", ":tiny"])
+def test_loads_locked_and_adds_no_keys(path, arg):
+  config = _load(path + arg)
+  assert config.is_locked
+  assert _keys(config) == _keys(base.get_config())
+  assert config.task in tasks.available()
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
+def test_tiny_variant_builds_a_model(path):
+  config = _load(path + ":tiny")
+  task = tasks.get_task(config.task)
+  datasets = task.make_datasets(config)
+  model = task.make_model(config, datasets.info)
+  batch = datasets.train_batch(0)
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
+  outputs, _ = jax.jit(model.apply)(variables, batch)
+  assert outputs.shape[:2] == batch["inputs"].shape
+  assert np.all(np.isfinite(outputs))
+
+
+def test_locked_config_rejects_unknown_keys_and_wrong_types():
+  config = _load(os.path.join(ROOT, "experiments", "charlm.py"))
+  config.data.path = "/x.txt"  # a typed placeholder accepts its type
+  config.optim.learning_rate = 1  # int -> float is allowed
+  with pytest.raises(AttributeError, match="stepz"):
+    config.train.stepz = 3
+  with pytest.raises(TypeError):
+    config.train.steps = "abc"
+
+
+def test_cli_unknown_key_is_one_clear_line(tmp_path):
+  proc = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "lstm_jax.main",
+      "--config=experiments/charlm.py:tiny",
+      f"--workdir={tmp_path / 'run'}",
+      "--config.train.stepz=3",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  assert "stepz" in proc.stderr and 'Did you mean "steps"' in proc.stderr
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_unknown_variant():
+  with pytest.raises(flags.IllegalFlagValueError, match="huge"):
+    _load(os.path.join(ROOT, "experiments", "charlm.py:huge"))
