@@ -36,16 +36,12 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
   except (KeyError, AttributeError) as e:  # ml_collections: no such config key
-    detail = (
-      str(e.args[0] if e.args else e)
-      .strip("'\"")
-      .replace("\\n", " ")
-      .replace("\n", " ")
-    )
-    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    while isinstance(e, (KeyError, AttributeError)) and e.args:
+      e = e.args[0]  # noqa: PLW2901 - unwrap to ml_collections' own message
+    detail = str(e).replace("\n", ". ")
+    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
     sys.exit(
-      f"error: unknown config key in {' '.join(overrides)}: {detail}. "
-      "Every key is declared in experiments/base.py."
+      f"error: unknown config key {detail} (in {overrides}); every key is in experiments/base.py."
     )
 
 

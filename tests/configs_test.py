@@ -90,7 +90,7 @@ def test_cli_unknown_key_is_one_clear_line(tmp_path):
   )
   assert proc.returncode != 0
   assert "Traceback" not in proc.stderr
-  assert "stepz" in proc.stderr and 'Did you mean "steps"' in proc.stderr
+  assert "'stepz'" in proc.stderr and 'Did you mean "steps"' in proc.stderr
   assert not os.path.exists(tmp_path / "run")
 
 
