@@ -5,6 +5,8 @@ import glob
 import json
 import os
 import struct
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -210,3 +212,34 @@ def test_too_many_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
   monkeypatch.setattr(tasks.get_task("charlm"), "make_datasets", poisoned)
   with pytest.raises(DivergenceError, match=r"3 consecutive steps \(steps 3\.\.5\)"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+@pytest.mark.slow  # a subprocess compiling for two devices: ~20 s of CPU
+def test_two_device_data_parallel_mesh(tmp_path):
+  # Two CPU devices in a subprocess: the same loop, only parallel.mesh_shape
+  # changes; the batch (and the stateful carry) are split over "data".
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env["JAX_PLATFORMS"] = "cpu"
+  args = [
+    "--config=experiments/charlm.py:tiny",
+    f"--workdir={tmp_path / 'run'}",
+    "--config.parallel.mesh_shape=(2,1)",
+    "--config.train.stateful=True",
+    "--config.train.steps=6",
+    "--config.train.eval_every=6",
+    "--config.train.eval_batches=1",
+    "--config.train.sample_length=5",
+  ]
+  proc = subprocess.run(
+    [sys.executable, "-m", "lstm_jax.main", *args],
+    cwd=root,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "mesh {'data': 2, 'model': 1}" in proc.stdout
+  records = metrics_lib.read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
+  assert [r["step"] for r in records if r["split"] == "eval"] == [6]
