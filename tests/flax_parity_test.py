@@ -21,7 +21,6 @@ import pytest
 
 from lstm_jax import LSTMCarry, LSTMLayer
 
-IMPLS = ("reference", "fused")
 GATES = ("i", "f", "g", "o")
 B, T, F, H = 4, 7, 5, 6  # batch, time, features, hidden
 LENGTHS = np.array([7, 3, 1, 5])
@@ -60,17 +59,23 @@ def _loss(ys, carry, cot, real):
   )
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+_slow = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
-  "reverse,lengths,init",
+  "reverse,lengths,init,impl",
   [
-    (False, False, False),
-    (False, True, True),
-    (True, False, False),
-    (True, True, True),
+    pytest.param(False, False, False, "reference", id="fwd-reference"),
+    pytest.param(False, False, False, "fused", id="fwd-fused"),
+    pytest.param(False, True, True, "reference", id="fwd_lengths_init-reference",
+                 marks=_slow),
+    pytest.param(False, True, True, "fused", id="fwd_lengths_init-fused", marks=_slow),
+    pytest.param(True, False, False, "reference", id="rev-reference", marks=_slow),
+    pytest.param(True, False, False, "fused", id="rev-fused", marks=_slow),
+    pytest.param(True, True, True, "reference", id="rev_lengths_init-reference"),
+    pytest.param(True, True, True, "fused", id="rev_lengths_init-fused"),
   ],
-  ids=["fwd", "fwd_lengths_init", "rev", "rev_lengths_init"],
-)
+)  # fmt: skip
 def test_matches_flax_rnn(reverse, lengths, init, impl):
   x, flax_rnn, flax_vars, carry0, cot = _setup(seed=int(reverse) + 2 * int(lengths))
   seq_lengths = jnp.asarray(LENGTHS) if lengths else None

@@ -161,8 +161,15 @@ def test_packed_segments_equal_running_alone(impl, reverse):
   np.testing.assert_array_equal(carry.h[3], init.h[3])
 
 
-@params_impl
-@params_reverse
+@pytest.mark.parametrize(
+  "impl,reverse",
+  [
+    pytest.param("reference", False, id="reference-fwd"),
+    pytest.param("reference", True, id="reference-rev", marks=pytest.mark.slow),
+    pytest.param("fused", False, id="fused-fwd", marks=pytest.mark.slow),
+    pytest.param("fused", True, id="fused-rev"),
+  ],
+)
 def test_zero_length_rows(impl, reverse):
   """Zero outputs, the initial carry back, and gradients that pass straight through."""
   params = make_params(8)

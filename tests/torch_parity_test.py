@@ -155,11 +155,11 @@ def _live(cfg, impl, seed=0, bias=True):
 @pytest.mark.parametrize(
   "layers,bidir,proj",
   [
-    # uni and 2-layer-bi-proj are also in the stored reference: slow here.
+    # Slow: the stored reference and the variable-length cases below cover these.
     pytest.param(1, False, 0, id="uni", marks=pytest.mark.slow),
-    pytest.param(1, True, 0, id="bi"),
+    pytest.param(1, True, 0, id="bi", marks=pytest.mark.slow),
     pytest.param(2, False, 0, id="2layer", marks=pytest.mark.slow),
-    pytest.param(1, False, 3, id="proj"),
+    pytest.param(1, False, 3, id="proj", marks=pytest.mark.slow),
     pytest.param(2, True, 3, id="2layer_bi_proj", marks=pytest.mark.slow),
   ],
 )
