@@ -37,16 +37,17 @@ def flax_to_ours(cell_params):
 
 
 def _setup(seed):
-  k = jax.random.split(jax.random.key(seed), 6)
-  x = jax.random.normal(k[0], (B, T, F))
+  rng = np.random.default_rng(seed)
+  normal = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
+  x = normal(B, T, F)
   cell = nn.OptimizedLSTMCell(H, bias_init=nn.initializers.normal(0.5))
   flax_rnn = nn.RNN(cell, return_carry=True)
-  flax_vars = flax_rnn.init(k[1], x)
+  flax_vars = flax_rnn.init(jax.random.key(seed), x)
   carry0 = (
-    0.5 * jax.random.normal(k[2], (B, H)),
-    0.5 * jax.random.normal(k[3], (B, H)),
+    0.5 * normal(B, H),
+    0.5 * normal(B, H),
   )
-  cot = (jax.random.normal(k[4], (B, T, H)), jax.random.normal(k[5], (2, B, H)))
+  cot = (normal(B, T, H), normal(2, B, H))
   return x, flax_rnn, flax_vars, carry0, cot
 
 

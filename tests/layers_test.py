@@ -20,6 +20,11 @@ BF16_MAX_ERR = 0.03
 BF16_MEAN_ERR = 2e-3
 
 
+def normal(seed, *shape, scale=1.0):
+  """float32 N(0, scale^2) test data from numpy (no per-shape XLA compile)."""
+  return (scale * np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
+
+
 # ----------------------------------------------------------------------------
 # Shapes (traced only: jax.eval_shape compiles nothing).
 
@@ -123,12 +128,11 @@ def numpy_lstm(p, x, reverse=False):
 )
 def test_cell_matches_numpy_loop(cell, proj, reverse):
   layer = LSTMLayer(6, proj_size=proj, cell=cell, reverse=reverse)
-  x = np.asarray(jax.random.normal(jax.random.key(0), (3, 5, 4)))
+  x = normal(0, 3, 5, 4)
   variables = layer.init(jax.random.key(1), x[:, :1])
   # Perturb every parameter so that peepholes, LN scales and biases matter.
   leaves, tree = jax.tree.flatten(variables)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  noise = [0.4 * jax.random.normal(k, a.shape) for k, a in zip(keys, leaves)]
+  noise = [normal(2 + k, *a.shape, scale=0.4) for k, a in enumerate(leaves)]
   variables = jax.tree.unflatten(tree, [a + n for a, n in zip(leaves, noise)])
   ys, carry = jax.jit(layer.apply)(variables, x)
   ys_np, c_np, h_np = numpy_lstm(variables["params"], x, reverse)
@@ -203,7 +207,7 @@ def test_orthogonal_blocks_rectangular():
 )
 def test_bf16_close_to_f32_and_carry_f32(impl):
   b, t, f, h = 16, 128, 64, 128
-  x = jax.random.normal(jax.random.key(6), (b, t, f))
+  x = normal(6, b, t, f)
   m32 = LSTM(h, impl=impl)
   m16 = LSTM(h, impl=impl, dtype=jnp.bfloat16)
   variables = jax.jit(m32.init)(jax.random.key(7), x[:, :1])
@@ -224,7 +228,7 @@ def test_bf16_close_to_f32_and_carry_f32(impl):
 @pytest.mark.parametrize("impl", ["reference", "fused"])
 def test_remat_same_grads_less_memory(impl):
   b, t, f, h = 8, 512, 32, 64
-  x = jax.random.normal(jax.random.key(8), (b, t, f))
+  x = normal(8, b, t, f)
   variables = jax.jit(LSTMLayer(h).init)(jax.random.key(9), x[:, :1])
   results = {}
   for remat in (False, True):
@@ -251,7 +255,7 @@ def test_remat_same_grads_less_memory(impl):
 
 
 def test_dropout():
-  x = jax.random.normal(jax.random.key(10), (2, 6, 3))
+  x = normal(10, 2, 6, 3)
   drop = LSTM(8, num_layers=2, dropout=0.5)
   variables = jax.jit(drop.init)(jax.random.key(11), x)
   apply = jax.jit(drop.apply, static_argnames="deterministic")

@@ -27,20 +27,21 @@ F, H = 3, 4  # input features, hidden size
 ATOL = 2e-6  # same math, different batch composition: float32 rounding only
 
 
+def normal(seed, *shape, scale=1.0):
+  """float32 N(0, scale^2) test data from numpy (no per-shape XLA compile)."""
+  return (scale * np.random.default_rng(seed).normal(size=shape)).astype(np.float32)
+
+
 def make_params(seed=0, features=F, hidden=H):
-  k = jax.random.split(jax.random.key(seed), 3)
   return {
-    "w_ih": 0.6 * jax.random.normal(k[0], (features, 4 * hidden)),
-    "w_hh": 0.6 * jax.random.normal(k[1], (hidden, 4 * hidden)),
-    "bias": 0.3 * jax.random.normal(k[2], (4 * hidden,)),
+    "w_ih": normal(seed, features, 4 * hidden, scale=0.6),
+    "w_hh": normal(seed + 1000, hidden, 4 * hidden, scale=0.6),
+    "bias": normal(seed + 2000, 4 * hidden, scale=0.3),
   }
 
 
 def rand_carry(seed, batch, hidden=H):
-  k1, k2 = jax.random.split(jax.random.key(seed))
-  return LSTMCarry(
-    jax.random.normal(k1, (batch, hidden)), jax.random.normal(k2, (batch, hidden))
-  )
+  return LSTMCarry(normal(seed, batch, hidden), normal(seed + 1000, batch, hidden))
 
 
 @functools.partial(jax.jit, static_argnames=("impl", "reverse"))
@@ -70,7 +71,7 @@ params_reverse = pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "
 @params_reverse
 def test_padding_anywhere_equals_running_alone(impl, reverse):
   params = make_params()
-  seq = np.asarray(jax.random.normal(jax.random.key(1), (4, F)))
+  seq = normal(1, 4, F)
   t = 8
   layouts = {  # row -> positions of the 4 real steps
     "right": [0, 1, 2, 3],
@@ -103,7 +104,7 @@ def test_reverse_starts_at_last_real_step(impl):
   """Reverse over a right-padded row == forward over the flipped real steps."""
   params = make_params(3)
   length, t = 3, 6
-  x = np.asarray(jax.random.normal(jax.random.key(4), (1, t, F)))
+  x = normal(4, 1, t, F)
   mask = np.arange(t)[None] < length
   ys_rev, c_rev = _np(run(params, x, mask, impl=impl, reverse=True))
   ys_fwd, c_fwd = _np(run(params, x[:, :length][:, ::-1], impl=impl, reverse=False))
@@ -126,7 +127,7 @@ def test_packed_segments_equal_running_alone(impl, reverse):
       [0, 0, 0, 0, 0, 0, 0, 0],  # empty row
     ]
   )
-  xs = np.asarray(jax.random.normal(jax.random.key(6), (4, t, F)))
+  xs = normal(6, 4, t, F)
   init = _np(rand_carry(7, 4))
   ys, carry = _np(run(params, xs, segment_ids=seg, initial_carry=init, impl=impl,
                       reverse=reverse))  # fmt: skip
@@ -173,7 +174,7 @@ def test_packed_segments_equal_running_alone(impl, reverse):
 def test_zero_length_rows(impl, reverse):
   """Zero outputs, the initial carry back, and gradients that pass straight through."""
   params = make_params(8)
-  xs = np.asarray(jax.random.normal(jax.random.key(9), (3, 5, F)))
+  xs = normal(9, 3, 5, F)
   mask = np.array([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], bool)
   init = rand_carry(10, 3)
 
@@ -200,7 +201,7 @@ def _gradcheck_fn(impl, reverse, remat=False, hoist=False):
   mask[0, 4:] = False  # right padding
   mask[1, 2] = False  # a hole
   seg = np.array([[1, 1, 2, 2, 0, 0], [3, 3, 0, 3, 4, 4]]) * mask
-  cot = np.asarray(jax.random.normal(jax.random.key(11), (2, t, H)))
+  cot = normal(11, 2, t, H)
 
   def f(params, xs, c0, h0):
     ys, carry = LSTMLayer(H, reverse=reverse, impl=impl, remat=remat).apply(
@@ -213,7 +214,7 @@ def _gradcheck_fn(impl, reverse, remat=False, hoist=False):
     return jnp.sum(ys * cot) + jnp.sum(jnp.sin(carry.c)) + jnp.sum(carry.h**2)
 
   args = (make_params(12), *(np.asarray(a) for a in (
-    jax.random.normal(jax.random.key(13), (2, t, F)),
+    normal(13, 2, t, F),
     *rand_carry(14, 2),
   )))  # fmt: skip
   return f, args
@@ -314,10 +315,10 @@ def test_property_holes_equal_compressed(impl, mask, reverse, seed):
   mask, f = mask
   b, t = mask.shape
   params = make_params(seed % 7, features=f)
-  xs = np.asarray(jax.random.normal(jax.random.key(seed), (b, t, f)))
+  xs = normal(seed, b, t, f)
   init = rand_carry(seed + 1, b)
   xs_c, mask_c = _compress_left(xs, mask)
-  cot = np.asarray(jax.random.normal(jax.random.key(seed + 2), (b, t, H)))
+  cot = normal(seed + 2, b, t, H)
 
   (_, (ys, carry)), g = _np(_loss_and_grad(params, xs, mask, cot, init, impl, reverse))
   cot_c, _ = _compress_left(cot, mask)
@@ -341,7 +342,7 @@ def test_property_segments_equal_separate_rows(impl, seg, reverse, seed):
   seg, f = seg
   b, t = seg.shape
   params = make_params(seed % 5, features=f)
-  xs = np.asarray(jax.random.normal(jax.random.key(seed), (b, t, f)))
+  xs = normal(seed, b, t, f)
   ys, _ = _np(run(params, xs, segment_ids=seg, impl=impl, reverse=reverse))
   # Split into sequences; lay each one out alone in a row of a [b * t, t] batch
   # (fixed shape: one compilation), at its original positions.
