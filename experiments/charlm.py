@@ -45,13 +45,14 @@ def get_config(arg: str | None = None):
     config.model.embed_dim = 16
     config.model.hidden_size = 64
     config.model.dtype = "float32"
+    config.optim.learning_rate = 1e-2
     config.optim.warmup_steps = 5
-    config.train.steps = 40
+    config.train.steps = 150
     config.train.log_every = 10
-    config.train.eval_every = 20
+    config.train.eval_every = 50
     config.train.eval_batches = 4
     config.train.sample_length = 60
-    config.checkpoint.every_steps = 20
+    config.checkpoint.every_steps = 50
   elif arg:
     raise ValueError(f"unknown charlm variant {arg!r}; use 'tiny' or nothing")
   return config
