@@ -276,3 +276,20 @@ def test_bad_checkpoint_config():
     checkpoint.make_manager("/tmp/unused", _config(best_mode="lowest"))
   with pytest.raises(errors.ConfigError, match="keep"):
     checkpoint.make_manager("/tmp/unused", _config(keep=0))
+
+
+def test_preemption_guard_off_the_main_thread_is_inert():
+  import threading
+
+  before = signal.getsignal(signal.SIGTERM)
+  result = {}
+
+  def body():
+    with checkpoint.PreemptionGuard() as guard:
+      result["requested"] = guard.requested
+
+  thread = threading.Thread(target=body)
+  thread.start()
+  thread.join()
+  assert result == {"requested": False}
+  assert signal.getsignal(signal.SIGTERM) is before

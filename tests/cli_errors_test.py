@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments import charlm
+
 REPO = Path(__file__).resolve().parents[1]
 # The same run as resume_test.py's reference, so that with the shared JAX
 # compilation cache (one per pytest worker) only one of them compiles.
@@ -94,6 +96,7 @@ def data_files(tmp_path_factory) -> dict[str, Path]:
   return files
 
 
+_TINY = charlm.get_config("tiny")
 CASES = {
   # name: (extra args, phrases the message must contain)
   "unknown_key": (["--config.train.stepz=5"], ["unknown config key", "stepz"]),
@@ -112,11 +115,16 @@ CASES = {
     ["fewer than one batch", "300 characters", "data.seq_len"],
   ),
   "incompatible_config": (
-    ["--config.model.hidden_size=32", "--config.optim.learning_rate=0.01"],
+    [
+      f"--config.model.hidden_size={_TINY.model.hidden_size // 2}",
+      f"--config.optim.learning_rate={_TINY.optim.learning_rate / 10}",
+    ],
     [
       "2 key(s) differ",
-      "model.hidden_size: 64 (in workdir) vs 32 (now)",
-      "optim.learning_rate: 0.002 (in workdir) vs 0.01 (now)",
+      f"model.hidden_size: {_TINY.model.hidden_size} (in workdir) vs "
+      f"{_TINY.model.hidden_size // 2} (now)",
+      f"optim.learning_rate: {_TINY.optim.learning_rate} (in workdir) vs "
+      f"{_TINY.optim.learning_rate / 10} (now)",
       "--workdir",
     ],
   ),

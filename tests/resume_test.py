@@ -136,10 +136,12 @@ def final_state(workdir) -> tuple[int, dict]:
 def assert_bit_identical(workdir, reference, context: str = "") -> None:
   step, state = final_state(workdir)
   ref_step, ref_state = final_state(reference)
-  assert step == ref_step == STEPS, context
+  assert step == ref_step == STEPS, f"{context}: final steps {step}, {ref_step}"
   leaves = jax.tree_util.tree_flatten_with_path(state)[0]
   ref_leaves = jax.tree_util.tree_flatten_with_path(ref_state)[0]
-  assert [p for p, _ in leaves] == [p for p, _ in ref_leaves], context
+  assert [p for p, _ in leaves] == [p for p, _ in ref_leaves], (
+    f"{context}: state structure differs"
+  )
   assert any("params" in jax.tree_util.keystr(p) for p, _ in leaves)
   differ = [
     jax.tree_util.keystr(p)
@@ -179,11 +181,19 @@ def _kill_and_resume(tmp_path, env, reference, kills: list[tuple[int, float]]):
     steps = _finalized_steps(workdir)
     assert not steps or steps[-1] < STEPS, f"{context}: finished before the kill"
   proc = _run(workdir, env)
-  resumed_at = _finalized_steps(workdir)  # after the run: just for messages
-  assert_bit_identical(workdir, reference[0], f"{context}, steps {resumed_at}")
+  resumed = re.search(r"Resuming .* at step \d+/\d+", proc.stdout)
+  context += f"; {resumed.group(0) if resumed else 'started from scratch'}"
+  assert_bit_identical(workdir, reference[0], context)
   # One history, no duplicates: records written after the last checkpoint by
   # the killed process were dropped on resume.
-  assert metrics_history(workdir) == metrics_history(reference[0]), context
+  got, want = metrics_history(workdir), metrics_history(reference[0])
+  first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+  assert got == want, (
+    f"{context}: metrics.jsonl differs from the uninterrupted run's "
+    f"({len(got)} vs {len(want)} records; first difference at record {first}: "
+    f"{got[first] if first is not None else ''} vs "
+    f"{want[first] if first is not None else ''})"
+  )
   return proc
 
 
