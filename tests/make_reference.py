@@ -17,7 +17,7 @@ Regenerate (from the repository root, torch installed via `pip install -e .[test
   pytest tests/torch_parity_test.py -q      # the stored and live checks
 
 Regenerate only when `CONFIGS` changes: the arrays depend on torch's CPU
-kernels, not on lstm_jax. The file stays small (< 1 MB; ~100 KB now).
+kernels, not on lstm_jax. The file stays small (< 1 MB; 52 KB now).
 """
 
 from __future__ import annotations
