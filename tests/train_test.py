@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from tensorboardX.proto import event_pb2
@@ -17,6 +18,7 @@ from experiments import charlm
 from lstm_jax import metrics as metrics_lib
 from lstm_jax import optim, tasks, train
 from lstm_jax.errors import DivergenceError
+from lstm_jax.models.lm import LanguageModel
 
 
 def _tiny(**overrides):
@@ -248,3 +250,44 @@ def test_two_device_data_parallel_mesh(tmp_path):
   assert "mesh {'data': 2, 'model': 1}" in proc.stdout
   records = metrics_lib.read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["step"] for r in records if r["split"] == "eval"] == [6]
+
+
+@pytest.mark.parametrize(
+  "kw",
+  [
+    {"tie_embeddings": True},  # hidden 12 != embed 8: a projection first
+    {"tie_embeddings": True, "proj_size": 8},
+  ],
+)
+def test_language_model_variants(kw):
+  model = LanguageModel(vocab_size=11, embed_dim=8, hidden_size=12, **kw)
+  batch = {"inputs": jnp.arange(10, dtype=jnp.int32).reshape(2, 5)}
+  (logits, carry), variables = jax.jit(model.init_with_output)(
+    jax.random.PRNGKey(0), batch
+  )
+  assert logits.shape == (2, 5, 11) and logits.dtype == jnp.float32
+  assert len(carry.lstm) == model.num_layers
+  if kw.get("tie_embeddings"):
+    assert "out" not in variables["params"] and "out_bias" in variables["params"]
+    assert ("tie_proj" in variables["params"]) == ("proj_size" not in kw)
+
+
+def test_carry_resets_at_a_new_segment_between_windows():
+  model = LanguageModel(vocab_size=7, embed_dim=4, hidden_size=6)
+  a = {
+    "inputs": jnp.array([[1, 2, 3], [1, 2, 3]]),
+    "segment_ids": jnp.array([[1, 1, 1]] * 2),
+  }
+  b = {
+    "inputs": jnp.array([[4, 5, 6], [4, 5, 6]]),
+    "segment_ids": jnp.array([[1, 1, 1], [2, 2, 2]]),
+  }
+  (_, carry), params = jax.jit(model.init_with_output)(jax.random.PRNGKey(0), a)
+  apply = jax.jit(model.apply)
+  continued, after = apply(params, b, carry=carry)
+  fresh, _ = apply(params, b)
+  # Row 0 continues its document: the carry matters. Row 1 starts document 2:
+  # it equals a run from zero state.
+  assert not np.allclose(continued[0], fresh[0])
+  np.testing.assert_allclose(continued[1], fresh[1], rtol=1e-6, atol=1e-6)
+  np.testing.assert_array_equal(after.segment, [1, 2])
