@@ -58,7 +58,6 @@ def main(argv: list[str]) -> None:
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.LstmJaxError as e:
-    logging.error("%s: %s", type(e).__name__, e)
     sys.exit(f"error: {e}")
 
 

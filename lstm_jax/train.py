@@ -236,7 +236,7 @@ def train_and_evaluate(
     `best/<metric>`, plus whatever the task's report adds.
   """
   # ----------------------------------------------------------------------
-  # Task, data, model, workdir.
+  # Task, data, model, optimizer.
   # ----------------------------------------------------------------------
   _validate(config)
   task = tasks.get_task(config.task)
@@ -244,11 +244,6 @@ def train_and_evaluate(
   model = task.make_model(config, datasets.info)
   total_steps = config.train.steps
   tx, schedule = optim.make_optimizer(config.optim, total_steps)
-  workdir_lib.prepare(workdir, config, datasets.info)
-  if jax.process_index() == 0:
-    for name, obj in datasets.assets.items():
-      with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
-        json.dump(obj, f, ensure_ascii=False)
 
   # ----------------------------------------------------------------------
   # Mesh, shapes and shardings (shapes first, nothing allocated yet).
@@ -299,6 +294,15 @@ def train_and_evaluate(
     batches = itertools.islice(datasets.eval_batches(), config.train.eval_batches)
     carry = None if eval_carry is None else jax.device_put(eval_carry, eval_carry_sh)
     return evaluate(eval_step, params, batches, eval_batch_sh, carry)
+
+  # ----------------------------------------------------------------------
+  # Workdir: only now, after every config check, is anything written.
+  # ----------------------------------------------------------------------
+  workdir_lib.prepare(workdir, config, datasets.info)
+  if jax.process_index() == 0:
+    for name, obj in datasets.assets.items():
+      with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False)
 
   # ----------------------------------------------------------------------
   # Restore the latest checkpoint, or initialize.

@@ -20,7 +20,9 @@ import optax
 from lstm_jax import sample as sample_lib
 from lstm_jax.data import text
 from lstm_jax.errors import ConfigError
-from lstm_jax.models.lm import LanguageModel
+from lstm_jax.layers import CELLS
+from lstm_jax.models.lm import DTYPES, LanguageModel
+from lstm_jax.recurrent import IMPLS
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 VOCAB_FILE = "vocab.json"
@@ -30,12 +32,15 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   """Loads the corpus, builds the vocabulary and the batch functions."""
   corpus = text.load_corpus(config.data.path)
   vocab = text.Vocab.build(corpus.text)
+  # The end-of-run sample must not fail after the training: check it now.
   missing = vocab.missing(config.train.sample_prompt)
-  if missing:
+  if missing or not config.train.sample_prompt:
     raise ConfigError(
-      f"train.sample_prompt={config.train.sample_prompt!r} has characters that "
-      f"are not in the corpus: {missing}; choose a prompt made of corpus text."
+      f"train.sample_prompt={config.train.sample_prompt!r} must be non-empty "
+      f"corpus text; these characters are not in the corpus: {missing}"
     )
+  if config.train.sample_temperature < 0 or config.train.sample_length < 0:
+    raise ConfigError("train.sample_temperature and train.sample_length must be >= 0")
   data = text.CharData(
     vocab.encode(corpus.text),
     corpus.doc_ids,
@@ -65,7 +70,18 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
 def make_model(
   config: ml_collections.ConfigDict, info: dict[str, Any]
 ) -> LanguageModel:
-  return LanguageModel(vocab_size=info["vocab_size"], **config.model)
+  """`LanguageModel(vocab_size, **config.model)`; bad choices name their key."""
+  m = config.model
+  choices = {"dtype": tuple(DTYPES), "cell": CELLS, "impl": IMPLS}
+  for key, allowed in choices.items():
+    if m[key] not in allowed:
+      raise ConfigError(f"model.{key} must be one of {list(allowed)}, got {m[key]!r}")
+  for key in ("embed_dim", "hidden_size", "num_layers"):
+    if m[key] < 1:
+      raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
+  if not 0.0 <= m.dropout < 1.0:
+    raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+  return LanguageModel(vocab_size=info["vocab_size"], **m)
 
 
 def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
