@@ -242,6 +242,15 @@ def lstm_scan(
 
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  # Padded steps never reach the outputs, but their inputs do reach the weight
+  # gradients multiplied by zero, and NaN * 0 = NaN: zero them first so that
+  # garbage in padding (NaN, inf) cannot poison a training step.
+  real = kwargs.get("mask")
+  if kwargs.get("segment_ids") is not None:
+    seg_real = kwargs["segment_ids"] != 0
+    real = seg_real if real is None else jnp.logical_and(real, seg_real)
+  if real is not None:
+    xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
   # The fused path implements the standard cell; projection, peephole and
   # layer-norm cells always take the reference path (also under "fused").
   if impl == "reference" or not fused.supports(params):
