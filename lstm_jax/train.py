@@ -367,7 +367,7 @@ def train_and_evaluate(
             timed,
             nonfinite_run,
             config.train.max_nonfinite_steps,
-            float(schedule(step)),
+            float(schedule(step - 1)),  # the rate of the last update
             clock,
           )
           results.update({f"train/{k}": v for k, v in values.items()})
