@@ -108,7 +108,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.max_nonfinite_steps = 20
   # Stateful LM training: carry the LSTM state from one window to the next.
   config.train.stateful = False
-  # End-of-run sample: length (chars), temperature (0 = greedy) and prompt.
+  # End-of-run sample: length in chars (0 = none), temperature (0 = greedy),
+  # prompt.
   config.train.sample_length = 300
   config.train.sample_temperature = 0.8
   config.train.sample_prompt = "The "

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import jax
-import numpy as np
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -57,10 +56,12 @@ def test_tiny_variant_builds_a_model(path):
   datasets = task.make_datasets(config)
   model = task.make_model(config, datasets.info)
   batch = datasets.train_batch(0)
-  variables = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
-  outputs, _ = jax.jit(model.apply)(variables, batch)
+  # Built abstractly (shapes only): the train tests run the real thing.
+  (outputs, _), variables = jax.eval_shape(
+    model.init_with_output, jax.random.PRNGKey(0), batch
+  )
   assert outputs.shape[:2] == batch["inputs"].shape
-  assert np.all(np.isfinite(outputs))
+  assert jax.tree.leaves(variables["params"])
 
 
 def test_locked_config_rejects_unknown_keys_and_wrong_types():

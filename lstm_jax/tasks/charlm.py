@@ -110,21 +110,24 @@ def report(
   datasets: Datasets,
   results: dict[str, Any],
 ) -> dict[str, Any]:
-  """Prints a sample from the final parameters and the validation bpc."""
-  vocab = text.Vocab(datasets.assets[VOCAB_FILE]["chars"])
-  prompt = config.train.sample_prompt
-  generated = sample_lib.sample(
-    params,
-    model,
-    vocab,
-    prompt,
-    config.train.sample_length,
-    config.train.sample_temperature,
-    jax.random.PRNGKey(config.seed),
-  )
-  print(f"\n--- sample (temperature {config.train.sample_temperature}) ---")
-  print(prompt + generated)
-  print("---")
+  """Prints a sample from the final parameters (unless train.sample_length is
+  0) and the validation bpc."""
+  generated = ""
+  if config.train.sample_length:
+    vocab = text.Vocab(datasets.assets[VOCAB_FILE]["chars"])
+    prompt = config.train.sample_prompt
+    generated = sample_lib.sample(
+      params,
+      model,
+      vocab,
+      prompt,
+      config.train.sample_length,
+      config.train.sample_temperature,
+      jax.random.PRNGKey(config.seed),
+    )
+    print(f"\n--- sample (temperature {config.train.sample_temperature}) ---")
+    print(prompt + generated)
+    print("---")
   if "eval/bpc" in results:
     print(
       f"validation bpc {results['eval/bpc']:.4f} at step {results['step']} "
