@@ -371,25 +371,29 @@ def test_property_segments_equal_separate_rows(impl, seg, reverse, seed):
 
 
 @pytest.mark.parametrize("impl", ["reference", "fused"])
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_nonfinite_padding_does_not_reach_gradients(impl, bad):
+def test_nonfinite_padding_does_not_reach_gradients(impl):
   """Garbage on padded steps (NaN, inf) leaves outputs and gradients as if the
-  padding were zeros; compared against the same batch with clean padding."""
+  padding were clean; compared against the same batch with finite padding."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(3, 6, 4)).astype(np.float32)
   lengths = np.array([6, 2, 0])
-  mask = np.arange(6)[None] < lengths[:, None]
-  dirty = np.where(mask[..., None], x, np.float32(bad))
+  mask = jnp.asarray(np.arange(6)[None] < lengths[:, None])
   model = LSTM(5, bidirectional=True, impl=impl)
-  variables = model.init(jax.random.key(0), jnp.asarray(x))
+  params = model.init(jax.random.key(0), jnp.asarray(x))["params"]
 
-  def loss(params, inputs):
-    ys, carries = model.apply({"params": params}, inputs, mask=jnp.asarray(mask))
-    return jnp.sum(ys**2) + sum(jnp.sum(c.h) for c in carries)
+  @jax.jit
+  def value_and_grad(inputs):
+    def loss(p):
+      ys, carries = model.apply({"params": p}, inputs, mask=mask)
+      return jnp.sum(ys**2) + sum(jnp.sum(c.h) for c in carries)
 
-  clean_val, clean_grad = jax.value_and_grad(loss)(variables["params"], jnp.asarray(x))
-  val, grad = jax.value_and_grad(loss)(variables["params"], jnp.asarray(dirty))
-  np.testing.assert_allclose(val, clean_val, rtol=1e-6)
-  for g, cg in zip(jax.tree.leaves(grad), jax.tree.leaves(clean_grad), strict=True):
-    assert np.all(np.isfinite(g))
-    np.testing.assert_allclose(g, cg, rtol=1e-5, atol=1e-7)
+    return jax.value_and_grad(loss)(params)
+
+  clean_val, clean_grad = value_and_grad(jnp.asarray(x))
+  for bad in (np.nan, np.inf):
+    dirty = np.where(np.asarray(mask)[..., None], x, np.float32(bad))
+    val, grad = value_and_grad(jnp.asarray(dirty))
+    np.testing.assert_allclose(val, clean_val, rtol=1e-6)
+    for g, cg in zip(jax.tree.leaves(grad), jax.tree.leaves(clean_grad), strict=True):
+      assert np.all(np.isfinite(g)), bad
+      np.testing.assert_allclose(g, cg, rtol=1e-5, atol=1e-7)
