@@ -54,7 +54,10 @@ class _Config(NamedTuple):
   unroll: int
   remat: bool
   dtype: Any  # np.dtype or None
-  hoist: bool  # x @ w_ih for all steps before the loop, vs inside each step
+  proj: str  # "step": x_t @ w_ih + h @ w_hh; "concat": [x_t, h] @ [w_ih; w_hh];
+  # "hoist": x @ w_ih for all steps before the loop.
+  act: str  # "tanh": one tanh over all gates; "split": sigmoid / tanh per gate
+  wleft: bool  # in-loop matmuls as W^T a^T (see `_step_mm`)
   has_mask: bool
   has_reset: bool
 
@@ -68,89 +71,154 @@ def _mm(a: Array, b: Array, dtype: Any) -> Array:
   return jnp.dot(_cast(a, dtype), _cast(b, dtype), preferred_element_type=jnp.float32)
 
 
-def _gate_acts(gates: Array) -> tuple[Array, Array, Array, Array]:
-  """Gate activations from pre-activations `[B, 4H]` in order i, f, g, o."""
+def _gate_consts(hid: int):
+  """Per-column scale and offset: sigmoid(x) = .5 tanh(.5 x) + .5, g: tanh."""
+  scale = np.full((4, hid), 0.5, np.float32)
+  scale[2] = 1.0
+  offset = np.full((4, hid), 0.5, np.float32)
+  offset[2] = 0.0
+  return jnp.asarray(scale.reshape(-1)), jnp.asarray(offset.reshape(-1))
+
+
+def _activate(gates: Array, act: str) -> Array:
+  """Gate activations `[B, 4H]` (i, f, g, o) from pre-activations."""
+  hid = gates.shape[-1] // 4
+  if act == "tanh":
+    scale, offset = _gate_consts(hid)
+    return scale * jnp.tanh(scale * gates) + offset
   i, f, g, o = jnp.split(gates, 4, axis=-1)
-  return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-
-
-def _shift(seq: Array, first: Array, reverse: bool) -> Array:
-  """`seq` delayed by one step in scan order, with `first` at the start."""
-  if reverse:
-    return jnp.concatenate([seq[1:], first[None]], axis=0)
-  return jnp.concatenate([first[None], seq[:-1]], axis=0)
+  return jnp.concatenate(
+    [jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)], axis=-1
+  )
 
 
 def segment_resets(mask: Array, segment_ids: Array, reverse: bool) -> Array:
-  """<bool>[T, B]: true where a real step starts a new segment (time-major).
+  """<bool>[B, T]: true where a real step starts a new segment.
 
   A real step resets the carry when the previous real step in scan order has a
   different, non-zero id; the first real step of a row never resets (it starts
   from the initial carry).
   """
-  t = mask.shape[0]
-  pos = jnp.arange(t, dtype=jnp.int32)[:, None]
+  t = mask.shape[1]
+  pos = jnp.arange(t, dtype=jnp.int32)[None, :]
   if reverse:
     idx = jnp.where(mask, pos, t)
-    last = jax.lax.cummin(idx, axis=0, reverse=True)  # next real step at/after
-    prev = jnp.concatenate([last[1:], jnp.full_like(last[:1], t)], axis=0)
+    last = jax.lax.cummin(idx, axis=1, reverse=True)  # next real step at/after
+    prev = jnp.concatenate([last[:, 1:], jnp.full_like(last[:, :1], t)], axis=1)
     has_prev = prev < t
   else:
     idx = jnp.where(mask, pos, -1)
-    last = jax.lax.cummax(idx, axis=0)  # last real step at/before
-    prev = jnp.concatenate([jnp.full_like(last[:1], -1), last[:-1]], axis=0)
+    last = jax.lax.cummax(idx, axis=1)  # last real step at/before
+    prev = jnp.concatenate([jnp.full_like(last[:, :1], -1), last[:, :-1]], axis=1)
     has_prev = prev >= 0
-  prev_seg = jnp.take_along_axis(segment_ids, jnp.clip(prev, 0, t - 1), axis=0)
+  prev_seg = jnp.take_along_axis(segment_ids, jnp.clip(prev, 0, t - 1), axis=1)
   prev_seg = jnp.where(has_prev, prev_seg, 0)
   return mask & (prev_seg != 0) & (segment_ids != prev_seg)
 
 
-def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool):
-  """The forward scan. Returns (ys, (c, h), residual sequences or None)."""
-  dt = cfg.dtype
-  wih, whh = _cast(w_ih, dt), _cast(w_hh, dt)
-  b = bias.astype(jnp.float32)
-  t, batch = xs.shape[:2]
-  inp = {}
-  if cfg.hoist:
-    gx = _mm(xs.reshape(t * batch, -1), wih, dt) + b
-    inp["gx"] = gx.reshape(t, batch, -1)
-  else:
-    inp["x"] = xs
-  if cfg.has_mask:
-    inp["m"] = mask
-  if cfg.has_reset:
-    inp["r"] = reset
+def _at(seq: Array, k) -> Array:
+  """Step `k` of a batch-major sequence `[B, T, ...]` -> `[B, ...]`."""
+  return jax.lax.dynamic_index_in_dim(seq, k, axis=1, keepdims=False)
 
-  def step(carry, s):
-    c, h = carry
+
+def _put(seq: Array, value: Array, k) -> Array:
+  """`seq[:, k] = value` (in place inside a loop)."""
+  return jax.lax.dynamic_update_index_in_dim(seq, value[:, None], k, axis=1)
+
+
+def _step_mm(a: Array, w: Array, wleft: bool, dtype: Any) -> Array:
+  """`a @ W` inside the loop, `w` as prepared by `_weights`.
+
+  wleft: `w` holds W^T and the product is computed as `(W^T a^T)^T`: the CPU
+  dot then packs the small activation operand instead of re-packing the weight
+  matrix at every step (the barrier keeps XLA from folding the transposes
+  back).
+  """
+  if not wleft:
+    return _mm(a, w, dtype)
+  return jax.lax.optimization_barrier(_mm(w, a.T, dtype)).T
+
+
+def _prepare(w: Array, wleft: bool, dtype: Any) -> Array:
+  """A loop-invariant weight operand, cast and (wleft) transposed once."""
+  w = _cast(w, dtype)
+  # The barrier materialises the transpose outside the loop.
+  return jax.lax.optimization_barrier(w.T) if wleft else w
+
+
+def _weights(cfg: _Config, w_ih, w_hh):
+  """The loop-invariant matmul operands of the forward step."""
+  if cfg.proj == "concat":
+    return {"w": _prepare(jnp.concatenate([w_ih, w_hh], axis=0), cfg.wleft, cfg.dtype)}
+  return {
+    "w_ih": _prepare(w_ih, cfg.wleft, cfg.dtype),
+    "w_hh": _prepare(w_hh, cfg.wleft, cfg.dtype),
+  }
+
+
+def _gates(cfg: _Config, w, b, x, h_in):
+  """Gate pre-activations; returns (gates, the matmul's LHS to save or None)."""
+  dt, wl = cfg.dtype, cfg.wleft
+  if cfg.proj == "concat":
+    xh = _cast(jnp.concatenate([_cast(x, dt), _cast(h_in, dt)], axis=-1), dt)
+    return _step_mm(xh, w["w"], wl, dt) + b, xh
+  gh = _step_mm(h_in, w["w_hh"], wl, dt)
+  if cfg.proj == "hoist":
+    return x + gh, None
+  return _step_mm(x, w["w_ih"], wl, dt) + b + gh, None
+
+
+def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool):
+  """The forward loop. Returns (ys, (c, h), residuals or None).
+
+  Sequences are batch-major `[B, T, ...]`; each step reads and writes its
+  slice in place, so no time-major copies of the inputs or outputs are made.
+  """
+  dt = cfg.dtype
+  w = _weights(cfg, w_ih, w_hh)
+  b = bias.astype(jnp.float32)
+  batch, t = xs.shape[:2]
+  hid = w_hh.shape[0]
+  if cfg.proj == "hoist":
+    xs = _mm(xs, _cast(w_ih, dt), dt) + b
+  zeros = functools.partial(jnp.zeros, dtype=jnp.float32)
+  bufs = {"ys": zeros((batch, t, hid))}
+  if save:
+    bufs["c_in"] = zeros((batch, t, hid))
+    bufs["h_in"] = zeros((batch, t, hid))
+    if not cfg.remat:
+      bufs["acts"] = zeros((batch, t, 4 * hid))
+
+  def body(j, carry):
+    c, h, bufs = carry
+    k = t - 1 - j if cfg.reverse else j
     if cfg.has_reset:
-      r = s["r"][:, None]
+      r = _at(reset, k)[:, None]
       c_in, h_in = jnp.where(r, 0.0, c), jnp.where(r, 0.0, h)
     else:
       c_in, h_in = c, h
-    gx = s["gx"] if cfg.hoist else _mm(s["x"], wih, dt) + b
-    gates = gx + _mm(h_in, whh, dt)
-    i, f, g, o = _gate_acts(gates)
+    gates, _ = _gates(cfg, w, b, _at(xs, k), h_in)
+    acts = _activate(gates, cfg.act)
+    i, f, g, o = jnp.split(acts, 4, axis=-1)
     c_new = f * c_in + i * g
     h_new = o * jnp.tanh(c_new)
     if cfg.has_mask:
-      m = s["m"][:, None]
+      m = _at(mask, k)[:, None]
       c_out, h_out = jnp.where(m, c_new, c), jnp.where(m, h_new, h)
       y = jnp.where(m, h_new, 0.0)
     else:
       c_out, h_out, y = c_new, h_new, h_new
-    res = None
+    bufs = dict(bufs, ys=_put(bufs["ys"], y, k))
     if save:
-      res = (c_in, h_in)
+      bufs["c_in"] = _put(bufs["c_in"], c_in, k)
+      bufs["h_in"] = _put(bufs["h_in"], h_in, k)
       if not cfg.remat:
-        res = res + (jnp.concatenate([i, f, g, o], axis=-1),)
-    return (c_out, h_out), (y, res)
+        bufs["acts"] = _put(bufs["acts"], acts, k)
+    return c_out, h_out, bufs
 
-  (c, h), (ys, res) = jax.lax.scan(
-    step, (c0, h0), inp, reverse=cfg.reverse, unroll=cfg.unroll
-  )
-  return ys, (c, h), res
+  c, h, bufs = jax.lax.fori_loop(0, t, body, (c0, h0, bufs), unroll=cfg.unroll)
+  ys = bufs.pop("ys")
+  return ys, (c, h), (bufs if save else None)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -164,71 +232,117 @@ def _fused_fwd(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset):
   return (ys, carry), (w_ih, w_hh, bias, xs, mask, reset, res)
 
 
+def _gate_grads(acts, c_in, tc, dc, dh):
+  """d gates `[B, 4H]` and d c_in from the step's activations, c_in, tanh(c').
+
+  `dc`, `dh` are the gradients w.r.t. the step's new c and h. The four gate
+  gradients are one [B, 4, H] product so that XLA emits a single loop for them.
+  """
+  batch, hid4 = acts.shape
+  hid = hid4 // 4
+  i, f, g, o = jnp.split(acts, 4, axis=-1)
+  dc = dc + dh * o * (1.0 - tc * tc)
+  partner = jnp.stack([dc * g, dc * c_in, dc * i, dh * tc], axis=1)
+  a = acts.reshape(batch, 4, hid)
+  k = jax.lax.broadcasted_iota(jnp.int32, (1, 4, 1), 1)
+  deriv = jnp.where(k == 2, 1.0 - a * a, a * (1.0 - a))
+  return (deriv * partner).reshape(batch, hid4), dc * f
+
+
 def _fused_bwd(cfg, saved, cts):
   w_ih, w_hh, bias, xs, mask, reset, res = saved
   dys, (dc_t, dh_t) = cts
   dt = cfg.dtype
-  t, batch = xs.shape[:2]
+  batch, t = xs.shape[:2]
   hid = w_hh.shape[0]
-  wih, whh = _cast(w_ih, dt), _cast(w_hh, dt)
-  whh_t = whh.T
+  w = _weights(cfg, w_ih, w_hh) if cfg.remat else None
+  # dh_in = d_gates @ w_hh^T; prepared once (a transposed operand would be
+  # re-packed by the CPU dot at every step).
+  whh_t = _prepare(w_hh.T, cfg.wleft, dt)
   b = bias.astype(jnp.float32)
-  c_ins, h_ins = res[0], res[1]
-  inp = {"dy": dys, "c_in": c_ins}
+  c_ins, h_ins = res["c_in"], res["h_in"]
   if cfg.remat:
-    inp["x"], inp["h_in"] = xs, h_ins
+    # Only c_in and h_in were saved: recompute the gates at each step and
+    # accumulate the weight gradients inside the loop (no [B, T, 4H] buffer).
+    wih = _cast(w_ih, dt)
+    acc = (
+      jnp.zeros(w_ih.shape, jnp.float32),
+      jnp.zeros(w_hh.shape, jnp.float32),
+      jnp.zeros(bias.shape, jnp.float32),
+      jnp.zeros(xs.shape, jnp.float32),  # dxs (dropped by XLA when unused)
+    )
   else:
-    inp["acts"] = res[2]
-  if cfg.has_mask:
-    inp["m"] = mask
-  if cfg.has_reset:
-    inp["r"] = reset
+    # The gate gradients overwrite the saved activations step by step.
+    acc = res["acts"]
 
-  def step(carry, s):
-    dc, dh = carry
-    c_in = s["c_in"]
+  def body(j, carry):
+    dc, dh, acc, nxt = carry
+    k = j if cfg.reverse else t - 1 - j
+    c_in = _at(c_ins, k)
     if cfg.remat:
-      gates = _mm(s["x"], wih, dt) + b + _mm(s["h_in"], whh, dt)
-      i, f, g, o = _gate_acts(gates)
+      x, h_in = _at(xs, k), _at(h_ins, k)
+      gx = _mm(x, wih, dt) + b if cfg.proj == "hoist" else x
+      acts = _activate(_gates(cfg, w, b, gx, h_in)[0], cfg.act)
     else:
-      i, f, g, o = jnp.split(s["acts"], 4, axis=-1)
-    c_new = f * c_in + i * g
-    tc = jnp.tanh(c_new)
-    dhn = dh + s["dy"]
+      acts = nxt
+    i, f, g, _ = jnp.split(acts, 4, axis=-1)
+    tc = jnp.tanh(f * c_in + i * g)
+    dhn = dh + _at(dys, k).astype(jnp.float32)
     dcn = dc
     if cfg.has_mask:
-      m = s["m"][:, None]
+      m = _at(mask, k)[:, None]
       dhn = jnp.where(m, dhn, 0.0)
       dcn = jnp.where(m, dcn, 0.0)
-    dcn = dcn + dhn * o * (1.0 - tc * tc)
-    d_o = dhn * tc * o * (1.0 - o)
-    d_i = dcn * g * i * (1.0 - i)
-    d_f = dcn * c_in * f * (1.0 - f)
-    d_g = dcn * i * (1.0 - g * g)
-    dgates = jnp.concatenate([d_i, d_f, d_g, d_o], axis=-1)
-    dc_in = dcn * f
-    dh_in = _mm(dgates, whh_t, dt)
+    dgates, dc_in = _gate_grads(acts, c_in, tc, dcn, dhn)
+    dh_in = _step_mm(dgates, whh_t, cfg.wleft, dt)
     if cfg.has_reset:
-      r = s["r"][:, None]
+      r = _at(reset, k)[:, None]
       dc_in, dh_in = jnp.where(r, 0.0, dc_in), jnp.where(r, 0.0, dh_in)
     if cfg.has_mask:
       dc_in, dh_in = jnp.where(m, dc_in, dc), jnp.where(m, dh_in, dh)
-    return (dc_in, dh_in), dgates
+    if cfg.remat:
+      d_wih, d_whh, d_b, d_xs = acc
+      acc = (
+        d_wih + _mm(x.T, dgates, dt),
+        d_whh + _mm(h_in.T, dgates, dt),
+        d_b + jnp.sum(dgates, axis=0),
+        _put(d_xs, _mm(dgates, wih.T, dt), k),
+      )
+    else:
+      # In place: the only other reader of the buffer is the read of the next
+      # step's activations, after this write. (When the loop ops read the
+      # buffer directly, XLA copies the whole buffer at every step.)
+      acc = _put(acc, dgates, k)
+      nxt = _at(acc, k + 1 if cfg.reverse else k - 1)  # clamped on the last step
+    return dc_in, dh_in, acc, nxt
 
-  (dc0, dh0), dgates = jax.lax.scan(
-    step,
-    (dc_t.astype(jnp.float32), dh_t.astype(jnp.float32)),
-    inp,
-    reverse=not cfg.reverse,
+  first = 0 if cfg.reverse else t - 1
+  nxt = None if cfg.remat else _at(acc, first)
+  dc0, dh0, acc, _ = jax.lax.fori_loop(
+    0,
+    t,
+    body,
+    (dc_t.astype(jnp.float32), dh_t.astype(jnp.float32), acc, nxt),
     unroll=cfg.unroll,
   )
-  dg2 = dgates.reshape(t * batch, -1)
-  x2 = xs.reshape(t * batch, -1)
-  dw_ih = _mm(x2.T, dg2, dt).astype(w_ih.dtype)
-  dw_hh = _mm(h_ins.reshape(t * batch, hid).T, dg2, dt).astype(w_hh.dtype)
-  dbias = jnp.sum(dg2, axis=0).astype(bias.dtype)
-  dxs = _mm(dg2, wih.T, dt).reshape(xs.shape).astype(xs.dtype)
-  return (dw_ih, dw_hh, dbias, dxs, dc0, dh0, None, None)
+  if cfg.remat:
+    dw_ih, dw_hh, dbias, dxs = acc
+  else:
+    dg2 = acc.reshape(batch * t, -1)
+    dw_ih = _mm(xs.reshape(batch * t, -1).T, dg2, dt)
+    dw_hh = _mm(h_ins.reshape(batch * t, hid).T, dg2, dt)
+    dbias = jnp.sum(dg2, axis=0)
+    dxs = _mm(dg2, _cast(w_ih, dt).T, dt).reshape(xs.shape)
+  return (
+    dw_ih.astype(w_ih.dtype),
+    dw_hh.astype(w_hh.dtype),
+    dbias.astype(bias.dtype),
+    dxs.astype(xs.dtype),
+    dc0,
+    dh0,
+    None,
+    None,
+  )
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -246,6 +360,9 @@ def lstm_scan_fused(
   remat: bool = False,
   dtype: Any = None,
   hoist: bool = False,
+  proj: str | None = None,
+  act: str = "tanh",
+  wleft: bool = True,
 ):
   """One standard LSTM layer over a sequence with the hand-written backward.
 
@@ -266,30 +383,23 @@ def lstm_scan_fused(
     h0 = jnp.zeros((batch, hid), jnp.float32)
   else:
     c0, h0 = (jnp.asarray(a, jnp.float32) for a in initial_carry)
-  xs_tm = jnp.swapaxes(xs, 0, 1)
-  mask_tm = None if mask is None else jnp.swapaxes(mask, 0, 1).astype(bool)
-  reset_tm = None
+  if mask is not None:
+    mask = jnp.asarray(mask).astype(bool)
+  reset = None
   if segment_ids is not None:
-    seg_tm = jnp.swapaxes(segment_ids, 0, 1).astype(jnp.int32)
-    reset_tm = segment_resets(mask_tm, seg_tm, reverse)
+    reset = segment_resets(mask, jnp.asarray(segment_ids).astype(jnp.int32), reverse)
   cfg = _Config(
     reverse=bool(reverse),
     unroll=int(unroll),
     remat=bool(remat),
     dtype=None if dtype is None else np.dtype(dtype),
-    hoist=bool(hoist),
-    has_mask=mask_tm is not None,
-    has_reset=reset_tm is not None,
+    proj=proj or ("hoist" if hoist else "concat"),
+    act=act,
+    wleft=bool(wleft),
+    has_mask=mask is not None,
+    has_reset=reset is not None,
   )
   ys, (c, h) = _fused(
-    cfg,
-    params["w_ih"],
-    params["w_hh"],
-    params["bias"],
-    xs_tm,
-    c0,
-    h0,
-    mask_tm,
-    reset_tm,
+    cfg, params["w_ih"], params["w_hh"], params["bias"], xs, c0, h0, mask, reset
   )
-  return jnp.swapaxes(ys, 0, 1), LSTMCarry(c, h)
+  return ys, LSTMCarry(c, h)

@@ -153,19 +153,19 @@ def test_zero_length_rows_return_initial_carry():
 
 
 def test_segment_resets():
-  seg = jnp.asarray(SEGS.T)
+  seg = jnp.asarray(SEGS)
   reset = fused.segment_resets(seg != 0, seg, reverse=False)
   expected = np.zeros_like(SEGS, bool)
   expected[0, 2] = True  # 1 -> 2
   expected[1, 5] = True  # 5 -> (pad) -> 1
   expected[1, 6] = True  # 1 -> 5
-  np.testing.assert_array_equal(reset, expected.T)
+  np.testing.assert_array_equal(reset, expected)
   reset = fused.segment_resets(seg != 0, seg, reverse=True)
   expected = np.zeros_like(SEGS, bool)
   expected[0, 1] = True  # scanning backwards: 2 -> 1
   expected[1, 3] = True  # 1 -> (pad) -> 5
   expected[1, 5] = True  # 5 -> 1
-  np.testing.assert_array_equal(reset, expected.T)
+  np.testing.assert_array_equal(reset, expected)
 
 
 def test_lstm_scan_dispatch():
