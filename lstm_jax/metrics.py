@@ -3,6 +3,8 @@
 Steps return metrics as (sum, weight) pairs; `summarize` adds them up over
 steps or eval batches in float64 and divides once, so a mean over a log window
 or a whole validation split is exact, not a mean of means.
+`log_train_window` does that for the train steps since the last log, leaves
+non-finite steps out of the means, and stops a run that keeps diverging.
 
 `MetricWriter` writes each record, on process 0 only, to three places with the
 same Python floats: `<workdir>/metrics.jsonl` (one JSON object per line,
@@ -25,6 +27,8 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+
+from lstm_jax.errors import DivergenceError
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -151,3 +155,48 @@ class Throughput:
     now = time.perf_counter()
     elapsed, self._time = max(now - self._time, 1e-9), now
     return {"steps_per_sec": steps / elapsed, "tokens_per_sec": tokens / elapsed}
+
+
+def log_train_window(
+  writer: MetricWriter,
+  step: int,
+  window: list[Mapping[str, tuple[Any, Any]]],
+  timed: int,
+  nonfinite_run: int,
+  max_nonfinite: int,
+  lr: float,
+  clock: Throughput,
+) -> tuple[int, dict[str, float]]:
+  """Writes the mean train metrics of `window` (per-step metrics, on device).
+
+  Steps with a non-finite loss are left out of the means and counted as
+  `skipped_steps`. Throughput counts the last `timed` steps of the window
+  (the first step of a process includes compilation and is not timed). Tokens
+  are the weight of the `loss` metric (real target tokens for an LM).
+
+  Returns:
+    (the number of consecutive non-finite steps at the end, the values).
+
+  Raises:
+    DivergenceError: `max_nonfinite` consecutive steps (across windows) had a
+      non-finite loss.
+  """
+  host = jax.device_get(window)
+  finite = [bool(np.isfinite(m["loss"][0])) for m in host]
+  for i, ok in enumerate(finite):
+    nonfinite_run = 0 if ok else nonfinite_run + 1
+    if max_nonfinite and nonfinite_run >= max_nonfinite:
+      last = step - len(finite) + i + 1
+      raise DivergenceError(
+        f"the training loss was NaN or Inf for {nonfinite_run} consecutive "
+        f"steps (steps {last - nonfinite_run + 1}..{last}); the run stops. "
+        "Try a lower optim.learning_rate, optim.clip_norm > 0, or inspect "
+        "the data; train.max_nonfinite_steps sets this limit."
+      )
+  values = summarize(m for m, ok in zip(host, finite) if ok)
+  tokens = sum(float(m["loss"][1]) for m in host[len(host) - timed :])
+  values.update(clock.measure(timed, tokens))
+  values["learning_rate"] = lr
+  values["skipped_steps"] = float(len(finite) - sum(finite))
+  writer.write(step, "train", values)
+  return nonfinite_run, values

@@ -30,7 +30,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from flax import struct
@@ -38,7 +37,7 @@ from flax import struct
 from lstm_jax import checkpoint, optim, parallel, tasks
 from lstm_jax import metrics as metrics_lib
 from lstm_jax import workdir as workdir_lib
-from lstm_jax.errors import ConfigError, DivergenceError
+from lstm_jax.errors import ConfigError
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 Array = jax.Array
@@ -193,51 +192,6 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("train.early_stop_patience needs checkpoint.best_metric")
 
 
-def _log_train(
-  writer: metrics_lib.MetricWriter,
-  step: int,
-  window: list[Metrics],
-  timed: int,
-  nonfinite_run: int,
-  max_nonfinite: int,
-  lr: float,
-  clock: metrics_lib.Throughput,
-) -> tuple[int, dict[str, float]]:
-  """Writes the mean train metrics of `window`.
-
-  Steps with a non-finite loss are left out of the means and counted as
-  `skipped_steps`. Throughput counts the last `timed` steps of the window
-  (the first step of a process includes compilation and is not timed). Tokens
-  are the weight of the `loss` metric (real target tokens for an LM).
-
-  Returns:
-    (the number of consecutive non-finite steps at the end, the values).
-
-  Raises:
-    DivergenceError: `max_nonfinite` consecutive steps (across windows) had a
-      non-finite loss.
-  """
-  host = jax.device_get(window)
-  finite = [bool(np.isfinite(m["loss"][0])) for m in host]
-  for i, ok in enumerate(finite):
-    nonfinite_run = 0 if ok else nonfinite_run + 1
-    if max_nonfinite and nonfinite_run >= max_nonfinite:
-      last = step - len(finite) + i + 1
-      raise DivergenceError(
-        f"the training loss was NaN or Inf for {nonfinite_run} consecutive "
-        f"steps (steps {last - nonfinite_run + 1}..{last}); the run stops. "
-        "Try a lower optim.learning_rate, optim.clip_norm > 0, or inspect "
-        "the data; train.max_nonfinite_steps sets this limit."
-      )
-  values = metrics_lib.summarize(m for m, ok in zip(host, finite) if ok)
-  tokens = sum(float(m["loss"][1]) for m in host[len(host) - timed :])
-  values.update(clock.measure(timed, tokens))
-  values["learning_rate"] = lr
-  values["skipped_steps"] = float(len(finite) - sum(finite))
-  writer.write(step, "train", values)
-  return nonfinite_run, values
-
-
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str
 ) -> dict[str, Any]:
@@ -373,7 +327,7 @@ def train_and_evaluate(
         else:
           timed += 1
         if step % log_every == 0 or step == total_steps:
-          nonfinite_run, values = _log_train(
+          nonfinite_run, values = metrics_lib.log_train_window(
             writer,
             step,
             window,
