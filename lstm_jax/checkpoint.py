@@ -288,6 +288,49 @@ def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   manager.reload()
 
 
+def _restore_verified(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
+  """The state saved at `step`, checked against its stored fingerprint."""
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      **{
+        STATE_ITEM: ocp.args.StandardRestore(target),
+        FINGERPRINT_ITEM: ocp.args.JsonRestore(),
+      }
+    ),
+  )
+  state = restored[STATE_ITEM]
+  _verify(state, restored[FINGERPRINT_ITEM])
+  return state
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  """Restores the checkpoint at `step` (e.g. the best one), checksums verified.
+
+  Args:
+    manager: from `make_manager`.
+    step: a saved step.
+    abstract_state: as for `restore_latest`; None restores the saved structure.
+
+  Returns:
+    The saved state.
+
+  Raises:
+    CheckpointError: the step is missing or cannot be read intact.
+  """
+  manager.wait_until_finished()
+  manager.reload()
+  if step not in manager.all_steps():
+    raise CheckpointError(f"{manager.directory} holds no checkpoint at step {step}.")
+  try:
+    return _restore_verified(manager, step, _abstract(abstract_state))
+  except Exception as exc:  # noqa: BLE001 - report any failure the same way
+    raise CheckpointError(
+      f"The checkpoint at step {step} in {manager.directory} could not be "
+      f"restored ({_describe(exc)})."
+    ) from exc
+
+
 def restore_latest(
   manager: ocp.CheckpointManager, abstract_state: Any
 ) -> tuple[Any, int] | None:
@@ -314,17 +357,7 @@ def restore_latest(
   failures: list[tuple[int, str]] = []
   for step in steps:
     try:
-      restored = manager.restore(
-        step,
-        args=ocp.args.Composite(
-          **{
-            STATE_ITEM: ocp.args.StandardRestore(target),
-            FINGERPRINT_ITEM: ocp.args.JsonRestore(),
-          }
-        ),
-      )
-      state = restored[STATE_ITEM]
-      _verify(state, restored[FINGERPRINT_ITEM])
+      state = _restore_verified(manager, step, target)
     except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
       reason = _describe(exc)
       failures.append((step, reason))

@@ -129,12 +129,7 @@ def load_run(workdir: str, which: str = "latest") -> tuple[Any, nn.Module, Vocab
       step = checkpoint.best_step(manager)
       if step is None:
         raise errors.LstmJaxError(f"{workdir} has no checkpoint with eval metrics yet.")
-      restored = manager.restore(
-        step,
-        args=checkpoint.ocp.args.Composite(
-          **{checkpoint.STATE_ITEM: checkpoint.ocp.args.StandardRestore()}
-        ),
-      )[checkpoint.STATE_ITEM]
+      restored = checkpoint.restore_step(manager, step, None)
     else:
       found = checkpoint.restore_latest(manager, None)
       if found is None:

@@ -163,6 +163,22 @@ def test_truncated_latest_falls_back_with_warning(tmp_path, caplog):
   _assert_equal(state, _state(30))
 
 
+def test_restore_step_returns_that_step_and_names_a_damaged_one(tmp_path):
+  manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
+  _save_steps(manager, [10, 20, 30])
+  _assert_equal(checkpoint.restore_step(manager, 20, _state(0)), _state(20))
+  _assert_equal(checkpoint.restore_step(manager, 10, None), _state(10))
+  with pytest.raises(checkpoint.CheckpointError, match="no checkpoint at step 15"):
+    checkpoint.restore_step(manager, 15, None)
+  victim = _largest_file(os.path.join(manager.directory, "20"))
+  with open(victim, "r+b") as f:
+    f.truncate(os.path.getsize(victim) // 2)
+  with pytest.raises(checkpoint.CheckpointError, match="step 20"):
+    checkpoint.restore_step(manager, 20, _state(0))
+  # Unlike restore_latest, an explicit step is never moved aside.
+  assert sorted(manager.all_steps()) == [10, 20, 30]
+
+
 def test_flipped_byte_is_detected_by_checksum(tmp_path, caplog):
   """Orbax restores a flipped byte silently; the stored checksums catch it."""
   manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
