@@ -125,11 +125,17 @@ def test_matches_reference_f32(inputs, reverse, remat):
 
 
 @pytest.mark.parametrize(
-  "inputs,reverse,hoist,unroll",
-  [("plain", False, True, 1), ("mask", True, True, 3), ("segments", False, False, 2)],
+  "inputs,reverse,layout",
+  [
+    ("plain", False, {"proj": "hoist", "wleft": True}),
+    ("mask", True, {"proj": "concat", "wleft": True, "unroll": 3}),
+    ("segments", False, {"proj": "step", "wleft": False, "unroll": 2}),
+    ("mask_and_segments", True, {"proj": "hoist", "wleft": False, "remat": True}),
+    ("mask_and_segments", False, {"proj": "concat", "wleft": True, "remat": True}),
+  ],
 )
-def test_hoist_and_unroll(inputs, reverse, hoist, unroll):
-  _compare(inputs, reverse, hoist=hoist, unroll=unroll)
+def test_layouts_and_unroll(inputs, reverse, layout):
+  _compare(inputs, reverse, **layout)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +143,9 @@ def test_hoist_and_unroll(inputs, reverse, hoist, unroll):
   [("plain", False, False), ("mask", True, True), ("mask_and_segments", False, False)],
 )
 def test_matches_reference_bf16(inputs, reverse, remat):
-  _compare(inputs, reverse, tol=BF16_TOL, dtype=jnp.bfloat16, remat=remat)
+  _compare(
+    inputs, reverse, tol=BF16_TOL, dtype=jnp.bfloat16, remat=remat, wleft=not remat
+  )
 
 
 def test_zero_length_rows_return_initial_carry():
@@ -184,6 +192,14 @@ def test_lstm_scan_dispatch():
     recurrent.lstm_scan(params, xs, impl="cudnn")
   with pytest.raises(ValueError, match="standard cell"):
     fused.lstm_scan_fused(peep, xs)
+  with pytest.raises(ValueError, match="proj"):
+    fused.lstm_scan_fused(params, xs, proj="bogus")
+
+
+def test_auto_layout():
+  assert fused.auto_layout(128, 256, "cpu") == ("concat", False)
+  assert fused.auto_layout(256, 512, "cpu") == ("concat", True)
+  assert fused.auto_layout(256, 512, "gpu") == ("hoist", False)
 
 
 def _grad_temp_bytes(remat):
