@@ -2,9 +2,14 @@
 
 Usage::
 
-  python benchmarks/speed.py                  # all shapes, 7 rounds
-  python benchmarks/speed.py --quick          # fewer rounds, under 2 minutes
+  python benchmarks/speed.py                  # all shapes, 7 rounds, all cores
+  python benchmarks/speed.py --quick          # 3 rounds, under 2 minutes
   python benchmarks/speed.py --shapes 32,128,128,256 --rounds 9
+  python benchmarks/speed.py --threads 1 --cpu-time   # one pinned core, CPU time
+
+The last form measures every implementation on one core by process CPU time,
+which other processes on a shared machine disturb far less than wall-clock
+time (multi-threaded PyTorch in particular collapses when a core is busy).
 
 One process, one layer, float32, inputs `[batch, time, features]`. For every
 shape (batch B, time T, input features I, hidden H) it reports tokens/s
@@ -33,6 +38,7 @@ This is a benchmark, not a test: numbers depend on the machine and its load.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -124,29 +130,50 @@ def keras_impl(shape):
   return _jax_impl(f"keras {keras.__version__} LSTM", apply, trainable, x)
 
 
-def matmul_bound_impl(shape):
-  """The LSTM's matmul FLOPs as a few large matmuls, no recurrence, no gates."""
+def matmul_bound_impl(shape, chunk=16):
+  """The LSTM's matmul FLOPs with no recurrence, no gates and no big buffers.
+
+  Forward: `[x_t, h_t] @ [w_ih; w_hh]` for all steps; backward adds
+  `d_gates @ w_hh^T` and the weight gradient `[x, h]^T @ d_gates` (and
+  `d_gates @ w_ih^T` with --input-grad). The steps are grouped `chunk` at a
+  time into [chunk * B, .] matmuls inside a loop, so no [T, B, 4H] array is
+  materialised: an upper bound for any LSTM on this machine.
+  """
   b, t, i, h = shape
-  k = jax.random.split(jax.random.PRNGKey(0), 4)
-  x = jax.random.normal(k[0], (b * t, i))
-  hs = jax.random.normal(k[1], (b * t, h))
-  w_ih = jax.random.normal(k[2], (i, 4 * h))
-  w_hh = jax.random.normal(k[3], (h, 4 * h))
+  chunk = math.gcd(chunk, t)
+  n = t // chunk
+  k = jax.random.split(jax.random.PRNGKey(0), 3)
+  xh = jax.random.normal(k[0], (n, chunk * b, i + h))
+  w = jax.random.normal(k[1], (i + h, 4 * h)) / (i + h) ** 0.5
 
   @jax.jit
-  def fwd(x, hs, w_ih, w_hh):
-    return x @ w_ih + hs @ w_hh
+  def fwd(xh, w):
+    def body(acc, xc):
+      return acc + jnp.sum(xc @ w, axis=0), None
+
+    return jax.lax.scan(body, jnp.zeros((4 * h,)), xh)[0]
 
   @jax.jit
-  def fwdbwd(x, hs, w_ih, w_hh):
-    dg = x @ w_ih + hs @ w_hh  # stands in for d_gates (same shape)
-    grads = (x.T @ dg, hs.T @ dg, dg @ w_hh.T)
-    return grads + (dg @ w_ih.T,) if INPUT_GRAD else grads
+  def fwdbwd(xh, w):
+    w_hh_t = w[i:].T
+    w_ih_t = w[:i].T
 
-  args = (x, hs, w_ih, w_hh)
-  fwd_c, fwdbwd_c = fwd.lower(*args).compile(), fwdbwd.lower(*args).compile()
+    def body(acc, xc):
+      dw, dsum = acc
+      g = xc @ w  # stands in for d_gates (same shape)
+      d = jnp.sum(g @ w_hh_t, axis=0)
+      if INPUT_GRAD:
+        d = d + jnp.sum(g @ w_ih_t)
+      return (dw + xc.T @ g, dsum + d), None
+
+    init = (jnp.zeros_like(w), jnp.zeros((h,)))
+    return jax.lax.scan(body, init, xh)[0]
+
+  fwd_c, fwdbwd_c = fwd.lower(xh, w).compile(), fwdbwd.lower(xh, w).compile()
   return Impl(
-    "matmul-only bound", lambda: _block(fwd_c(*args)), lambda: _block(fwdbwd_c(*args))
+    "matmul-only bound",
+    lambda: _block(fwd_c(xh, w)),
+    lambda: _block(fwdbwd_c(xh, w)),
   )
 
 
@@ -189,10 +216,11 @@ def _time_once(fn, min_s):
       return elapsed / n
 
 
-def measure(impls, rounds, min_s):
+def measure(impls, rounds, min_s, warmup=2):
   """{name: (fwd seconds, fwdbwd seconds)}, medians over interleaved rounds."""
-  for im in impls:  # warm up
-    im.fwd(), im.fwdbwd(), im.fwd(), im.fwdbwd()
+  for im in impls:
+    for _ in range(warmup):
+      im.fwd(), im.fwdbwd()
   times = {im.name: ([], []) for im in impls}
   for _ in range(rounds):
     for im in impls:
@@ -263,18 +291,24 @@ def report(shape, impls, results):
   sys.stdout.flush()
 
 
-def _single_thread_xla(argv):
-  """`--threads 1` must reach XLA before JAX starts its CPU client."""
-  if "--threads" in argv and argv[argv.index("--threads") + 1 :][:1] == ["1"]:
-    os.environ["XLA_FLAGS"] = (
-      os.environ.get("XLA_FLAGS", "")
-      + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    )
+def _single_core(threads):
+  """`--threads 1`: one XLA thread and this process pinned to one CPU.
+
+  Must run before the first JAX computation (which creates XLA's CPU client).
+  YNNPACK dots ignore the XLA thread flags, so the pinning is what makes it one
+  core; with `--cpu-time` the result is then robust to other load.
+  """
+  if threads != 1:
+    return
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+  )
+  if hasattr(os, "sched_setaffinity"):
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
 def main(argv=None):
-  # Before the first JAX computation, which creates XLA's CPU client.
-  _single_thread_xla(sys.argv[1:] if argv is None else list(argv))
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--quick", action="store_true", help="3 rounds, short timings")
   parser.add_argument(
@@ -307,6 +341,7 @@ def main(argv=None):
   )
   args = parser.parse_args(argv)
   global INPUT_GRAD, CLOCK
+  _single_core(args.threads)
   INPUT_GRAD = args.input_grad
   if args.cpu_time:
     CLOCK = time.process_time
@@ -322,7 +357,7 @@ def main(argv=None):
   )
   for shape in shapes:
     impls = build(shape, threads, set(args.skip))
-    results = measure(impls, rounds, min_s)
+    results = measure(impls, rounds, min_s, warmup=1 if args.quick else 2)
     report(shape, impls, results)
   if not args.no_compile_growth:
     b, _, i, h = shapes[0]

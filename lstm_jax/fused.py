@@ -3,17 +3,10 @@
 Same semantics as `recurrent.lstm_scan_reference` (masks, segment resets,
 initial carry, reverse, bf16 matmuls, remat) for the standard cell
 (`w_ih`, `w_hh`, `bias`); `recurrent.lstm_scan` routes the other variants to
-the reference path.
+the reference path. Gradients flow to the weights, bias, inputs and the
+initial carry.
 
-Why a hand-written backward is faster than autodiff of the scan: JAX's
-transpose of the scan accumulates `dW_hh`, `dW_ih` and `dbias` inside the
-reverse loop (one small `[H, B] x [B, 4H]` matmul and a read-modify-write of
-the whole weight gradient per step). Here the reverse loop only propagates
-`dh`/`dc` and emits the gate gradients `dgates [T, B, 4H]`; the weight, bias
-and input gradients are then three large matmuls (and a sum) after the loop,
-which is what the hardware is good at.
-
-The scan carries, per step in scan order::
+The loop, per step in scan order::
 
   (c, h) = reset ? 0 : (c, h)                # a new segment starts
   gates  = x_t @ w_ih + h @ w_hh + bias
@@ -22,6 +15,34 @@ The scan carries, per step in scan order::
 
 The `reset` flags do not depend on the carry, so they are computed for all
 steps before the loop from `segment_ids` and `mask` (no integer carry).
+
+What makes it fast (measurements in `auto_layout` and benchmarks/README.md):
+
+* Weight gradients after the loop. JAX's transpose of the scan accumulates
+  `dW_ih`, `dW_hh` and `dbias` inside the reverse loop (small `[K, B] x [B, 4H]`
+  matmuls and a read-modify-write of the weight gradients at every step). Here
+  the reverse loop only propagates `dh`/`dc` (one `[B, 4H] x [4H, H]` matmul per
+  step) and leaves the gate gradients `dgates [B, T, 4H]`; `dW_ih = x^T dgates`,
+  `dW_hh = h_in^T dgates`, `dbias` and `dx = dgates w_ih^T` are large matmuls.
+* Little temporary memory. XLA:CPU allocates the temporaries of a computation
+  afresh on every call, and above glibc's 32 MiB mmap threshold every page of
+  them is faulted in again (~0.5 ms/MiB on the project's VM: the B32 T128 I128
+  H256 gradient ran at 47K tokens/s with 37 MiB of temporaries and 65K with
+  31 MiB). So: sequences stay batch-major (no time-major copies of inputs,
+  outputs or cotangents), the forward saves the activations `[B, T, 4H]`,
+  `c_in` and `h_in` only (tanh(c') is recomputed), and the reverse loop writes
+  `dgates` over the activations in place.
+* XLA:CPU details: in-loop weight operands are prepared once outside the loops
+  (a transposed operand is re-packed by the dot on every call), large weight
+  matrices go on the left of the dot (`wleft`), and one tanh computes all four
+  gate activations.
+
+`remat=True` saves only `c_in` and `h_in` per step: the reverse loop recomputes
+the gates and accumulates the weight gradients inside the loop (about the
+speed of autodiff, less than half the memory of remat=False).
+
+On CPU keep `unroll=1`: an unrolled reverse loop makes XLA copy the whole
+in-place gradient buffer at every step (3x slower at B32 T128 I128 H256).
 """
 
 from __future__ import annotations
@@ -356,7 +377,7 @@ def _fused_bwd(cfg, saved, cts):
 _fused.defvjp(_fused_fwd, _fused_bwd)
 
 
-PROJS = ("concat", "step", "hoist")
+PROJS = ("step", "concat", "hoist")
 
 # Weight matrices at least this large (elements of [I + H, 4H]) are multiplied
 # "weights on the left" on CPU; see `auto_layout`.
@@ -366,18 +387,21 @@ _WLEFT_MIN_ELEMENTS = 1_500_000
 def auto_layout(in_features: int, hidden: int, backend: str | None = None):
   """The (proj, wleft) choice of `lstm_scan_fused` for a backend.
 
-  CPU (measured on a 2-core AMD EPYC, XLA:CPU with YNNPACK dots; single-core
-  CPU time, forward+backward tokens/s):
+  CPU (measured on this project's 2-core AMD EPYC, XLA:CPU with YNNPACK dots;
+  forward+backward tokens/s, B16 T64 I32 H64 / B32 T128 I128 H256 / B64 T256
+  I256 H512):
 
-  * proj="concat" ([x_t, h] @ [w_ih; w_hh] in the loop) is the fastest or tied:
-    B32 T128 I128 H256 77K (concat) vs 78K (hoist) vs 73K (step);
-    B16 T64 I32 H64 935K vs 926K vs 820K; B64 T256 I256 H512 19.1K vs 19.2K
-    vs 17.7K. Hoisting x @ w_ih before the loop costs a [B, T, 4H] buffer and
-    gains nothing once the in-loop matmul is a single dot.
+  * proj="step" (x_t @ w_ih and h @ w_hh as two dots in the loop). On one core
+    it ties with one dot on [x_t, h] ("concat": 951K/79.8K/20.0K vs step
+    919K/78.4K/19.7K); on two cores the two independent dots run in parallel
+    and "step" wins (B32 T128: 106K vs 95K, quiet machine). Hoisting x @ w_ih
+    out of the loop ("hoist": 926K/77.8K/19.2K on one core, 101K on two) costs
+    a [B, T, 4H] buffer and gains nothing.
   * wleft (compute `(W^T a^T)^T`): XLA's CPU dot re-packs its right-hand
     operand on every call, which for a large weight matrix costs more than the
-    two small transposes: B64 T256 I256 H512 +4% (19.9K vs 19.1K), B16 T256
-    I512 H1024 +27%, but B32 T128 I128 H256 -7% and B16 T64 I32 H64 -25%.
+    two small transposes: one core, B64 T256 I256 H512 +4% (19.9K vs 19.1K),
+    B16 T256 I512 H1024 +27%, but B32 T128 I128 H256 -7% and B16 T64 I32 H64
+    -25%; hence the threshold on the weight size.
 
   GPU/TPU: not measured in this project (no accelerator was available). The
   default follows cuDNN's layout: the input projection as one large matmul
@@ -385,7 +409,7 @@ def auto_layout(in_features: int, hidden: int, backend: str | None = None):
   """
   backend = backend or jax.default_backend()
   if backend == "cpu":
-    return "concat", (in_features + hidden) * 4 * hidden >= _WLEFT_MIN_ELEMENTS
+    return "step", (in_features + hidden) * 4 * hidden >= _WLEFT_MIN_ELEMENTS
   return "hoist", False
 
 
@@ -412,8 +436,9 @@ def lstm_scan_fused(
 
   Args:
     hoist: True computes `xs @ w_ih` for all steps before the loop
-      (proj="hoist"), False inside it (proj="concat"); None: `auto_layout`.
-    proj: "concat", "step" (two dots per step) or "hoist"; overrides `hoist`.
+      (proj="hoist"), False inside it (proj="step"); None: `auto_layout`.
+    proj: "step" (two dots per step), "concat" (one dot on [x_t, h]) or
+      "hoist"; overrides `hoist`.
     wleft: multiply in-loop weights as the left operand; None: `auto_layout`.
   """
   if not supports(params):
@@ -425,7 +450,7 @@ def lstm_scan_fused(
   hid = params["w_hh"].shape[0]
   auto_proj, auto_wleft = auto_layout(xs.shape[-1], hid)
   if proj is None:
-    proj = auto_proj if hoist is None else ("hoist" if hoist else "concat")
+    proj = auto_proj if hoist is None else ("hoist" if hoist else "step")
   if proj not in PROJS:
     raise ValueError(f"proj must be one of {PROJS}, got {proj!r}")
   if segment_ids is not None:

@@ -197,8 +197,8 @@ def test_lstm_scan_dispatch():
 
 
 def test_auto_layout():
-  assert fused.auto_layout(128, 256, "cpu") == ("concat", False)
-  assert fused.auto_layout(256, 512, "cpu") == ("concat", True)
+  assert fused.auto_layout(128, 256, "cpu") == ("step", False)
+  assert fused.auto_layout(256, 512, "cpu") == ("step", True)
   assert fused.auto_layout(256, 512, "gpu") == ("hoist", False)
 
 
