@@ -87,9 +87,9 @@ class MetricWriter:
     if os.path.exists(path):
       _truncate_jsonl(path, initial_step)
     self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115
-    self._tb = tensorboardX.SummaryWriter(
-      workdir, purge_step=initial_step + 1 if initial_step else None
-    )
+    # purge_step hides events a killed run wrote after its last checkpoint
+    # (or, from step 0, before its first one).
+    self._tb = tensorboardX.SummaryWriter(workdir, purge_step=initial_step + 1)
     self._bar = tqdm.tqdm(
       total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
     )
