@@ -379,13 +379,15 @@ _fused.defvjp(_fused_fwd, _fused_bwd)
 
 PROJS = ("step", "concat", "hoist")
 
-# Weight matrices at least this large (elements of [I + H, 4H]) are multiplied
-# "weights on the left" on CPU; see `auto_layout`.
+# CPU thresholds of `auto_layout`: weight matrices at least this large
+# (elements of [I + H, 4H]) are multiplied "weights on the left"; steps with at
+# least this many multiply-adds use two dots.
 _WLEFT_MIN_ELEMENTS = 1_500_000
+_STEP_MIN_MACS = 2_000_000
 
 
-def auto_layout(in_features: int, hidden: int, backend: str | None = None):
-  """The (proj, wleft) choice of `lstm_scan_fused` for a backend.
+def auto_layout(batch: int, in_features: int, hidden: int, backend: str | None = None):
+  """The (proj, wleft) choice of `lstm_scan_fused` for a shape and backend.
 
   CPU (measured on this project's 2-core AMD EPYC, XLA:CPU with YNNPACK dots;
   forward+backward tokens/s, B16 T64 I32 H64 / B32 T128 I128 H256 / B64 T256
@@ -394,9 +396,11 @@ def auto_layout(in_features: int, hidden: int, backend: str | None = None):
   * proj="step" (x_t @ w_ih and h @ w_hh as two dots in the loop). On one core
     it ties with one dot on [x_t, h] ("concat": 951K/79.8K/20.0K vs step
     919K/78.4K/19.7K); on two cores the two independent dots run in parallel
-    and "step" wins (B32 T128: 106K vs 95K, quiet machine). Hoisting x @ w_ih
-    out of the loop ("hoist": 926K/77.8K/19.2K on one core, 101K on two) costs
-    a [B, T, 4H] buffer and gains nothing.
+    and "step" wins (B32 T128: 106K vs 95K, quiet machine). Below
+    `_STEP_MIN_MACS` multiply-adds per step the loop is overhead-bound and the
+    single dot wins on two cores too (B16 T64: 504K vs 483K, busy machine).
+    Hoisting x @ w_ih out of the loop ("hoist": 926K/77.8K/19.2K on one core,
+    101K at B32 T128 on two) gains nothing on CPU.
   * wleft (compute `(W^T a^T)^T`): XLA's CPU dot re-packs its right-hand
     operand on every call, which for a large weight matrix costs more than the
     two small transposes: one core, B64 T256 I256 H512 +4% (19.9K vs 19.1K),
@@ -409,7 +413,9 @@ def auto_layout(in_features: int, hidden: int, backend: str | None = None):
   """
   backend = backend or jax.default_backend()
   if backend == "cpu":
-    return "step", (in_features + hidden) * 4 * hidden >= _WLEFT_MIN_ELEMENTS
+    weights = (in_features + hidden) * 4 * hidden
+    proj = "step" if batch * weights >= _STEP_MIN_MACS else "concat"
+    return proj, weights >= _WLEFT_MIN_ELEMENTS
   return "hoist", False
 
 
@@ -448,7 +454,7 @@ def lstm_scan_fused(
     )
   batch = xs.shape[0]
   hid = params["w_hh"].shape[0]
-  auto_proj, auto_wleft = auto_layout(xs.shape[-1], hid)
+  auto_proj, auto_wleft = auto_layout(batch, xs.shape[-1], hid)
   if proj is None:
     proj = auto_proj if hoist is None else ("hoist" if hoist else "step")
   if proj not in PROJS:

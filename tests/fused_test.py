@@ -197,9 +197,10 @@ def test_lstm_scan_dispatch():
 
 
 def test_auto_layout():
-  assert fused.auto_layout(128, 256, "cpu") == ("step", False)
-  assert fused.auto_layout(256, 512, "cpu") == ("step", True)
-  assert fused.auto_layout(256, 512, "gpu") == ("hoist", False)
+  assert fused.auto_layout(16, 32, 64, "cpu") == ("concat", False)
+  assert fused.auto_layout(32, 128, 256, "cpu") == ("step", False)
+  assert fused.auto_layout(64, 256, 512, "cpu") == ("step", True)
+  assert fused.auto_layout(64, 256, 512, "gpu") == ("hoist", False)
 
 
 def _grad_temp_bytes(remat):
