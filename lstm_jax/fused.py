@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.recurrent import LSTMCarry, real_steps, zero_carry
 
 Array = jax.Array
 
@@ -462,14 +462,10 @@ def lstm_scan_fused(
     proj = auto_proj if hoist is None else ("hoist" if hoist else "step")
   if proj not in PROJS:
     raise ValueError(f"proj must be one of {PROJS}, got {proj!r}")
-  if segment_ids is not None:
-    seg_mask = segment_ids != 0
-    mask = seg_mask if mask is None else jnp.logical_and(mask, seg_mask)
+  mask = real_steps(mask, segment_ids)
   if initial_carry is None:
-    c0 = jnp.zeros((batch, hid), jnp.float32)
-    h0 = jnp.zeros((batch, hid), jnp.float32)
-  else:
-    c0, h0 = (jnp.asarray(a, jnp.float32) for a in initial_carry)
+    initial_carry = zero_carry(params, batch)
+  c0, h0 = (jnp.asarray(a, jnp.float32) for a in initial_carry)
   if mask is not None:
     mask = jnp.asarray(mask).astype(bool)
   reset = None

@@ -69,6 +69,17 @@ def zero_carry(params: Params, batch: int, dtype: Any = jnp.float32) -> LSTMCarr
   return LSTMCarry(jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, out), dtype))
 
 
+def real_steps(mask: Array | None, segment_ids: Array | None) -> Array | None:
+  """<bool>[batch, time] true on real steps: `mask` and `segment_ids != 0`.
+
+  None when neither is given (every step is real).
+  """
+  if segment_ids is None:
+    return mask
+  seg_mask = segment_ids != 0
+  return seg_mask if mask is None else jnp.logical_and(mask, seg_mask)
+
+
 def _dot(x: Array, w: Array, dtype: Any) -> Array:
   """`x @ w` computed in `dtype` with a float32 result (bf16 in, f32 out)."""
   if dtype is not None:
@@ -181,9 +192,7 @@ def lstm_scan_reference(
     carry: the final state (after the last real step in scan order).
   """
   batch = xs.shape[0]
-  if segment_ids is not None:
-    seg_mask = segment_ids != 0
-    mask = seg_mask if mask is None else jnp.logical_and(mask, seg_mask)
+  mask = real_steps(mask, segment_ids)
   if initial_carry is None:
     initial_carry = zero_carry(params, batch)
   carry0 = LSTMCarry(*(jnp.asarray(a, jnp.float32) for a in initial_carry))
@@ -245,10 +254,7 @@ def lstm_scan(
   # Padded steps never reach the outputs, but their inputs do reach the weight
   # gradients multiplied by zero, and NaN * 0 = NaN: zero them first so that
   # garbage in padding (NaN, inf) cannot poison a training step.
-  real = kwargs.get("mask")
-  if kwargs.get("segment_ids") is not None:
-    seg_real = kwargs["segment_ids"] != 0
-    real = seg_real if real is None else jnp.logical_and(real, seg_real)
+  real = real_steps(kwargs.get("mask"), kwargs.get("segment_ids"))
   if real is not None:
     xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
   # The fused path implements the standard cell; projection, peephole and
