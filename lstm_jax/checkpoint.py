@@ -80,6 +80,29 @@ def _metric_fn(name: str, mode: str):
   return fn
 
 
+def check_config(ckpt) -> tuple[int, int, str, str]:
+  """`(keep, every_steps, best_metric, best_mode)` of `config.checkpoint`.
+
+  An absent `best_metric` means none; an absent `best_mode` means "min".
+
+  Raises:
+    errors.ConfigError: a value out of range; the message names the key.
+  """
+  keep = int(ckpt.keep)
+  if keep < 1:
+    raise errors.ConfigError(f"checkpoint.keep must be >= 1, got {keep}")
+  every = int(ckpt.every_steps)
+  if every < 1:
+    raise errors.ConfigError(f"checkpoint.every_steps must be >= 1, got {every}")
+  best_metric = ckpt.get("best_metric", "") or ""
+  best_mode = ckpt.get("best_mode", "min")
+  if best_mode not in ("min", "max"):
+    raise errors.ConfigError(
+      f"checkpoint.best_mode must be 'min' or 'max', got {best_mode!r}"
+    )
+  return keep, every, best_metric, best_mode
+
+
 def make_manager(workdir: str, config) -> Manager:
   """Creates the checkpoint manager for `workdir` from `config.checkpoint`.
 
@@ -89,20 +112,7 @@ def make_manager(workdir: str, config) -> Manager:
   the best step by that metric is kept too). An empty `best_metric` keeps only
   the last N.
   """
-  ckpt = config.checkpoint
-  keep = int(ckpt.keep)
-  if keep < 1:
-    raise errors.ConfigError(f"checkpoint.keep must be >= 1, got {keep}")
-  every = int(ckpt.every_steps)
-  if every < 1:
-    raise errors.ConfigError(f"checkpoint.every_steps must be >= 1, got {every}")
-  best_metric = ckpt.get("best_metric", "") or ""
-  best_mode = ckpt.get("best_mode", "min") or "min"
-  if best_mode not in ("min", "max"):
-    raise errors.ConfigError(
-      f"checkpoint.best_mode must be 'min' or 'max', got {best_mode!r}"
-    )
-
+  keep, every, best_metric, best_mode = check_config(config.checkpoint)
   policies: list[Any] = [ocp_policies.LatestN(n=keep)]
   best_fn = None
   if best_metric:

@@ -179,15 +179,9 @@ def _validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"data.valid_fraction must be in (0, 1), got {config.data.valid_fraction}"
     )
-  # Also checked by checkpoint.make_manager, which runs after workdir.prepare
-  # has written config.json; a bad value must fail before that.
-  ckpt = config.checkpoint
-  if ckpt.every_steps < 1 or ckpt.keep < 1 or ckpt.best_mode not in ("min", "max"):
-    raise ConfigError(
-      "checkpoint.every_steps and checkpoint.keep must be >= 1 and "
-      f"checkpoint.best_mode 'min' or 'max'; got {ckpt.every_steps}, "
-      f"{ckpt.keep}, {ckpt.best_mode!r}"
-    )
+  # checkpoint.make_manager runs after workdir.prepare has written
+  # config.json; a bad checkpoint value must fail before that.
+  checkpoint.check_config(config.checkpoint)
   if train.early_stop_patience and not config.checkpoint.best_metric:
     raise ConfigError("train.early_stop_patience needs checkpoint.best_metric")
 
