@@ -127,7 +127,7 @@ def make_train_step(
     else:
       ok = jnp.isfinite(loss)
       carry = jax.tree.map(lambda a: jnp.where(ok, a, jnp.zeros_like(a)), carry)
-    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    grad_norm = optax.global_norm(grads)
     metrics = {**metrics, "grad_norm": (grad_norm, jnp.ones(()))}
     new_state = state.replace(
       step=state.step + 1, params=params, opt_state=opt_state, carry=carry
