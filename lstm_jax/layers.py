@@ -70,6 +70,17 @@ def lstm_bias(
   return init
 
 
+def zero_carries(
+  batch: int, hidden_size: int, proj_size: int, count: int
+) -> tuple[LSTMCarry, ...]:
+  """`count` zero states `LSTMCarry(c [batch, H], h [batch, P or H])`, float32."""
+  zero = LSTMCarry(
+    jnp.zeros((batch, hidden_size), jnp.float32),
+    jnp.zeros((batch, proj_size or hidden_size), jnp.float32),
+  )
+  return (zero,) * count
+
+
 class LSTMLayer(nn.Module):
   """One LSTM layer in one direction over `[batch, time, features]`.
 
@@ -209,12 +220,8 @@ class LSTM(nn.Module):
 
   def initialize_carry(self, batch: int) -> tuple[LSTMCarry, ...]:
     """Zero state: one `LSTMCarry` per (layer, direction), PyTorch's order."""
-    out = self.proj_size or self.hidden_size
-    zero = LSTMCarry(
-      jnp.zeros((batch, self.hidden_size), jnp.float32),
-      jnp.zeros((batch, out), jnp.float32),
-    )
-    return tuple(zero for _ in range(self.num_layers * self.num_directions))
+    count = self.num_layers * self.num_directions
+    return zero_carries(batch, self.hidden_size, self.proj_size, count)
 
   @nn.compact
   def __call__(

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.layers import LSTM
+from lstm_jax.layers import LSTM, zero_carries
 from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
@@ -80,14 +80,8 @@ class LanguageModel(nn.Module):
 
   def initialize_carry(self, batch: int) -> LMCarry:
     """Zero state for `batch` rows (no previous segment)."""
-    out = self.proj_size or self.hidden_size
-    zero = LSTMCarry(
-      jnp.zeros((batch, self.hidden_size), jnp.float32),
-      jnp.zeros((batch, out), jnp.float32),
-    )
-    return LMCarry(
-      tuple(zero for _ in range(self.num_layers)), jnp.zeros((batch,), jnp.int32)
-    )
+    lstm = zero_carries(batch, self.hidden_size, self.proj_size, self.num_layers)
+    return LMCarry(lstm, jnp.zeros((batch,), jnp.int32))
 
   @nn.compact
   def __call__(
