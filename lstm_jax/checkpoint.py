@@ -45,8 +45,8 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from lstm_jax import errors
+from lstm_jax.workdir import CHECKPOINT_DIR
 
-CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints_corrupt"
 STATE_ITEM = "state"
 FINGERPRINT_ITEM = "fingerprint"

@@ -107,10 +107,10 @@ def load_run(workdir: str, which: str = "latest") -> tuple[Any, nn.Module, Vocab
   """
   from lstm_jax import checkpoint, tasks  # noqa: PLC0415
   from lstm_jax import workdir as workdir_lib
+  from lstm_jax.tasks.charlm import VOCAB_FILE
 
-  files = {
-    n: os.path.join(workdir, n) for n in ("config.json", "data.json", "vocab.json")
-  }
+  names = (workdir_lib.CONFIG_FILE, workdir_lib.DATA_FILE, VOCAB_FILE)
+  files = {n: os.path.join(workdir, n) for n in names}
   for name, path in files.items():
     if not os.path.exists(path):
       raise errors.LstmJaxError(
@@ -119,10 +119,10 @@ def load_run(workdir: str, which: str = "latest") -> tuple[Any, nn.Module, Vocab
         f"--workdir={workdir}`."
       )
   config = workdir_lib.load_config(workdir)
-  with open(files["data.json"], encoding="utf-8") as f:
+  with open(files[workdir_lib.DATA_FILE], encoding="utf-8") as f:
     info = json.load(f)
   model = tasks.get_task(config.task).make_model(config, info)
-  vocab = Vocab.load(files["vocab.json"])
+  vocab = Vocab.load(files[VOCAB_FILE])
   manager = checkpoint.make_manager(workdir, config)
   try:
     if which == "best":

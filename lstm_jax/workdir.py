@@ -38,6 +38,7 @@ from absl import logging
 
 from lstm_jax import errors
 
+CHECKPOINT_DIR = "checkpoints"  # `lstm_jax.checkpoint` keeps its checkpoints here
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 
@@ -229,12 +230,11 @@ def prepare(workdir: str, config: Any, data_info: dict[str, Any]) -> None:
     raise errors.ConfigError(f"--workdir={workdir} exists and is not a directory")
   new = config_to_dict(config)
   config_path = os.path.join(workdir, CONFIG_FILE)
+  ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   if os.path.exists(config_path):
     _check_config(workdir, new)
     _check_data(workdir, data_info)
-  elif os.path.isdir(os.path.join(workdir, "checkpoints")) and os.listdir(
-    os.path.join(workdir, "checkpoints")
-  ):
+  elif os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise errors.IncompatibleRunError(
       f"{workdir} holds checkpoints but no {CONFIG_FILE}, so there is no way "
       "to check that they belong to this config. Use a new --workdir."
