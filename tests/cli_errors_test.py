@@ -12,46 +12,19 @@ truth) against the workdir of a finished tiny run, and checks that:
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import tiny_run
 
 from experiments import charlm
-
-REPO = Path(__file__).resolve().parents[1]
-# The same run as resume_test.py's reference, so that with the shared JAX
-# compilation cache (one per pytest worker) only one of them compiles.
-TINY = [
-  "--config=experiments/charlm.py:tiny",
-  "--config.train.steps=30",
-  "--config.checkpoint.every_steps=5",
-  "--config.train.log_every=5",
-  "--config.train.eval_every=10",
-  "--config.train.eval_batches=2",
-  "--config.train.sample_length=8",
-]
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-  cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-  cache.mkdir(exist_ok=True)
-  return {
-    **os.environ,
-    "JAX_PLATFORMS": "cpu",
-    "JAX_COMPILATION_CACHE_DIR": str(cache),
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-  }
 
 
 def _main(env, *args: str) -> subprocess.CompletedProcess:
   return subprocess.run(
-    [sys.executable, "-m", "lstm_jax.main", *TINY, *args],
-    cwd=REPO,
+    tiny_run.command(*args),
+    cwd=tiny_run.REPO,
     env=env,
     capture_output=True,
     text=True,

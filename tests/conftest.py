@@ -12,3 +12,21 @@ import pytest  # noqa: E402
 def key():
   """A fresh PRNG key; tests split it as needed."""
   return jax.random.key(0)
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory) -> dict[str, str]:
+  """Environment for `python -m lstm_jax.main` subprocesses.
+
+  CPU, and one persistent JAX compilation cache for the whole session (per
+  pytest worker), so the tiny run (tests/tiny_run.py) compiles only once.
+  """
+  cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
+  cache.mkdir(exist_ok=True)
+  return {
+    **os.environ,
+    "JAX_PLATFORMS": "cpu",
+    "JAX_COMPILATION_CACHE_DIR": str(cache),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+  }

@@ -19,14 +19,12 @@ restart then costs seconds, as it would for a user.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,49 +32,23 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tiny_run
 
 from lstm_jax import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-STEPS = 30
-# Checkpoints every 5 steps, evals (with a best-by-bpc checkpoint) every 10,
-# train logs every 5: log windows align with checkpoints, so a run resumed
-# from any checkpoint writes the same metrics history as an uninterrupted one.
-TINY = [
-  "--config=experiments/charlm.py:tiny",
-  f"--config.train.steps={STEPS}",
-  "--config.checkpoint.every_steps=5",
-  "--config.train.log_every=5",
-  "--config.train.eval_every=10",
-  "--config.train.eval_batches=2",
-  "--config.train.sample_length=8",
-]
+STEPS = tiny_run.STEPS
 TIMEOUT = 240  # seconds per subprocess; a hung run fails instead of stalling CI
 TIMING_METRICS = {"steps_per_sec", "tokens_per_sec"}
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-  # Shared with cli_errors_test.py (same TINY run) within one pytest worker.
-  cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
-  cache.mkdir(exist_ok=True)
-  return {
-    **os.environ,
-    "JAX_PLATFORMS": "cpu",
-    "JAX_COMPILATION_CACHE_DIR": str(cache),
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-  }
-
-
 def _command(workdir) -> list[str]:
-  return [sys.executable, "-m", "lstm_jax.main", f"--workdir={workdir}", *TINY]
+  return tiny_run.command(f"--workdir={workdir}")
 
 
 def _run(workdir, env) -> subprocess.CompletedProcess:
   proc = subprocess.run(
     _command(workdir),
-    cwd=REPO,
+    cwd=tiny_run.REPO,
     env=env,
     capture_output=True,
     text=True,
@@ -89,7 +61,9 @@ def _run(workdir, env) -> subprocess.CompletedProcess:
 def _start(workdir, env, log_dir) -> tuple[subprocess.Popen, Path, Path]:
   out, err = Path(log_dir) / "stdout.txt", Path(log_dir) / "stderr.txt"
   with open(out, "w") as fo, open(err, "w") as fe:
-    proc = subprocess.Popen(_command(workdir), cwd=REPO, env=env, stdout=fo, stderr=fe)
+    proc = subprocess.Popen(
+      _command(workdir), cwd=tiny_run.REPO, env=env, stdout=fo, stderr=fe
+    )
   return proc, out, err
 
 

@@ -1,0 +1,31 @@
+"""The tiny training run that the command-line tests share.
+
+`cli_errors_test.py` and `resume_test.py` run the same command (and the
+`env` fixture in conftest.py gives them one JAX compilation cache per pytest
+worker), so only the first of them compiles.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 30
+# Checkpoints every 5 steps, evals (with a best-by-bpc checkpoint) every 10,
+# train logs every 5: log windows align with checkpoints, so a run resumed
+# from any checkpoint writes the same metrics history as an uninterrupted one.
+ARGS = (
+  "--config=experiments/charlm.py:tiny",
+  f"--config.train.steps={STEPS}",
+  "--config.checkpoint.every_steps=5",
+  "--config.train.log_every=5",
+  "--config.train.eval_every=10",
+  "--config.train.eval_batches=2",
+  "--config.train.sample_length=8",
+)
+
+
+def command(*args: str) -> list[str]:
+  """`python -m lstm_jax.main` with the tiny run's flags, then `args`."""
+  return [sys.executable, "-m", "lstm_jax.main", *ARGS, *args]
