@@ -162,15 +162,17 @@ def test_packed_segments_equal_running_alone(impl, reverse):
   np.testing.assert_array_equal(carry.h[3], init.h[3])
 
 
-@pytest.mark.parametrize(
-  "impl,reverse",
-  [
-    pytest.param("reference", False, id="reference-fwd"),
-    pytest.param("reference", True, id="reference-rev", marks=pytest.mark.slow),
-    pytest.param("fused", False, id="fused-fwd", marks=pytest.mark.slow),
-    pytest.param("fused", True, id="fused-rev"),
-  ],
-)
+# Both paths in both directions; two of the four are slow-only (the default run
+# still covers each path and each direction once).
+IMPL_DIRECTIONS = [
+  pytest.param("reference", False, id="reference-fwd"),
+  pytest.param("reference", True, id="reference-rev", marks=pytest.mark.slow),
+  pytest.param("fused", False, id="fused-fwd", marks=pytest.mark.slow),
+  pytest.param("fused", True, id="fused-rev"),
+]
+
+
+@pytest.mark.parametrize("impl,reverse", IMPL_DIRECTIONS)
 def test_zero_length_rows(impl, reverse):
   """Zero outputs, the initial carry back, and gradients that pass straight through."""
   params = make_params(8)
@@ -220,15 +222,7 @@ def _gradcheck_fn(impl, reverse, remat=False, hoist=False):
   return f, args
 
 
-@pytest.mark.parametrize(
-  "impl,reverse",
-  [
-    pytest.param("reference", False, id="reference-fwd"),
-    pytest.param("reference", True, id="reference-rev", marks=pytest.mark.slow),
-    pytest.param("fused", False, id="fused-fwd", marks=pytest.mark.slow),
-    pytest.param("fused", True, id="fused-rev"),
-  ],
-)
+@pytest.mark.parametrize("impl,reverse", IMPL_DIRECTIONS)
 def test_check_grads(impl, reverse):
   """Finite differences agree with the gradient (float32, so loose tolerances).
 
