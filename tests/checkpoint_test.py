@@ -80,6 +80,15 @@ def _largest_file(directory: str) -> str:
   return max(files, key=os.path.getsize)
 
 
+def _flip_middle_byte(path: str) -> None:
+  """Inverts one byte in the middle of `path`: same size, different content."""
+  with open(path, "rb") as f:
+    data = bytearray(f.read())
+  data[len(data) // 2] ^= 0xFF
+  with open(path, "wb") as f:
+    f.write(bytes(data))
+
+
 def test_round_trip_and_empty(tmp_path):
   manager = checkpoint.make_manager(str(tmp_path), _config())
   assert checkpoint.restore_latest(manager, _state(0)) is None
@@ -184,11 +193,7 @@ def test_flipped_byte_is_detected_by_checksum(tmp_path, caplog):
   manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
   _save_steps(manager, [10, 20])
   victim = _largest_file(os.path.join(manager.directory, "20", checkpoint.STATE_ITEM))
-  with open(victim, "rb") as f:
-    data = bytearray(f.read())
-  data[len(data) // 2] ^= 0xFF
-  with open(victim, "wb") as f:
-    f.write(bytes(data))
+  _flip_middle_byte(victim)
   manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
   with caplog.at_level(logging.WARNING):
     state, step = checkpoint.restore_latest(manager, _state(0))
@@ -217,11 +222,7 @@ def test_checksums_also_verified_without_a_target(tmp_path):
   assert step == 20 and checkpoint.fingerprint(restored) == fp
 
   victim = _largest_file(os.path.join(manager.directory, "20", checkpoint.STATE_ITEM))
-  with open(victim, "rb") as f:
-    data = bytearray(f.read())
-  data[len(data) // 2] ^= 0xFF
-  with open(victim, "wb") as f:
-    f.write(bytes(data))
+  _flip_middle_byte(victim)
   manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
   restored, step = checkpoint.restore_latest(manager, None)
   assert step == 10
