@@ -1,9 +1,12 @@
-"""Every config key, declared once with its default and what it means.
+"""The keys the trainer owns, declared once with their defaults and meaning.
 
-Experiments import this and override values; they never add keys, so a typo on
-the command line (`--config.trian.steps=5`) fails naming the key, because the
-config is loaded with `lock_config=True`. Keys whose default is "unset" are
-typed placeholders, so `--config.data.path=my.txt` still type-checks.
+A task's experiment file (`experiments/<task>.py`) starts from this config and
+declares its own `data` and `model` sections (and any section of its own, such
+as the char-LM's `sample`), each key once with a comment; it may override
+the values here but adds no keys to these sections. The config is loaded with
+`lock_config=True`, so a typo on the command line (`--config.trian.steps=5`)
+fails naming the key. Keys whose default is "unset" are typed placeholders,
+so `--config.optim.decay_steps=500` still type-checks.
 
 Run an experiment (not this file) with, for example::
 
@@ -15,51 +18,13 @@ from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
-  """The base config: the key schema and neutral defaults."""
+  """The trainer's sections: seed, task, optim, train, checkpoint, parallel."""
   config = ml_collections.ConfigDict()
   # Seed of parameter init, dropout and batch order; the run is a function of it.
   config.seed = 0
-  # Task module under lstm_jax/tasks/ that provides data, model, loss, report.
-  config.task = "charlm"
-
-  config.data = ml_collections.ConfigDict()
-  # UTF-8 text file to train on; unset = Python's built-in pydoc_data.topics.
-  config.data.path = config_dict.placeholder(str)
-  # Fraction of the corpus held out for validation: the LAST chars, no shuffle.
-  config.data.valid_fraction = 0.1
-  # Characters per training window (truncated-BPTT length).
-  config.data.seq_len = 128
-  # Rows per training batch.
-  config.data.batch_size = 32
-  # Rows per eval batch: validation is read as this many contiguous streams.
-  config.data.eval_batch_size = 32
-
-  config.model = ml_collections.ConfigDict()
-  # Width of the input embedding.
-  config.model.embed_dim = 64
-  # LSTM cell size of every layer.
-  config.model.hidden_size = 256
-  # Stacked LSTM layers.
-  config.model.num_layers = 1
-  # Dropout on every LSTM layer's output (between layers and before the head).
-  config.model.dropout = 0.0
-  # Cell variant: "standard", "layernorm" or "peephole".
-  config.model.cell = "standard"
-  # If > 0, LSTMP projection of h to this size.
-  config.model.proj_size = 0
-  # Share the embedding matrix with the output layer (adds a projection to
-  # embed_dim when the LSTM output has another width).
-  config.model.tie_embeddings = False
-  # Matmul compute dtype: "float32" or "bfloat16" (params and carry stay f32).
-  config.model.dtype = "float32"
-  # Recompute LSTM step activations in the backward pass (saves memory).
-  config.model.remat = False
-  # lax.scan unroll factor of the LSTM time loop.
-  config.model.unroll = 1
-  # LSTM implementation: "auto", "fused" or "reference" (see lstm_scan).
-  config.model.impl = "auto"
-  # Initial forget-gate bias.
-  config.model.forget_bias = 1.0
+  # The task: a module name under lstm_jax/tasks/ ("charlm"), or the dotted
+  # path of any importable module with the same interface (lstm_jax.tasks.base).
+  config.task = config_dict.placeholder(str)
 
   config.optim = ml_collections.ConfigDict()
   # "adamw" (decoupled weight decay), "adam" or "sgd" (L2 added to the grads).
@@ -106,21 +71,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.early_stop_patience = 0
   # Stop the run after this many consecutive steps with a non-finite loss.
   config.train.max_nonfinite_steps = 20
-  # Stateful LM training: carry the LSTM state from one window to the next.
+  # Stateful training: carry the model's state from one batch to the next
+  # (truncated BPTT over consecutive windows; the model needs a carry).
   config.train.stateful = False
-  # End-of-run sample: length in chars (0 = none), temperature (0 = greedy),
-  # prompt.
-  config.train.sample_length = 300
-  config.train.sample_temperature = 0.8
-  config.train.sample_prompt = "The "
 
   config.checkpoint = ml_collections.ConfigDict()
   # Save every N steps (plus at each eval, at the end and on SIGTERM).
   config.checkpoint.every_steps = 500
   # Keep the last N checkpoints (the best one is kept in addition).
   config.checkpoint.keep = 2
-  # Eval metric that ranks checkpoints and drives early stopping.
-  config.checkpoint.best_metric = "eval/bpc"
+  # Eval metric that ranks checkpoints, drives early stopping and picks the
+  # checkpoint of the final test evaluation; "" = none (the last is used).
+  config.checkpoint.best_metric = "eval/loss"
   # "min" or "max": which direction of best_metric is better.
   config.checkpoint.best_mode = "min"
 

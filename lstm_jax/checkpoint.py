@@ -19,33 +19,27 @@ A thin layer over `orbax.checkpoint.CheckpointManager` rooted at
   to `<step>` only after every file and `commit_success.txt` are written, so a
   process killed mid-save leaves a tmp directory that Orbax neither lists nor
   restores (it is removed when the next manager is created).
-* `PreemptionGuard` turns SIGTERM (what a Cloud TPU VM gets before preemption)
-  into a flag the training loop polls at step boundaries.
+* Every save stores a checksum of each leaf (`lstm_jax.fingerprint`), verified
+  on restore: Orbax itself would restore a flipped bit silently.
 
-Multi-host note: `PreemptionGuard` is per process. On several hosts the loop
-must agree on the step at which to save (e.g. `multihost_utils` or Orbax's
-`reached_preemption`); one host is all this module supports today.
+Preemption (SIGTERM) is `lstm_jax.preemption`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import shutil
-import signal
-import threading
 import time
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
-from lstm_jax import errors
-from lstm_jax.workdir import CHECKPOINT_DIR
+from lstm_jax import errors, fingerprint
+from lstm_jax.rundir import CHECKPOINT_DIR
 
 CORRUPT_DIR = "checkpoints_corrupt"
 STATE_ITEM = "state"
@@ -64,6 +58,7 @@ class Manager(ocp.CheckpointManager):
       directory, options=options, item_names=(STATE_ITEM, FINGERPRINT_ITEM)
     )
     self.best_metric = best_metric
+    self.read_only = bool(options.read_only)
 
 
 def _metric_fn(name: str, mode: str):
@@ -103,8 +98,12 @@ def check_config(ckpt) -> tuple[int, int, str, str]:
   return keep, every, best_metric, best_mode
 
 
-def make_manager(workdir: str, config) -> Manager:
+def make_manager(workdir: str, config, read_only: bool = False) -> Manager:
   """Creates the checkpoint manager for `workdir` from `config.checkpoint`.
+
+  A `read_only` manager (for readers of a run: sampling, notebooks) creates,
+  deletes and moves nothing: not the directory, not the temporary directory
+  of a save in progress, not an unreadable step.
 
   Reads `checkpoint.every_steps` (a step is saved when `step % every_steps ==
   0`, or whenever `save(..., force=True)`), `checkpoint.keep` (the last N steps
@@ -131,81 +130,12 @@ def make_manager(workdir: str, config) -> Manager:
     preservation_policy=ocp_policies.AnyPreservationPolicy(policies),
     best_fn=best_fn,
     best_mode=best_mode,
-    cleanup_tmp_directories=True,
-    create=True,
+    cleanup_tmp_directories=not read_only,
+    create=not read_only,
+    read_only=read_only,
   )
   directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
   return Manager(directory, options, best_metric)
-
-
-def _leaf_bytes(leaf: Any) -> np.ndarray:
-  if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(
-    leaf.dtype, jax.dtypes.prng_key
-  ):
-    leaf = jax.random.key_data(leaf)
-  return np.asarray(leaf)
-
-
-def _path_name(path: tuple[Any, ...]) -> str:
-  """ "params/lstm/w_ih" for a dataclass, dict or list path alike.
-
-  A state restored without a target comes back as nested dicts and lists, so
-  the names must not depend on the container type.
-  """
-  parts = []
-  for entry in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(entry, attr):
-        parts.append(str(getattr(entry, attr)))
-        break
-    else:
-      parts.append(str(entry))
-  return "/".join(parts)
-
-
-def fingerprint(state: Any) -> dict[str, Any] | None:
-  """Per-leaf sha256 of the state's bytes, with dtype and shape.
-
-  Orbax has no checksums: a flipped bit in an array file restores silently as
-  a different number. Storing this beside the state and comparing after a
-  restore turns any change of the saved bytes into a detected corruption.
-  None when some leaf is not fully addressable from this process (multi-host
-  sharded arrays), where hashing would need a gather.
-  """
-  leaves = jax.tree_util.tree_flatten_with_path(state)[0]
-  out = {}
-  for path, leaf in leaves:
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-      return None
-    arr = np.ascontiguousarray(_leaf_bytes(leaf))
-    out[_path_name(path)] = {
-      "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
-      "dtype": str(arr.dtype),
-      "shape": list(arr.shape),
-    }
-  return out
-
-
-def _verify(state: Any, expected: dict[str, Any] | None) -> None:
-  """Raises ValueError if a restored leaf's bytes differ from those saved."""
-  if not expected:
-    return
-  actual = fingerprint(state)
-  if actual is None:
-    return
-  for key, want in expected.items():
-    got = actual.get(key)
-    # A leaf restored as another dtype/shape (or absent) is a config change,
-    # which Orbax reports itself; only same-layout bytes are comparable.
-    if got is None or (got["dtype"], got["shape"]) != (
-      want["dtype"],
-      want["shape"],
-    ):
-      continue
-    if got["sha256"] != want["sha256"]:
-      raise ValueError(
-        f"checksum mismatch in {key}: the bytes on disk differ from those saved"
-      )
 
 
 def save(
@@ -234,7 +164,7 @@ def save(
   args = ocp.args.Composite(
     **{
       STATE_ITEM: ocp.args.StandardSave(state),
-      FINGERPRINT_ITEM: ocp.args.JsonSave(fingerprint(state) or {}),
+      FINGERPRINT_ITEM: ocp.args.JsonSave(fingerprint.fingerprint(state) or {}),
     }
   )
   manager.save(step, args=args, metrics=metrics, force=force)
@@ -283,7 +213,7 @@ def _describe(exc: BaseException, limit: int = 300) -> str:
 
 def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   """Moves unrestorable step directories out of Orbax's sight, keeping them."""
-  if not steps or jax.process_index() != 0:
+  if not steps or jax.process_index() != 0 or getattr(manager, "read_only", False):
     return
   root = os.fspath(manager.directory)
   corrupt = os.path.join(os.path.dirname(root), CORRUPT_DIR)
@@ -310,7 +240,7 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int, target: Any) ->
     ),
   )
   state = restored[STATE_ITEM]
-  _verify(state, restored[FINGERPRINT_ITEM])
+  fingerprint.verify(state, restored[FINGERPRINT_ITEM])
   return state
 
 
@@ -391,53 +321,3 @@ def restore_latest(
     f"{detail}\nNothing was deleted. If the model or optimizer config changed, "
     "use a new --workdir; otherwise move the damaged step directories away."
   )
-
-
-class PreemptionGuard:
-  """Turns SIGTERM into a flag polled at step boundaries.
-
-  Usage::
-
-    with checkpoint.PreemptionGuard() as guard:
-      for step in ...:
-        ...
-        if guard.requested:
-          checkpoint.save(manager, step, state, force=True)
-          manager.wait_until_finished()
-          return
-
-  The previous handler is restored on exit. Signal handlers can only be set
-  from the main thread; elsewhere (e.g. a training thread in a notebook) the
-  guard logs that and never fires.
-  """
-
-  def __init__(self, signum: int = signal.SIGTERM):
-    self._signum = signum
-    self._previous: Any = None
-    self._installed = False
-    self._event = threading.Event()
-
-  @property
-  def requested(self) -> bool:
-    return self._event.is_set()
-
-  def _handle(self, signum, frame) -> None:
-    del frame
-    logging.warning(
-      "Received signal %d: will save a checkpoint at the next step boundary and exit.",
-      signum,
-    )
-    self._event.set()
-
-  def __enter__(self) -> PreemptionGuard:
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(self._signum, self._handle)
-      self._installed = True
-    else:
-      logging.info("PreemptionGuard: not the main thread; SIGTERM not handled.")
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    if self._installed:
-      signal.signal(self._signum, self._previous)
-      self._installed = False

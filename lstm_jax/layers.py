@@ -7,6 +7,11 @@ bidirectional, with inter-layer dropout; it mirrors `torch.nn.LSTM` so that
 Variable layout of `LSTM` (what `convert.py` relies on)::
 
   params/layer_{l}_{fwd,bwd}/{w_ih, w_hh, bias[, w_proj, peephole, ln_*]}
+
+The LSTM's settings as a config section are declared once, in `lstm_config`
+(every task config holds one as `config.model.lstm`), and validated once, in
+`lstm_from_config`, which builds the `LSTM` module that a task model takes as
+its `lstm` field.
 """
 
 from __future__ import annotations
@@ -17,13 +22,18 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from ml_collections import config_dict
 
 from lstm_jax import recurrent
+from lstm_jax.errors import ConfigError
 from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
 CELLS = ("standard", "layernorm", "peephole")
+# Compute dtypes by config name; parameters and the carry stay float32.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def orthogonal_blocks(num_blocks: int = 4) -> nn.initializers.Initializer:
@@ -282,3 +292,80 @@ class LSTM(nn.Module):
       if self.dropout > 0 and layer < self.num_layers - 1:
         x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
     return x, tuple(finals)
+
+
+def lstm_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """The LSTM's config section (`config.model.lstm`): every key, once.
+
+  Args:
+    **overrides: new defaults for some keys (e.g. `hidden_size=384`); a key
+      that is not declared here is an error.
+  """
+  c = ml_collections.ConfigDict()
+  # Cell size H of every layer.
+  c.hidden_size = 256
+  # Stacked layers; layer l > 0 reads layer l-1's outputs.
+  c.num_layers = 1
+  # Run a reversed copy of each layer; outputs are [forward | backward].
+  c.bidirectional = False
+  # If > 0, LSTMP projection of h to this size.
+  c.proj_size = 0
+  # Dropout on every layer's output (between layers; task models also apply it
+  # to the last layer's output before their head).
+  c.dropout = 0.0
+  # Cell variant: "standard", "layernorm" or "peephole".
+  c.cell = "standard"
+  # Initial forget-gate bias (ignored when chrono_max_len is set).
+  c.forget_bias = 1.0
+  # If set, chrono initialisation of the gate biases for sequences up to this
+  # long (Tallec & Ollivier, 2018).
+  c.chrono_max_len = config_dict.placeholder(int)
+  # Matmul compute dtype: "float32" or "bfloat16" (params and carry stay f32).
+  c.dtype = "float32"
+  # Recompute step activations in the backward pass (saves memory).
+  c.remat = False
+  # lax.scan unroll factor of the time loop.
+  c.unroll = 1
+  # Implementation: "auto", "fused" or "reference" (see recurrent.lstm_scan).
+  c.impl = "auto"
+  for key, value in overrides.items():
+    if key not in c:
+      raise KeyError(f"lstm_config has no key {key!r}; keys: {sorted(c)}")
+    c[key] = value
+  return c
+
+
+def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:
+  """The `LSTM` module of a config section from `lstm_config`, validated.
+
+  Args:
+    cfg: the section (a ConfigDict or a plain dict, e.g. from config.json).
+    prefix: the section's path, used to name keys in errors.
+
+  Raises:
+    ConfigError: a value out of range or not one of the choices; the message
+      names the key (`model.lstm.hidden_size must be >= 1, got 0`).
+  """
+  cfg = dict(cfg)
+  expected = set(lstm_config())
+  if set(cfg) != expected:
+    missing, extra = sorted(expected - set(cfg)), sorted(set(cfg) - expected)
+    raise ConfigError(f"{prefix} lacks keys {missing} / has unknown keys {extra}")
+  choices = {"dtype": tuple(DTYPES), "cell": CELLS, "impl": recurrent.IMPLS}
+  for key, allowed in choices.items():
+    if cfg[key] not in allowed:
+      raise ConfigError(
+        f"{prefix}.{key} must be one of {list(allowed)}, got {cfg[key]!r}"
+      )
+  for key, low in (("hidden_size", 1), ("num_layers", 1), ("unroll", 1)):
+    if cfg[key] < low:
+      raise ConfigError(f"{prefix}.{key} must be >= {low}, got {cfg[key]}")
+  if cfg["proj_size"] < 0:
+    raise ConfigError(f"{prefix}.proj_size must be >= 0, got {cfg['proj_size']}")
+  if cfg["chrono_max_len"] is not None and cfg["chrono_max_len"] < 3:
+    raise ConfigError(
+      f"{prefix}.chrono_max_len must be >= 3 (or unset), got {cfg['chrono_max_len']}"
+    )
+  if not 0.0 <= cfg["dropout"] < 1.0:
+    raise ConfigError(f"{prefix}.dropout must be in [0, 1), got {cfg['dropout']}")
+  return LSTM(**{**cfg, "dtype": DTYPES[cfg["dtype"]]})

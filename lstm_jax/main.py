@@ -41,7 +41,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     detail = str(e).replace("\n", ". ")
     overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
     sys.exit(
-      f"error: unknown config key {detail} (in {overrides}); every key is in experiments/base.py."
+      f"error: unknown config key {detail} (in {overrides}); keys are declared in experiments/base.py (the trainer's) and in the experiment file (the task's)."
     )
 
 

@@ -3,7 +3,7 @@
 Steps return metrics as (sum, weight) pairs; `summarize` adds them up over
 steps or eval batches in float64 and divides once, so a mean over a log window
 or a whole validation split is exact, not a mean of means.
-`log_train_window` does that for the train steps since the last log, leaves
+`TrainLog` does that for the train steps since the last log, leaves
 non-finite steps out of the means, and stops a run that keeps diverging.
 
 `MetricWriter` writes each record, on process 0 only, to three places with the
@@ -59,7 +59,13 @@ def read_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def _truncate_jsonl(path: str, last_step: int) -> None:
-  records = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+  # A "test" record is the end-of-run evaluation; a run that starts again
+  # recomputes it when it ends, so the file never holds two.
+  records = [
+    r
+    for r in read_jsonl(path)
+    if r.get("step", 0) <= last_step and r.get("split") != "test"
+  ]
   tmp = f"{path}.tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     f.writelines(json.dumps(r) + "\n" for r in records)
@@ -157,46 +163,81 @@ class Throughput:
     return {"steps_per_sec": steps / elapsed, "tokens_per_sec": tokens / elapsed}
 
 
-def log_train_window(
-  writer: MetricWriter,
-  step: int,
-  window: list[Mapping[str, tuple[Any, Any]]],
-  timed: int,
-  nonfinite_run: int,
-  max_nonfinite: int,
-  lr: float,
-  clock: Throughput,
-) -> tuple[int, dict[str, float]]:
-  """Writes the mean train metrics of `window` (per-step metrics, on device).
+class TrainLog:
+  """The train-metrics window between two log lines, its clock and the
+  non-finite-step count that stops a diverging run.
+
+  The loop calls `add` after every step and `flush` at every log step:
+
+    log = TrainLog(writer, max_nonfinite=20, token_metric="loss")
+    for ...:
+      state, metrics, loss = train_step(state, batch)
+      log.add(state, metrics, loss)
+      if step % log_every == 0:
+        values = log.flush(step, learning_rate)
 
   Steps with a non-finite loss are left out of the means and counted as
-  `skipped_steps`. Throughput counts the last `timed` steps of the window
-  (the first step of a process includes compilation and is not timed). Tokens
-  are the weight of the `loss` metric (real target tokens for an LM).
+  `skipped_steps`. Throughput (`steps_per_sec`, `tokens_per_sec`) counts the
+  window's steps after the first step of the process, which includes
+  compilation; a token is one unit of the weight of the task's
+  `token_metric` (a target character for the char-LM). `exclude` takes time
+  spent on other work (evaluation) off the clock.
 
-  Returns:
-    (the number of consecutive non-finite steps at the end, the values).
-
-  Raises:
-    DivergenceError: `max_nonfinite` consecutive steps (across windows) had a
-      non-finite loss.
+  Args:
+    writer: where `flush` writes the "train" record.
+    max_nonfinite: consecutive non-finite steps (across windows) that stop the
+      run; 0 = never.
+    token_metric: the task metric whose weight counts tokens.
   """
-  host = jax.device_get(window)
-  finite = [bool(np.isfinite(m["loss"][0])) for m in host]
-  for i, ok in enumerate(finite):
-    nonfinite_run = 0 if ok else nonfinite_run + 1
-    if max_nonfinite and nonfinite_run >= max_nonfinite:
-      last = step - len(finite) + i + 1
-      raise DivergenceError(
-        f"the training loss was NaN or Inf for {nonfinite_run} consecutive "
-        f"steps (steps {last - nonfinite_run + 1}..{last}); the run stops. "
-        "Try a lower optim.learning_rate, optim.clip_norm > 0, or inspect "
-        "the data; train.max_nonfinite_steps sets this limit."
-      )
-  values = summarize(m for m, ok in zip(host, finite) if ok)
-  tokens = sum(float(m["loss"][1]) for m in host[len(host) - timed :])
-  values.update(clock.measure(timed, tokens))
-  values["learning_rate"] = lr
-  values["skipped_steps"] = float(len(finite) - sum(finite))
-  writer.write(step, "train", values)
-  return nonfinite_run, values
+
+  def __init__(self, writer: MetricWriter, max_nonfinite: int, token_metric: str):
+    self._writer = writer
+    self._max_nonfinite = max_nonfinite
+    self._token_metric = token_metric
+    self._clock = Throughput()
+    self._window: list[tuple[Any, Any]] = []
+    self._timed = 0
+    self._compiled = False
+    self._nonfinite_run = 0
+
+  def add(self, state: Any, metrics: Mapping[str, tuple[Any, Any]], loss: Any) -> None:
+    """Records one step's metrics and loss (device arrays; not fetched yet)."""
+    self._window.append((metrics, loss))
+    if self._compiled:
+      self._timed += 1
+    else:  # the first step compiled: time from its end on
+      jax.block_until_ready(state)
+      self._clock.reset()
+      self._compiled = True
+
+  def exclude(self, seconds: float) -> None:
+    """Takes `seconds` (spent on evaluation, say) off the throughput clock."""
+    self._clock.exclude(seconds)
+
+  def flush(self, step: int, learning_rate: float) -> dict[str, float]:
+    """Writes the window's mean metrics at `step` and starts a new window.
+
+    Raises:
+      DivergenceError: `max_nonfinite` consecutive steps had a non-finite loss.
+    """
+    host = jax.device_get(self._window)
+    finite = [bool(np.isfinite(loss)) for _, loss in host]
+    for i, ok in enumerate(finite):
+      self._nonfinite_run = 0 if ok else self._nonfinite_run + 1
+      if self._max_nonfinite and self._nonfinite_run >= self._max_nonfinite:
+        last = step - len(finite) + i + 1
+        raise DivergenceError(
+          f"the training loss was NaN or Inf for {self._nonfinite_run} consecutive "
+          f"steps (steps {last - self._nonfinite_run + 1}..{last}); the run stops. "
+          "Try a lower optim.learning_rate, optim.clip_norm > 0, or inspect "
+          "the data; train.max_nonfinite_steps sets this limit."
+        )
+    values = summarize(m for (m, _), ok in zip(host, finite) if ok)
+    timed = host[len(host) - self._timed :]
+    tokens = sum(float(m[self._token_metric][1]) for m, _ in timed)
+    values.update(self._clock.measure(self._timed, tokens))
+    values["learning_rate"] = learning_rate
+    values["skipped_steps"] = float(len(finite) - sum(finite))
+    self._writer.write(step, "train", values)
+    self._window, self._timed = [], 0
+    return values

@@ -61,11 +61,20 @@ def data_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec("data"))
 
 
+def batch_rows(batch: Any) -> int:
+  """Rows of a batch-major pytree: the leading size of its first leaf."""
+  leaves = jax.tree.leaves(batch)
+  if not leaves or not np.shape(leaves[0]):
+    raise ValueError("a batch must hold at least one array with a batch axis")
+  return int(np.shape(leaves[0])[0])
+
+
 def check_batch_size(mesh: Mesh, name: str, size: int) -> None:
   data = mesh.shape["data"]
   if size % data:
     raise ConfigError(
-      f"{name}={size} is not divisible by the {data} data-parallel devices"
+      f"{name} has {size} rows, which is not divisible by the {data} "
+      f"data-parallel devices of parallel.mesh_shape"
     )
 
 

@@ -4,7 +4,7 @@ Importable from notebooks and tests; `lstm_jax.main` is only its command line.
 The loop knows a task only through `lstm_jax.tasks.base.Task`.
 
 Resume order (the workdir is the run's identity):
-  1. `workdir.prepare` refuses a workdir that holds a run with another config
+  1. `rundir.prepare` refuses a workdir that holds a run with another config
      or other data, before anything is written.
   2. The newest readable checkpoint in the workdir is restored (state, step,
      RNG, optimizer, early-stopping record and, if stateful, the carry); the
@@ -17,6 +17,7 @@ at any point and restarted ends bit-identical to an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -34,13 +35,14 @@ import optax
 from absl import logging
 from flax import struct
 
-from lstm_jax import checkpoint, optim, parallel, tasks
-from lstm_jax import metrics as metrics_lib
-from lstm_jax import workdir as workdir_lib
+from lstm_jax import checkpoint, metrics, optim, parallel, preemption, rundir, tasks
 from lstm_jax.errors import ConfigError
-from lstm_jax.tasks.base import Batch, Datasets, Metrics
+from lstm_jax.tasks.base import Batch, Metrics
 
 Array = jax.Array
+# The Flax collection in which models sow scalar loss terms (`self.sow(
+# PENALTIES, name, value)`); the train step adds them to the task's loss.
+PENALTIES = "penalties"
 
 
 class TrainState(struct.PyTreeNode):
@@ -50,7 +52,8 @@ class TrainState(struct.PyTreeNode):
     step: <int32>[] steps taken = index of the next batch.
     params: model parameters.
     opt_state: optimizer state (incl. the skipped-update counters).
-    rng: <uint32>[2] base key; step k uses `fold_in(rng, k)`.
+    rng: <uint32>[2] the data of the base key (`jax.random.key_data`: plain
+      arrays checkpoint everywhere); step k uses `fold_in(key, k)`.
     carry: the model's carry after the last window (stateful training), or
       None.
     best_metric: <float32>[] best `checkpoint.best_metric` seen at an eval.
@@ -78,13 +81,13 @@ def create_train_state(
   params = model.init(init_rng, batch)["params"]
   carry = None
   if config.train.stateful:
-    carry = model.initialize_carry(batch["inputs"].shape[0])
+    carry = model.initialize_carry(parallel.batch_rows(batch))
   worst = math.inf if config.checkpoint.best_mode == "min" else -math.inf
   return TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
     opt_state=tx.init(params),
-    rng=state_rng,
+    rng=jax.random.key_data(state_rng),
     carry=carry,
     best_metric=jnp.asarray(worst, jnp.float32),
     evals_since_best=jnp.zeros((), jnp.int32),
@@ -95,29 +98,35 @@ def make_train_step(
   model: nn.Module,
   loss_and_metrics: Callable[[Array, Batch], tuple[Array, Metrics]],
   tx: optax.GradientTransformation,
-) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
-  """`train_step(state, batch) -> (state, metrics)`, to be jitted.
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics, Array]]:
+  """`train_step(state, batch) -> (state, metrics, loss)`, to be jitted.
 
   Metrics are the task's (sum, weight) pairs plus `grad_norm` (before
-  clipping). A step whose loss is not finite resets a stateful carry to zeros
-  (its update is skipped by the optimizer, see `optim`).
+  clipping); `loss` is the scalar that was differentiated. A step whose loss
+  is not finite resets a stateful carry to zeros (its update is skipped by
+  the optimizer, see `optim`).
   """
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
-    rng = jax.random.fold_in(state.rng, state.step)
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics, Array]:
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
     def loss_fn(params):
-      outputs, carry = model.apply(
+      (outputs, carry), penalties = model.apply(
         {"params": params},
         batch,
         carry=state.carry,
         deterministic=False,
         rngs={"dropout": rng},
+        mutable=[PENALTIES],
       )
-      loss, metrics = loss_and_metrics(outputs, batch)
-      return loss, (metrics, carry)
+      loss, step_metrics = loss_and_metrics(outputs, batch)
+      # Regularisers that live inside the model (activation penalties, say)
+      # sow their scalar terms; they join the loss, not the metrics.
+      for term in jax.tree.leaves(penalties):
+        loss = loss + term
+      return loss, (step_metrics, carry)
 
-    (loss, (metrics, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, (step_metrics, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params
     )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -128,11 +137,11 @@ def make_train_step(
       ok = jnp.isfinite(loss)
       carry = jax.tree.map(lambda a: jnp.where(ok, a, jnp.zeros_like(a)), carry)
     grad_norm = optax.global_norm(grads)
-    metrics = {**metrics, "grad_norm": (grad_norm, jnp.ones(()))}
+    step_metrics = {**step_metrics, "grad_norm": (grad_norm, jnp.ones(()))}
     new_state = state.replace(
       step=state.step + 1, params=params, opt_state=opt_state, carry=carry
     )
-    return new_state, metrics
+    return new_state, step_metrics, loss
 
   return train_step
 
@@ -160,14 +169,15 @@ def evaluate(
   """Metrics over `batches`, passing `carry` along (None: stateless)."""
   pairs = []
   for batch in batches:
-    metrics, carry = eval_step(
+    batch_metrics, carry = eval_step(
       params, parallel.put_batch(batch, batch_shardings), carry
     )
-    pairs.append(metrics)
-  return metrics_lib.summarize(jax.device_get(pairs))
+    pairs.append(batch_metrics)
+  return metrics.summarize(jax.device_get(pairs))
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
+  """The trainer's own keys; the task checks its keys in `Task.validate`."""
   train = config.train
   for key in ("steps", "log_every"):
     if train[key] < 1:
@@ -175,15 +185,35 @@ def _validate(config: ml_collections.ConfigDict) -> None:
   for key in ("eval_every", "early_stop_patience", "max_nonfinite_steps"):
     if train[key] < 0:
       raise ConfigError(f"train.{key} must be >= 0, got {train[key]}")
-  if not 0.0 < config.data.valid_fraction < 1.0:
+  if train.eval_batches is not None and train.eval_batches < 1:
     raise ConfigError(
-      f"data.valid_fraction must be in (0, 1), got {config.data.valid_fraction}"
+      f"train.eval_batches must be >= 1 (or unset = all), got {train.eval_batches}"
     )
-  # checkpoint.make_manager runs after workdir.prepare has written
+  # checkpoint.make_manager runs after rundir.prepare has written
   # config.json; a bad checkpoint value must fail before that.
   checkpoint.check_config(config.checkpoint)
   if train.early_stop_patience and not config.checkpoint.best_metric:
     raise ConfigError("train.early_stop_patience needs checkpoint.best_metric")
+
+
+@dataclasses.dataclass
+class _Best:
+  """The best eval value of `checkpoint.best_metric` so far, and the evals
+  since it improved (early stopping); mirrored into the `TrainState`."""
+
+  value: float
+  since: int
+  minimize: bool
+
+  def update(self, value: float) -> None:
+    improved = value < self.value if self.minimize else value > self.value
+    self.value, self.since = (value, 0) if improved else (self.value, self.since + 1)
+
+  def into(self, state: TrainState, sharding: Any) -> TrainState:
+    return state.replace(
+      best_metric=jax.device_put(jnp.float32(self.value), sharding),
+      evals_since_best=jax.device_put(jnp.int32(self.since), sharding),
+    )
 
 
 def train_and_evaluate(
@@ -194,14 +224,16 @@ def train_and_evaluate(
   Returns:
     Final results: `step`, `stopped` ("finished", "early_stop" or
     "preempted"), the last `eval/*` and `train/*` metrics, `best_step` and
-    `best/<metric>`, plus whatever the task's report adds.
+    `best/<metric>`, the `test/*` metrics of the final evaluation (if the task
+    has a test split), plus whatever the task's report adds.
   """
   # ----------------------------------------------------------------------
-  # Task, data, model, optimizer.
+  # Task, data, model, optimizer: every check before anything is written.
   # ----------------------------------------------------------------------
-  _validate(config)
   task = tasks.get_task(config.task)
-  datasets: Datasets = task.make_datasets(config)
+  _validate(config)
+  task.validate(config)
+  datasets = task.make_datasets(config)
   model = task.make_model(config, datasets.info)
   total_steps = config.train.steps
   tx, schedule = optim.make_optimizer(config.optim, total_steps)
@@ -212,12 +244,12 @@ def train_and_evaluate(
   mesh = parallel.make_mesh(config.parallel.mesh_shape)
   example = datasets.train_batch(0)
   eval_example = next(iter(datasets.eval_batches()))
-  parallel.check_batch_size(mesh, "data.batch_size", len(example["inputs"]))
-  parallel.check_batch_size(mesh, "data.eval_batch_size", len(eval_example["inputs"]))
+  parallel.check_batch_size(mesh, "the train batch", parallel.batch_rows(example))
+  parallel.check_batch_size(mesh, "the eval batch", parallel.batch_rows(eval_example))
   batch_sh = parallel.batch_sharding(mesh, example)
   eval_batch_sh = parallel.batch_sharding(mesh, eval_example)
   init_fn = functools.partial(create_train_state, model, tx, config, example)
-  rng = jax.random.PRNGKey(config.seed)
+  rng = jax.random.key(config.seed)
   abstract = jax.eval_shape(init_fn, rng)
   repl = parallel.replicated(mesh)
   state_sh = jax.tree.map(lambda _: repl, abstract).replace(
@@ -225,7 +257,7 @@ def train_and_evaluate(
   )
   eval_carry = None
   if datasets.eval_stateful:
-    eval_carry = model.initialize_carry(len(eval_example["inputs"]))
+    eval_carry = model.initialize_carry(parallel.batch_rows(eval_example))
   eval_carry_sh = parallel.batch_sharding(mesh, eval_carry)
 
   # ----------------------------------------------------------------------
@@ -234,7 +266,7 @@ def train_and_evaluate(
   train_step = jax.jit(
     make_train_step(model, task.loss_and_metrics, tx),
     in_shardings=(state_sh, batch_sh),
-    out_shardings=(state_sh, repl),
+    out_shardings=(state_sh, repl, repl),
     donate_argnums=0,
   )
   eval_fn = make_eval_step(model, task.loss_and_metrics)
@@ -251,15 +283,18 @@ def train_and_evaluate(
       f"{config.task!r}; choose one of {['eval/' + k for k in eval_names]}"
     )
 
-  def run_eval(params) -> dict[str, float]:
-    batches = itertools.islice(datasets.eval_batches(), config.train.eval_batches)
+  def run_eval(params, batches) -> dict[str, float]:
     carry = None if eval_carry is None else jax.device_put(eval_carry, eval_carry_sh)
     return evaluate(eval_step, params, batches, eval_batch_sh, carry)
+
+  def validation(params) -> dict[str, float]:
+    batches = datasets.eval_batches()
+    return run_eval(params, itertools.islice(batches, config.train.eval_batches))
 
   # ----------------------------------------------------------------------
   # Workdir: only now, after every config check, is anything written.
   # ----------------------------------------------------------------------
-  workdir_lib.prepare(workdir, config, datasets.info)
+  rundir.prepare(workdir, config, datasets.info, task.resumable_keys)
   if jax.process_index() == 0:
     for name, obj in datasets.assets.items():
       with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
@@ -286,74 +321,69 @@ def train_and_evaluate(
   )
 
   # ----------------------------------------------------------------------
-  # Train loop.
+  # Train loop: step, log, evaluate (tracking the best), save.
   # ----------------------------------------------------------------------
-  best, since_best = (
-    float(x) for x in jax.device_get((state.best_metric, state.evals_since_best))
-  )
-  minimize = config.checkpoint.best_mode == "min"
+  best_value, since = jax.device_get((state.best_metric, state.evals_since_best))
+  best = _Best(float(best_value), int(since), config.checkpoint.best_mode == "min")
   patience = config.train.early_stop_patience
   log_every, eval_every = config.train.log_every, config.train.eval_every
-  window: list[Metrics] = []
-  nonfinite_run, stopped = 0, "finished"
-  results: dict[str, Any] = {}
+  stopped, results = "finished", {}
   try:
     with (
-      checkpoint.PreemptionGuard() as guard,
-      metrics_lib.MetricWriter(workdir, total_steps, start) as writer,
+      preemption.PreemptionGuard() as guard,
+      metrics.MetricWriter(workdir, total_steps, start) as writer,
     ):
-      clock, timed = metrics_lib.Throughput(), 0
+      log = metrics.TrainLog(
+        writer, config.train.max_nonfinite_steps, task.token_metric
+      )
       while step < total_steps:
-        if patience and since_best >= patience:
+        if patience and best.since >= patience:
           stopped = "early_stop"
           break
         if guard.requested:
           stopped = "preempted"
           break
         batch = parallel.put_batch(datasets.train_batch(step), batch_sh)
-        state, step_metrics = train_step(state, batch)
+        state, step_metrics, loss = train_step(state, batch)
         step += 1
-        window.append(step_metrics)
+        log.add(state, step_metrics, loss)
         writer.advance(step)
-        if step == start + 1:  # compiled now: time from here on
-          jax.block_until_ready(state)
-          clock.reset()
-        else:
-          timed += 1
         if step % log_every == 0 or step == total_steps:
-          nonfinite_run, values = metrics_lib.log_train_window(
-            writer,
-            step,
-            window,
-            timed,
-            nonfinite_run,
-            config.train.max_nonfinite_steps,
-            float(schedule(step - 1)),  # the rate of the last update
-            clock,
-          )
+          values = log.flush(step, float(schedule(step - 1)))  # last update's rate
           results.update({f"train/{k}": v for k, v in values.items()})
-          window, timed = [], 0
         if (eval_every and step % eval_every == 0) or step == total_steps:
           jax.block_until_ready(state)
           eval_start = time.perf_counter()
-          values = run_eval(state.params)
+          values = validation(state.params)
           writer.write(step, "eval", values)
           results.update({f"eval/{k}": v for k, v in values.items()})
           if best_name:
-            value = values[best_name.removeprefix("eval/")]
-            improved = value < best if minimize else value > best
-            best, since_best = (value, 0) if improved else (best, since_best + 1)
-            state = state.replace(
-              best_metric=jax.device_put(jnp.float32(best), repl),
-              evals_since_best=jax.device_put(jnp.int32(since_best), repl),
-            )
-          metrics_for_ckpt = {f"eval/{k}": v for k, v in values.items()}
-          checkpoint.save(manager, step, state, metrics_for_ckpt, force=True)
-          clock.exclude(time.perf_counter() - eval_start)
+            best.update(values[best_name.removeprefix("eval/")])
+            state = best.into(state, repl)
+          evals = {f"eval/{k}": v for k, v in values.items()}
+          checkpoint.save(manager, step, state, evals, force=True)
+          log.exclude(time.perf_counter() - eval_start)
         elif step % config.checkpoint.every_steps == 0:
           checkpoint.save(manager, step, state)
       checkpoint.save(manager, step, state, force=True)
       manager.wait_until_finished()
+      best_step = checkpoint.best_step(manager)
+
+      # --------------------------------------------------------------------
+      # Final test evaluation, once, on the best checkpoint.
+      # --------------------------------------------------------------------
+      has_test = task.final_evaluation or datasets.test_batches
+      if stopped != "preempted" and has_test:
+        params = state.params
+        if best_step is not None and best_step != step:
+          params = checkpoint.restore_step(manager, best_step, target).params
+        if task.final_evaluation:
+          values = task.final_evaluation(config, model, params, datasets)
+        else:
+          values = run_eval(params, datasets.test_batches())
+        values = {**values, "checkpoint_step": float(best_step or step)}
+        writer.write(step, "test", values)
+        results.update({f"test/{k}": v for k, v in values.items()})
   finally:
     manager.wait_until_finished()
     best_step = checkpoint.best_step(manager)
@@ -364,17 +394,17 @@ def train_and_evaluate(
   # ----------------------------------------------------------------------
   results.update(step=step, stopped=stopped, best_step=best_step)
   if best_name and best_step is not None:
-    results[f"best/{best_name}"] = best
+    results[f"best/{best_name}"] = best.value
   if stopped == "preempted":
     logging.warning("Preempted: saved step %d; rerun the same command to resume.", step)
     return results
   if not any(k.startswith("eval/") for k in results):
-    results.update({f"eval/{k}": v for k, v in run_eval(state.params).items()})
+    results.update({f"eval/{k}": v for k, v in validation(state.params).items()})
   if stopped == "early_stop":
     print(
       f"Stopped early at step {step}: no {best_name} improvement in {patience} evals."
     )
   if best_step is not None:
-    print(f"Best checkpoint: step {best_step}, {best_name} = {best:.4f}")
+    print(f"Best checkpoint: step {best_step}, {best_name} = {best.value:.4f}")
   results.update(task.report(config, model, state.params, datasets, results))
   return results

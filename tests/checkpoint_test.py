@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lstm_jax import checkpoint
+from lstm_jax import checkpoint, fingerprint, preemption
 
 # A failed Orbax restore leaves its reader coroutines to be garbage-collected;
 # pytest reports that as "unraisable". The failure itself is what we test.
@@ -216,17 +216,17 @@ def test_checksums_also_verified_without_a_target(tmp_path):
 
   manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
   _save_steps_of(manager, {10: state(10), 20: state(20)})
-  fp = checkpoint.fingerprint(state(20))
+  fp = fingerprint.fingerprint(state(20))
   assert "params/w" in fp and "opt/1/count" in fp
   restored, step = checkpoint.restore_latest(manager, None)
-  assert step == 20 and checkpoint.fingerprint(restored) == fp
+  assert step == 20 and fingerprint.fingerprint(restored) == fp
 
   victim = _largest_file(os.path.join(manager.directory, "20", checkpoint.STATE_ITEM))
   _flip_middle_byte(victim)
   manager = checkpoint.make_manager(str(tmp_path), _config(keep=3))
   restored, step = checkpoint.restore_latest(manager, None)
   assert step == 10
-  assert checkpoint.fingerprint(restored) == checkpoint.fingerprint(state(10))
+  assert fingerprint.fingerprint(restored) == fingerprint.fingerprint(state(10))
 
 
 def test_half_written_save_is_invisible(tmp_path):
@@ -277,7 +277,7 @@ def test_preemption_guard_sets_flag_and_restores_handler():
 
   old = signal.signal(signal.SIGTERM, previous)
   try:
-    with checkpoint.PreemptionGuard() as guard:
+    with preemption.PreemptionGuard() as guard:
       assert not guard.requested
       os.kill(os.getpid(), signal.SIGTERM)
       assert guard.requested
@@ -302,7 +302,7 @@ def test_preemption_guard_off_the_main_thread_is_inert():
   result = {}
 
   def body():
-    with checkpoint.PreemptionGuard() as guard:
+    with preemption.PreemptionGuard() as guard:
       result["requested"] = guard.requested
 
   thread = threading.Thread(target=body)

@@ -1,7 +1,8 @@
 """Language model: embedding -> LSTM stack -> dropout -> logits.
 
-Built as `LanguageModel(vocab_size=..., **config.model)`. Like every task model
-it is called on a batch dict and a carry::
+Built as `LanguageModel(vocab_size, embed_dim, tie_embeddings, lstm=LSTM(...))`
+(the char-LM task builds the LSTM with `layers.lstm_from_config`). Like every
+task model it is called on a batch dict and a carry::
 
   logits, carry = model.apply(variables, batch, carry=carry, deterministic=...)
 
@@ -20,11 +21,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.layers import LSTM, zero_carries
+from lstm_jax.layers import LSTM
 from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class LMCarry(NamedTuple):
@@ -52,36 +52,24 @@ class LanguageModel(nn.Module):
 
   Attributes:
     vocab_size: number of symbols (from the data, not the config).
+    lstm: the unidirectional LSTM stack (its dtype sets the matmul dtype; the
+      embedding, the output layer and the softmax stay float32: they are
+      small and precision matters there). Its `dropout` also applies to the
+      last layer's output, before the output layer.
     embed_dim: embedding width.
-    hidden_size, num_layers, cell, proj_size, remat, unroll, impl, forget_bias:
-      passed to `lstm_jax.LSTM`.
-    dropout: dropout on every LSTM layer's output, the last one included
-      (before the output layer).
     tie_embeddings: the output layer is `h @ embedding.T` (+ bias). If the LSTM
       output width is not `embed_dim`, a linear projection to `embed_dim` comes
       first.
-    dtype: "float32" or "bfloat16" matmuls in the LSTM; the output layer and
-      the softmax stay float32 (they are small and precision matters there).
   """
 
   vocab_size: int
+  lstm: LSTM
   embed_dim: int = 64
-  hidden_size: int = 256
-  num_layers: int = 1
-  dropout: float = 0.0
-  cell: str = "standard"
-  proj_size: int = 0
   tie_embeddings: bool = False
-  dtype: str = "float32"
-  remat: bool = False
-  unroll: int = 1
-  impl: str = "auto"
-  forget_bias: float = 1.0
 
   def initialize_carry(self, batch: int) -> LMCarry:
     """Zero state for `batch` rows (no previous segment)."""
-    lstm = zero_carries(batch, self.hidden_size, self.proj_size, self.num_layers)
-    return LMCarry(lstm, jnp.zeros((batch,), jnp.int32))
+    return LMCarry(self.lstm.initialize_carry(batch), jnp.zeros((batch,), jnp.int32))
 
   @nn.compact
   def __call__(
@@ -102,8 +90,8 @@ class LanguageModel(nn.Module):
     Returns:
       logits <float32>[batch, time, vocab_size] and the carry after the window.
     """
-    if self.dtype not in DTYPES:
-      raise ValueError(f"model.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+    if self.lstm.bidirectional:
+      raise ValueError("a language model's LSTM cannot be bidirectional")
     inputs = batch["inputs"]
     segment_ids = batch.get("segment_ids")
     if carry is None:
@@ -116,19 +104,7 @@ class LanguageModel(nn.Module):
       )
     embed = nn.Embed(self.vocab_size, self.embed_dim, name="embed")
     x = embed(inputs)
-    y, finals = LSTM(
-      self.hidden_size,
-      num_layers=self.num_layers,
-      proj_size=self.proj_size,
-      dropout=self.dropout,
-      cell=self.cell,
-      forget_bias=self.forget_bias,
-      dtype=DTYPES[self.dtype],
-      unroll=self.unroll,
-      remat=self.remat,
-      impl=self.impl,
-      name="lstm",
-    )(
+    y, finals = self.lstm(
       x,
       mask=batch.get("mask"),
       segment_ids=segment_ids,
@@ -136,8 +112,8 @@ class LanguageModel(nn.Module):
       deterministic=deterministic,
     )
     y = y.astype(jnp.float32)
-    if self.dropout > 0:
-      y = nn.Dropout(self.dropout)(y, deterministic=deterministic)
+    if self.lstm.dropout > 0:
+      y = nn.Dropout(self.lstm.dropout)(y, deterministic=deterministic)
     if self.tie_embeddings:
       if y.shape[-1] != self.embed_dim:
         y = nn.Dense(self.embed_dim, use_bias=False, name="tie_proj")(y)

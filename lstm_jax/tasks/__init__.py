@@ -6,11 +6,11 @@ import importlib
 import pkgutil
 
 from lstm_jax.errors import ConfigError
-from lstm_jax.tasks.base import Datasets, Metrics, Task
+from lstm_jax.tasks.base import Datasets, Metrics, Task, TaskModule
 
-__all__ = ["Datasets", "Metrics", "Task", "available", "get_task"]
+__all__ = ["Datasets", "Metrics", "Task", "TaskModule", "available", "get_task"]
 
-_FUNCTIONS = ("make_datasets", "make_model", "loss_and_metrics", "report")
+_REQUIRED = ("make_datasets", "make_model", "loss_and_metrics")
 
 
 def available() -> list[str]:
@@ -18,16 +18,30 @@ def available() -> list[str]:
   return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
 
 
-def get_task(name: str) -> Task:
-  """The task module `lstm_jax.tasks.<name>`.
+def get_task(name: str | None) -> Task:
+  """The task `lstm_jax.tasks.<name>`, or the module at dotted path `name`.
 
   Raises:
     ConfigError: no such task, or the module lacks part of the interface.
   """
-  if name not in available():
+  if not name:
+    raise ConfigError(f"config.task is unset; set it to one of {available()}")
+  if name in available():
+    module_name = f"lstm_jax.tasks.{name}"
+  elif "." in name:
+    module_name = name
+  else:
     raise ConfigError(f"config.task = {name!r} is not a task; available: {available()}")
-  module = importlib.import_module(f"lstm_jax.tasks.{name}")
-  missing = [f for f in _FUNCTIONS if not callable(getattr(module, f, None))]
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name is None or not module_name.startswith(e.name):
+      raise  # the task module itself failed to import something: a bug
+    raise ConfigError(
+      f"config.task = {name!r}: no module {module_name!r} can be imported; "
+      f"built-in tasks: {available()}"
+    ) from e
+  missing = [f for f in _REQUIRED if not callable(getattr(module, f, None))]
   if missing:
-    raise ConfigError(f"task module lstm_jax.tasks.{name} lacks {missing}")
-  return module
+    raise ConfigError(f"task module {module_name} lacks {missing}")
+  return Task.from_module(name, module)

@@ -1,19 +1,25 @@
 """The small interface between the trainer and a task.
 
-A task is a module in `lstm_jax/tasks/` (looked up by `config.task`) with four
-functions; `Task` spells them out. The char-LM is the first; classification
-(masked pooling), forecasting (float inputs, MSE), synthetic long-range tasks
-and seq2seq fit the same shape, because the trainer only ever:
+A task is a module (looked up by `config.task`: a name under `lstm_jax/tasks/`
+or any importable dotted module path) with three required functions and a few
+optional ones; `TaskModule` spells them out and `Task` is the module with the
+optional parts filled in. The trainer only ever:
 
 1. asks for data as pure functions of the step (resumable, no iterator state),
 2. calls `model.apply(variables, batch, carry=..., deterministic=...)`, where
-   `batch` is a dict of arrays and `carry` is None for stateless models,
+   `batch` is a dict of batch-major arrays and `carry` is None for stateless
+   models,
 3. turns (outputs, batch) into a scalar loss plus metrics as (sum, weight)
    pairs, which it sums over steps and batches and divides on the host,
-4. hands the final parameters back to the task to report (samples, plots).
+4. once training ends, evaluates the best checkpoint on the test split (the
+   task's `final_evaluation`, or its metrics over `Datasets.test_batches`)
+   and hands the final parameters to the task's `report` (samples, plots).
 
-Metric names are free; the trainer logs them as `train/<name>` and
-`eval/<name>` (so `checkpoint.best_metric = "eval/bpc"` names one of them).
+Metric names are free; the trainer logs them as `train/<name>`, `eval/<name>`
+and (the final evaluation) `test/<name>`, so `checkpoint.best_metric =
+"eval/bpc"` names one of them. The task's config keys (its `data` and `model`
+sections, and any section of its own) are declared by its experiment file;
+the trainer reads only the sections of `experiments/base.py`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ Array = jax.Array
 Batch = dict[str, np.ndarray]
 # name -> (sum over examples/tokens, weight); the logged value is sum / weight.
 Metrics = dict[str, tuple[Array, Array]]
+Config = ml_collections.ConfigDict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +53,8 @@ class Datasets:
       (eval batches are consecutive windows of long streams).
     assets: extra JSON files to write into the workdir, {filename: object}
       (e.g. the char-LM's `vocab.json`, which sampling reads).
+    test_batches: () -> the test batches, scored once at the end of the run
+      on the best checkpoint (None: no test split).
   """
 
   train_batch: Callable[[int], Batch]
@@ -53,29 +62,89 @@ class Datasets:
   info: dict[str, Any]
   eval_stateful: bool = False
   assets: dict[str, Any] = dataclasses.field(default_factory=dict)
+  test_batches: Callable[[], Iterable[Batch]] | None = None
 
 
-class Task(Protocol):
-  """What a task module provides (a module with these functions satisfies it)."""
+class TaskModule(Protocol):
+  """What a task module provides. The first three are required.
 
-  def make_datasets(self, config: ml_collections.ConfigDict) -> Datasets:
+  Optional module attributes:
+    RESUMABLE_KEYS: fnmatch patterns of the task's own config keys that may
+      change when a run is resumed (see `lstm_jax.rundir`), e.g. a data path.
+    TOKEN_METRIC: the metric whose weight counts the tokens of
+      `tokens_per_sec` (default "loss": whatever its weight counts).
+  """
+
+  def make_datasets(self, config: Config) -> Datasets:
     """Loads the data; raises `errors.DataError` naming the file on bad input."""
 
-  def make_model(
-    self, config: ml_collections.ConfigDict, info: dict[str, Any]
-  ) -> nn.Module:
+  def make_model(self, config: Config, info: dict[str, Any]) -> nn.Module:
     """The model; `__call__(batch, carry=None, deterministic=True) -> (outputs,
-    carry)`. Models used statefully also define `initialize_carry(batch_size)`."""
+    carry)`. Models used statefully also define `initialize_carry(batch_size)`.
+    Raises `errors.ConfigError` naming the key of a bad model setting."""
 
-  def loss_and_metrics(self, outputs: Array, batch: Batch) -> tuple[Array, Metrics]:
+  def loss_and_metrics(self, outputs: Any, batch: Batch) -> tuple[Array, Metrics]:
     """Scalar training loss and (sum, weight) metrics; padding weighs zero."""
+
+  def validate(self, config: Config) -> None:
+    """Optional: checks the task's own keys before anything is loaded or
+    written; raises `errors.ConfigError` naming the key."""
+
+  def final_evaluation(
+    self, config: Config, model: nn.Module, params: Any, datasets: Datasets
+  ) -> dict[str, float]:
+    """Optional: the test metrics of `params` (the best checkpoint), for
+    evaluations that are not sums over batches (multi-step forecasts against
+    baselines, say). Default: the task's metrics over `datasets.test_batches`."""
 
   def report(
     self,
-    config: ml_collections.ConfigDict,
+    config: Config,
     model: nn.Module,
     params: Any,
     datasets: Datasets,
     results: dict[str, Any],
   ) -> dict[str, Any]:
-    """End-of-run report (print a sample, ...); returns extra results."""
+    """Optional: end-of-run report (print a sample, ...); returns extra
+    results."""
+
+
+def _no_validation(config: Config) -> None:
+  del config
+
+
+def _no_report(config, model, params, datasets, results) -> dict[str, Any]:
+  del config, model, params, datasets, results
+  return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A task module with its optional parts filled in (see `TaskModule`)."""
+
+  name: str
+  make_datasets: Callable[[Config], Datasets]
+  make_model: Callable[[Config, dict[str, Any]], nn.Module]
+  loss_and_metrics: Callable[[Any, Batch], tuple[Array, Metrics]]
+  validate: Callable[[Config], None] = _no_validation
+  final_evaluation: Callable[..., dict[str, float]] | None = None
+  report: Callable[..., dict[str, Any]] = _no_report
+  resumable_keys: tuple[str, ...] = ()
+  token_metric: str = "loss"
+
+  @classmethod
+  def from_module(cls, name: str, module: Any) -> Task:
+    optional = {
+      "validate": getattr(module, "validate", None),
+      "final_evaluation": getattr(module, "final_evaluation", None),
+      "report": getattr(module, "report", None),
+      "resumable_keys": tuple(getattr(module, "RESUMABLE_KEYS", ())),
+      "token_metric": getattr(module, "TOKEN_METRIC", None),
+    }
+    return cls(
+      name=name,
+      make_datasets=module.make_datasets,
+      make_model=module.make_model,
+      loss_and_metrics=module.loss_and_metrics,
+      **{k: v for k, v in optional.items() if v is not None},
+    )

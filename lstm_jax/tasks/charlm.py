@@ -1,10 +1,15 @@
 """Character language modelling on a text file or the built-in corpus.
 
+Config (declared in `experiments/charlm.py`): `data.*` (corpus, split,
+window and batch sizes), `model.*` (embedding, tied output layer and the LSTM
+section `model.lstm`) and `sample.*` (the end-of-run sample).
+
 Metrics (per target character, padding excluded): `loss` (mean NLL in nats),
 `bpc` (bits per character = loss / ln 2) and `accuracy` (top-1). Validation
 bpc is over every character of the validation split (the last
 `data.valid_fraction` of the corpus), each predicted from its full left
-context within its eval stream.
+context within its eval stream. A token (for `tokens_per_sec`) is a target
+character.
 """
 
 from __future__ import annotations
@@ -17,15 +22,36 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from lstm_jax import sample as sample_lib
+from lstm_jax import generate
 from lstm_jax.data import text
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import CELLS
-from lstm_jax.models.lm import DTYPES, LanguageModel
-from lstm_jax.recurrent import IMPLS
+from lstm_jax.layers import lstm_from_config
+from lstm_jax.models.lm import LanguageModel
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 VOCAB_FILE = "vocab.json"
+# The corpus's identity is its sha256 (data.json), not its path: a moved
+# corpus file may be resumed from; the sample only watches the run.
+RESUMABLE_KEYS = ("data.path", "sample.*")
+TOKEN_METRIC = "loss"
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The task's own keys, checked before anything is loaded or written."""
+  data, sample = config.data, config.sample
+  if not 0.0 < data.valid_fraction < 1.0:
+    raise ConfigError(
+      f"data.valid_fraction must be in (0, 1), got {data.valid_fraction}"
+    )
+  for key in ("seq_len", "batch_size", "eval_batch_size"):
+    if data[key] < 1:
+      raise ConfigError(f"data.{key} must be >= 1, got {data[key]}")
+  if config.model.embed_dim < 1:
+    raise ConfigError(f"model.embed_dim must be >= 1, got {config.model.embed_dim}")
+  if not sample.temperature >= 0:  # also catches NaN
+    raise ConfigError(f"sample.temperature must be >= 0, got {sample.temperature}")
+  if sample.length < 0:
+    raise ConfigError(f"sample.length must be >= 0, got {sample.length}")
 
 
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
@@ -33,14 +59,14 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   corpus = text.load_corpus(config.data.path)
   vocab = text.Vocab.build(corpus.text)
   # The end-of-run sample must not fail after the training: check it now.
-  missing = vocab.missing(config.train.sample_prompt)
-  if missing or not config.train.sample_prompt:
-    raise ConfigError(
-      f"train.sample_prompt={config.train.sample_prompt!r} must be non-empty "
-      f"corpus text; these characters are not in the corpus: {missing}"
-    )
-  if config.train.sample_temperature < 0 or config.train.sample_length < 0:
-    raise ConfigError("train.sample_temperature and train.sample_length must be >= 0")
+  if config.sample.length:
+    missing = vocab.missing(config.sample.prompt)
+    if missing or not config.sample.prompt:
+      raise ConfigError(
+        f"sample.prompt={config.sample.prompt!r} must be non-empty corpus "
+        f"text; these characters are not in the corpus: {missing} (or set "
+        "sample.length=0)"
+      )
   data = text.CharData(
     vocab.encode(corpus.text),
     corpus.doc_ids,
@@ -70,18 +96,16 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
 def make_model(
   config: ml_collections.ConfigDict, info: dict[str, Any]
 ) -> LanguageModel:
-  """`LanguageModel(vocab_size, **config.model)`; bad choices name their key."""
-  m = config.model
-  choices = {"dtype": tuple(DTYPES), "cell": CELLS, "impl": IMPLS}
-  for key, allowed in choices.items():
-    if m[key] not in allowed:
-      raise ConfigError(f"model.{key} must be one of {list(allowed)}, got {m[key]!r}")
-  for key in ("embed_dim", "hidden_size", "num_layers"):
-    if m[key] < 1:
-      raise ConfigError(f"model.{key} must be >= 1, got {m[key]}")
-  if not 0.0 <= m.dropout < 1.0:
-    raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
-  return LanguageModel(vocab_size=info["vocab_size"], **m)
+  """The language model of `config.model`; bad settings name their key."""
+  lstm = lstm_from_config(config.model.lstm)
+  if lstm.bidirectional:
+    raise ConfigError("model.lstm.bidirectional must be False for a language model")
+  return LanguageModel(
+    vocab_size=info["vocab_size"],
+    lstm=lstm,
+    embed_dim=config.model.embed_dim,
+    tie_embeddings=config.model.tie_embeddings,
+  )
 
 
 def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
@@ -110,22 +134,22 @@ def report(
   datasets: Datasets,
   results: dict[str, Any],
 ) -> dict[str, Any]:
-  """Prints a sample from the final parameters (unless train.sample_length is
-  0) and the validation bpc."""
+  """Prints a sample from the final parameters (unless sample.length is 0)
+  and the validation bpc."""
   generated = ""
-  if config.train.sample_length:
+  if config.sample.length:
     vocab = text.Vocab(datasets.assets[VOCAB_FILE]["chars"])
-    prompt = config.train.sample_prompt
-    generated = sample_lib.sample(
+    prompt = config.sample.prompt
+    generated = generate.sample_text(
       params,
       model,
       vocab,
       prompt,
-      config.train.sample_length,
-      config.train.sample_temperature,
-      jax.random.PRNGKey(config.seed),
+      config.sample.length,
+      config.sample.temperature,
+      jax.random.key(config.seed),
     )
-    print(f"\n--- sample (temperature {config.train.sample_temperature}) ---")
+    print(f"\n--- sample (temperature {config.sample.temperature}) ---")
     print(prompt + generated)
     print("---")
   if "eval/bpc" in results:

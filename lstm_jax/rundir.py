@@ -8,7 +8,8 @@ continues *that* run:
 
 * every config key must equal the stored one, except the keys in
   `RESUMABLE_KEYS` (how long to train and how often to log, evaluate and
-  save: changing them does not change what an already-taken step computed);
+  save: changing them does not change what an already-taken step computed)
+  and the task's own such keys (`Task.resumable_keys`, e.g. a data path);
 * the data must be the same bytes (`data_info["sha256"]`).
 
 Any difference raises `errors.IncompatibleRunError` listing each key with its
@@ -30,6 +31,7 @@ import fnmatch
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -60,14 +62,12 @@ RESUMABLE_KEYS = (
   "checkpoint.every_steps",
   "checkpoint.keep",
   # How to compute it: same math, possibly different rounding (resuming on
-  # other hardware, or with the fused kernel, is a supported move).
-  "model.impl",
-  "model.unroll",
-  "model.remat",
+  # other hardware, or with the fused kernel, is a supported move). Every
+  # LSTM config section (`layers.lstm_config`) of any model matches these.
+  "*lstm.impl",
+  "*lstm.unroll",
+  "*lstm.remat",
   "parallel.*",
-  # The data's identity is its sha256 (checked separately), not its path: a
-  # moved corpus file may be resumed from.
-  "data.path",
 )
 
 _MISSING = "<absent>"
@@ -92,18 +92,21 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
   return flat
 
 
-def is_resumable_key(key: str) -> bool:
-  return any(fnmatch.fnmatchcase(key, pat) for pat in RESUMABLE_KEYS)
+def is_resumable_key(key: str, extra: Sequence[str] = ()) -> bool:
+  return any(fnmatch.fnmatchcase(key, pat) for pat in (*RESUMABLE_KEYS, *extra))
 
 
 def config_differences(
-  old: dict[str, Any], new: dict[str, Any]
+  old: dict[str, Any], new: dict[str, Any], resumable: Sequence[str] = ()
 ) -> list[tuple[str, Any, Any]]:
-  """`(key, old, new)` for each run-defining key that differs, sorted."""
+  """`(key, old, new)` for each run-defining key that differs, sorted.
+
+  Keys matching `RESUMABLE_KEYS` or a pattern of `resumable` are skipped.
+  """
   old_flat, new_flat = flatten(old), flatten(new)
   diffs = []
   for key in sorted(set(old_flat) | set(new_flat)):
-    if is_resumable_key(key):
+    if is_resumable_key(key, resumable):
       continue
     a, b = old_flat.get(key, _MISSING), new_flat.get(key, _MISSING)
     if a != b or (type(a) is not type(b) and not _same_number(a, b)):
@@ -139,15 +142,27 @@ def _write_json_atomic(path: str, obj: Any) -> None:
     raise
 
 
-def _read_json(path: str) -> Any:
+def read_json(path: str) -> dict[str, Any]:
+  """The JSON object in a workdir file (config.json, data.json, an asset).
+
+  Raises:
+    errors.IncompatibleRunError: the file cannot be read, is not JSON, or is
+      not a JSON object.
+  """
   try:
     with open(path, encoding="utf-8") as f:
-      return json.load(f)
+      obj = json.load(f)
   except (OSError, ValueError) as exc:
     raise errors.IncompatibleRunError(
       f"{path} exists but cannot be read ({exc}); refusing to guess what run "
       "this workdir holds. Use a new --workdir."
     ) from exc
+  if not isinstance(obj, dict):
+    raise errors.IncompatibleRunError(
+      f"{path} holds a JSON {type(obj).__name__}, not an object; it is not a "
+      "file this program wrote. Use a new --workdir."
+    )
+  return obj
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -157,7 +172,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise errors.ConfigError(
       f"{workdir} holds no {CONFIG_FILE}; is it the workdir of a training run?"
     )
-  return ml_collections.ConfigDict(_read_json(path))
+  return ml_collections.ConfigDict(read_json(path))
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -178,9 +193,9 @@ def _warn_schedule_change(old: dict[str, Any], new: dict[str, Any]) -> None:
     )
 
 
-def _check_config(workdir: str, new: dict[str, Any]) -> None:
-  old = _read_json(os.path.join(workdir, CONFIG_FILE))
-  diffs = config_differences(old, new)
+def _check_config(workdir: str, new: dict[str, Any], resumable: Sequence[str]) -> None:
+  old = read_json(os.path.join(workdir, CONFIG_FILE))
+  diffs = config_differences(old, new, resumable)
   if not diffs:
     _warn_schedule_change(old, new)
     return
@@ -191,7 +206,8 @@ def _check_config(workdir: str, new: dict[str, Any]) -> None:
     f"The workdir {workdir} holds a run with a different config; "
     f"{len(diffs)} key(s) differ:\n{lines}\n"
     "Resume with the stored values, or start a new run with another "
-    "--workdir. Keys that may change on resume: " + ", ".join(RESUMABLE_KEYS)
+    "--workdir. Keys that may change on resume: "
+    + ", ".join((*RESUMABLE_KEYS, *resumable))
   )
 
 
@@ -199,7 +215,7 @@ def _check_data(workdir: str, data_info: dict[str, Any]) -> None:
   path = os.path.join(workdir, DATA_FILE)
   if not os.path.exists(path):
     return
-  old = _read_json(path)
+  old = read_json(path)
   if "sha256" in old and "sha256" in data_info:
     same = old["sha256"] == data_info["sha256"]
   else:
@@ -217,8 +233,19 @@ def _check_data(workdir: str, data_info: dict[str, Any]) -> None:
   )
 
 
-def prepare(workdir: str, config: Any, data_info: dict[str, Any]) -> None:
+def prepare(
+  workdir: str,
+  config: Any,
+  data_info: dict[str, Any],
+  resumable: Sequence[str] = (),
+) -> None:
   """Creates or checks the workdir; see the module docstring.
+
+  Args:
+    workdir: the run directory.
+    config: the resolved config.
+    data_info: what identifies the training data (`Datasets.info`).
+    resumable: the task's own resumable key patterns (`Task.resumable_keys`).
 
   Raises:
     errors.ConfigError: `workdir` exists and is not a directory.
@@ -232,7 +259,7 @@ def prepare(workdir: str, config: Any, data_info: dict[str, Any]) -> None:
   config_path = os.path.join(workdir, CONFIG_FILE)
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   if os.path.exists(config_path):
-    _check_config(workdir, new)
+    _check_config(workdir, new, resumable)
     _check_data(workdir, data_info)
   elif os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise errors.IncompatibleRunError(

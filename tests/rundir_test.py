@@ -1,4 +1,4 @@
-"""workdir.prepare: a workdir holds one run; mixing two is refused untouched."""
+"""rundir.prepare: a workdir holds one run; mixing two is refused untouched."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import ml_collections
 import pytest
 
-from lstm_jax import errors, workdir
+from lstm_jax import errors, rundir
 
 DATA = {"path": "/data/corpus.txt", "sha256": "ab" * 32, "num_bytes": 1234}
 
@@ -41,34 +41,34 @@ def _snapshot(directory) -> dict[str, bytes]:
 
 def test_fresh_dir_writes_config_and_data(tmp_path):
   run = tmp_path / "run"
-  workdir.prepare(str(run), _config(), DATA)
+  rundir.prepare(str(run), _config(), DATA)
   stored = json.loads((run / "config.json").read_text())
   assert stored["model"]["hidden_size"] == 64
   assert stored["data"]["dims"] == [1, 2]
   assert json.loads((run / "data.json").read_text()) == DATA
   assert not [f for f in os.listdir(run) if f.startswith(".tmp")]
   # load_config gives the resolved config back.
-  assert workdir.load_config(str(run)).train.learning_rate == 1e-3
+  assert rundir.load_config(str(run)).train.learning_rate == 1e-3
 
 
 def test_same_config_resumes_and_resumable_keys_may_change(tmp_path):
   run = str(tmp_path)
-  workdir.prepare(run, _config(), DATA)
-  workdir.prepare(run, _config(), DATA)
+  rundir.prepare(run, _config(), DATA)
+  rundir.prepare(run, _config(), DATA)
   changed = _config(**{"train.steps": 500, "train.log_every": 1})
   changed.checkpoint.every_steps = 7
-  workdir.prepare(run, changed, DATA)
-  assert workdir.load_config(run).train.steps == 500  # stored the new value
+  rundir.prepare(run, changed, DATA)
+  assert rundir.load_config(run).train.steps == 500  # stored the new value
 
 
 def test_incompatible_config_names_each_key_and_touches_nothing(tmp_path):
   run = str(tmp_path)
-  workdir.prepare(run, _config(), DATA)
+  rundir.prepare(run, _config(), DATA)
   (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n')
   before = _snapshot(run)
   new = _config(**{"model.hidden_size": 128, "train.learning_rate": 3e-4})
   with pytest.raises(errors.IncompatibleRunError) as info:
-    workdir.prepare(run, new, DATA)
+    rundir.prepare(run, new, DATA)
   message = str(info.value)
   assert "model.hidden_size: 64 (in workdir) vs 128 (now)" in message
   assert "train.learning_rate: 0.001 (in workdir) vs 0.0003 (now)" in message
@@ -78,40 +78,40 @@ def test_incompatible_config_names_each_key_and_touches_nothing(tmp_path):
 
 def test_added_or_removed_key_is_a_difference(tmp_path):
   run = str(tmp_path)
-  workdir.prepare(run, _config(), DATA)
+  rundir.prepare(run, _config(), DATA)
   new = _config()
   new.model.dropout = 0.1
   with pytest.raises(errors.IncompatibleRunError, match=r"model.dropout: <absent>"):
-    workdir.prepare(run, new, DATA)
+    rundir.prepare(run, new, DATA)
 
 
 def test_int_and_float_of_same_value_are_equal():
-  assert workdir.config_differences({"a": 1}, {"a": 1.0}) == []
-  assert workdir.config_differences({"a": 1}, {"a": True}) == [("a", 1, True)]
+  assert rundir.config_differences({"a": 1}, {"a": 1.0}) == []
+  assert rundir.config_differences({"a": 1}, {"a": True}) == [("a", 1, True)]
 
 
 def test_changed_data_refused(tmp_path):
   run = str(tmp_path)
-  workdir.prepare(run, _config(), DATA)
+  rundir.prepare(run, _config(), DATA)
   before = _snapshot(run)
   with pytest.raises(errors.IncompatibleRunError, match="training data differ"):
-    workdir.prepare(run, _config(), dict(DATA, sha256="cd" * 32))
+    rundir.prepare(run, _config(), dict(DATA, sha256="cd" * 32))
   assert _snapshot(run) == before
   # Same bytes at another path: fine (the path is not the data's identity).
-  workdir.prepare(run, _config(**{"data.path": "/moved.txt"}), dict(DATA, path="/m"))
+  rundir.prepare(run, _config(**{"data.path": "/moved.txt"}), dict(DATA, path="/m"))
 
 
 def test_checkpoints_without_config_refused(tmp_path):
   (tmp_path / "checkpoints" / "10").mkdir(parents=True)
   with pytest.raises(errors.IncompatibleRunError, match="no config.json"):
-    workdir.prepare(str(tmp_path), _config(), DATA)
+    rundir.prepare(str(tmp_path), _config(), DATA)
   assert not (tmp_path / "config.json").exists()
 
 
 def test_unreadable_config_json_refused(tmp_path):
   (tmp_path / "config.json").write_text("{not json")
   with pytest.raises(errors.IncompatibleRunError, match="cannot be read"):
-    workdir.prepare(str(tmp_path), _config(), DATA)
+    rundir.prepare(str(tmp_path), _config(), DATA)
   assert (tmp_path / "config.json").read_text() == "{not json"
 
 
@@ -119,7 +119,7 @@ def test_workdir_is_a_file(tmp_path):
   path = tmp_path / "file"
   path.write_text("x")
   with pytest.raises(errors.ConfigError, match="not a directory"):
-    workdir.prepare(str(path), _config(), DATA)
+    rundir.prepare(str(path), _config(), DATA)
 
 
 def test_extending_steps_warns_when_schedule_follows_them(tmp_path, caplog):
@@ -131,7 +131,7 @@ def test_extending_steps_warns_when_schedule_follows_them(tmp_path, caplog):
     c.optim.decay_steps = config_dict.placeholder(int)
     return c
 
-  workdir.prepare(str(tmp_path), config(100), DATA)
+  rundir.prepare(str(tmp_path), config(100), DATA)
   with caplog.at_level(logging.WARNING):
-    workdir.prepare(str(tmp_path), config(300), DATA)
+    rundir.prepare(str(tmp_path), config(300), DATA)
   assert any("schedule now spans 300 steps" in r.getMessage() for r in caplog.records)
