@@ -89,13 +89,13 @@ CASES = {
   ),
   "incompatible_config": (
     [
-      f"--config.model.hidden_size={_TINY.model.hidden_size // 2}",
+      f"--config.model.lstm.hidden_size={_TINY.model.lstm.hidden_size // 2}",
       f"--config.optim.learning_rate={_TINY.optim.learning_rate / 10}",
     ],
     [
       "2 key(s) differ",
-      f"model.hidden_size: {_TINY.model.hidden_size} (in workdir) vs "
-      f"{_TINY.model.hidden_size // 2} (now)",
+      f"model.lstm.hidden_size: {_TINY.model.lstm.hidden_size} (in workdir) vs "
+      f"{_TINY.model.lstm.hidden_size // 2} (now)",
       f"optim.learning_rate: {_TINY.optim.learning_rate} (in workdir) vs "
       f"{_TINY.optim.learning_rate / 10} (now)",
       "--workdir",

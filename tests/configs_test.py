@@ -11,7 +11,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import base
-from lstm_jax import tasks
+from lstm_jax import layers, tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(
@@ -42,10 +42,23 @@ def test_there_are_experiments():
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 @pytest.mark.parametrize("arg", ["", ":tiny"])
-def test_loads_locked_and_adds_no_keys(path, arg):
+def test_loads_locked_and_adds_no_trainer_keys(path, arg):
   config = _load(path + arg)
   assert config.is_locked
-  assert _keys(config) == _keys(base.get_config())
+  trainer = base.get_config()
+  # The trainer's sections hold exactly the keys base.py declares; the task
+  # adds sections of its own (data, model, ...), and its LSTM section is the
+  # one layers.lstm_config declares.
+  own = {k for k in _keys(config) if k.split(".")[0] in trainer}
+  assert own == _keys(trainer)
+  assert {"data", "model"} <= set(config) - set(trainer)
+  lstm_sections = [k for k in _keys(config) if k.endswith(".lstm.hidden_size")]
+  assert lstm_sections
+  for key in lstm_sections:
+    section = config
+    for part in key.split(".")[:-1]:
+      section = section[part]
+    assert set(section) == set(layers.lstm_config())
   assert config.task in tasks.available()
 
 
@@ -58,7 +71,7 @@ def test_tiny_variant_builds_a_model(path):
   batch = datasets.train_batch(0)
   # Built abstractly (shapes only): the train tests run the real thing.
   (outputs, _), variables = jax.eval_shape(
-    model.init_with_output, jax.random.PRNGKey(0), batch
+    model.init_with_output, jax.random.key(0), batch
   )
   assert outputs.shape[:2] == batch["inputs"].shape
   assert jax.tree.leaves(variables["params"])

@@ -12,6 +12,7 @@ from absl.testing import parameterized
 from experiments import base
 from lstm_jax import optim
 from lstm_jax.errors import ConfigError
+from lstm_jax.layers import LSTM
 from lstm_jax.models.lm import LanguageModel
 
 
@@ -106,13 +107,10 @@ class OptimizerTest(parameterized.TestCase):
     model = LanguageModel(
       vocab_size=7,
       embed_dim=4,
-      hidden_size=3,
-      num_layers=2,
-      cell="layernorm",
-      proj_size=2,
+      lstm=LSTM(hidden_size=3, num_layers=2, cell="layernorm", proj_size=2),
     )
     batch = {"inputs": jnp.zeros((1, 2), jnp.int32)}
-    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), batch)  # shapes suffice
+    params = jax.eval_shape(model.init, jax.random.key(0), batch)  # shapes suffice
     mask = optim.decay_mask(params["params"])
     flat = {
       jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(mask)
@@ -121,8 +119,10 @@ class OptimizerTest(parameterized.TestCase):
     assert all(("bias" not in k and "ln_" not in k) for k in decayed), decayed
     for name in ("embedding", "w_ih", "w_hh", "w_proj", "kernel"):
       assert any(name in k for k in decayed), (name, decayed)
-    peep = LanguageModel(vocab_size=7, embed_dim=4, hidden_size=3, cell="peephole")
-    pp = jax.eval_shape(peep.init, jax.random.PRNGKey(0), batch)
+    peep = LanguageModel(
+      vocab_size=7, embed_dim=4, lstm=LSTM(hidden_size=3, cell="peephole")
+    )
+    pp = jax.eval_shape(peep.init, jax.random.key(0), batch)
     assert not optim.decay_mask(pp["params"])["lstm"]["layer_0_fwd"]["peephole"]
 
   def test_adamw_decays_only_masked_leaves(self):

@@ -97,8 +97,12 @@ def test_changed_data_refused(tmp_path):
   with pytest.raises(errors.IncompatibleRunError, match="training data differ"):
     rundir.prepare(run, _config(), dict(DATA, sha256="cd" * 32))
   assert _snapshot(run) == before
-  # Same bytes at another path: fine (the path is not the data's identity).
-  rundir.prepare(run, _config(**{"data.path": "/moved.txt"}), dict(DATA, path="/m"))
+  # Same bytes at another path: fine when the task says its path may change
+  # (the char-LM's RESUMABLE_KEYS), refused as a config change otherwise.
+  moved = _config(**{"data.path": "/moved.txt"})
+  with pytest.raises(errors.IncompatibleRunError, match="data.path"):
+    rundir.prepare(run, moved, dict(DATA, path="/m"))
+  rundir.prepare(run, moved, dict(DATA, path="/m"), resumable=("data.path",))
 
 
 def test_checkpoints_without_config_refused(tmp_path):

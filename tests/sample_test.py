@@ -1,13 +1,15 @@
-"""sample.py: scan-with-carry generation equals decoding the growing prefix."""
+"""generate.py: scan-with-carry generation equals decoding the growing prefix;
+runs.open_run on a directory without a run."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import sample as sample_lib
+from lstm_jax import generate, runs
 from lstm_jax.data.text import Vocab
 from lstm_jax.errors import ConfigError, LstmJaxError
+from lstm_jax.layers import LSTM
 from lstm_jax.models.lm import LanguageModel
 
 VOCAB = Vocab(list(" abcdefgh"))
@@ -16,10 +18,10 @@ VOCAB = Vocab(list(" abcdefgh"))
 @pytest.fixture(scope="module")
 def model_and_params():
   model = LanguageModel(
-    vocab_size=len(VOCAB), embed_dim=8, hidden_size=16, num_layers=2
+    vocab_size=len(VOCAB), embed_dim=8, lstm=LSTM(hidden_size=16, num_layers=2)
   )
   params = jax.jit(model.init)(
-    jax.random.PRNGKey(1), {"inputs": jnp.zeros((1, 4), jnp.int32)}
+    jax.random.key(1), {"inputs": jnp.zeros((1, 4), jnp.int32)}
   )
   # Sharpen the output layer so that no two logits are near a tie.
   params = jax.tree_util.tree_map_with_path(
@@ -31,13 +33,13 @@ def model_and_params():
 def test_greedy_equals_step_by_step_decode(model_and_params):
   model, params = model_and_params
   prompt, length = "abc a", 15
-  out = sample_lib.sample(
-    params, model, VOCAB, prompt, length, 0.0, jax.random.PRNGKey(0)
+  out = generate.sample_text(
+    params, model, VOCAB, prompt, length, 0.0, jax.random.key(0)
   )
   assert len(out) == length
   # The key does not matter at temperature 0.
-  again = sample_lib.sample(
-    params, model, VOCAB, prompt, length, 0.0, jax.random.PRNGKey(9)
+  again = generate.sample_text(
+    params, model, VOCAB, prompt, length, 0.0, jax.random.key(9)
   )
   assert again == out
   # Reference: re-run the model from scratch on the prefix for every new
@@ -53,17 +55,17 @@ def test_greedy_equals_step_by_step_decode(model_and_params):
 
 def test_temperature_sampling_is_reproducible(model_and_params):
   model, params = model_and_params
-  a = sample_lib.sample(params, model, VOCAB, "ab", 40, 1.0, jax.random.PRNGKey(3))
-  b = sample_lib.sample(params, model, VOCAB, "ab", 40, 1.0, jax.random.PRNGKey(3))
-  c = sample_lib.sample(params, model, VOCAB, "ab", 40, 1.0, jax.random.PRNGKey(4))
+  a = generate.sample_text(params, model, VOCAB, "ab", 40, 1.0, jax.random.key(3))
+  b = generate.sample_text(params, model, VOCAB, "ab", 40, 1.0, jax.random.key(3))
+  c = generate.sample_text(params, model, VOCAB, "ab", 40, 1.0, jax.random.key(4))
   assert a == b and a != c
   assert set(a) <= set(VOCAB.chars)
 
 
 def test_generate_batched_shapes(model_and_params):
   model, params = model_and_params
-  tokens = sample_lib.generate(
-    params, model, jnp.zeros((3, 2), jnp.int32), 5, 0.5, jax.random.PRNGKey(0)
+  tokens = generate.generate(
+    params, model, jnp.zeros((3, 2), jnp.int32), 5, 0.5, jax.random.key(0)
   )
   assert tokens.shape == (3, 5) and tokens.dtype == jnp.int32
   assert np.all((np.asarray(tokens) >= 0) & (np.asarray(tokens) < len(VOCAB)))
@@ -72,11 +74,22 @@ def test_generate_batched_shapes(model_and_params):
 def test_prompt_with_unknown_characters(model_and_params):
   model, params = model_and_params
   with pytest.raises(ConfigError, match=r"\['x', 'z'\]"):
-    sample_lib.sample(params, model, VOCAB, "abzx", 5, 0.0, jax.random.PRNGKey(0))
+    generate.sample_text(params, model, VOCAB, "abzx", 5, 0.0, jax.random.key(0))
   with pytest.raises(ConfigError, match="empty"):
-    sample_lib.sample(params, model, VOCAB, "", 5, 0.0, jax.random.PRNGKey(0))
+    generate.sample_text(params, model, VOCAB, "", 5, 0.0, jax.random.key(0))
 
 
-def test_load_run_without_a_run(tmp_path):
-  with pytest.raises(LstmJaxError, match="does not hold a trained char-LM run"):
-    sample_lib.load_run(str(tmp_path))
+def test_length_and_temperature_checked(model_and_params):
+  model, params = model_and_params
+  key = jax.random.key(0)
+  with pytest.raises(ConfigError, match="temperature must be >= 0, got nan"):
+    generate.sample_text(params, model, VOCAB, "ab", 5, float("nan"), key)
+  with pytest.raises(ConfigError, match="length must be >= 0, got -1"):
+    generate.sample_text(params, model, VOCAB, "ab", -1, 0.0, key)
+  assert generate.sample_text(params, model, VOCAB, "ab", 0, 0.0, key) == ""
+
+
+def test_open_run_without_a_run(tmp_path):
+  with pytest.raises(LstmJaxError, match="does not hold a training run"):
+    runs.open_run(str(tmp_path))
+  assert list(tmp_path.iterdir()) == []  # a reader writes nothing

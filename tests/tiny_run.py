@@ -22,7 +22,7 @@ ARGS = (
   "--config.train.log_every=5",
   "--config.train.eval_every=10",
   "--config.train.eval_batches=2",
-  "--config.train.sample_length=8",
+  "--config.sample.length=8",
 )
 
 

@@ -18,14 +18,19 @@ from experiments import charlm
 from lstm_jax import metrics as metrics_lib
 from lstm_jax import optim, tasks, train
 from lstm_jax.errors import DivergenceError
+from lstm_jax.layers import LSTM
 from lstm_jax.models.lm import LanguageModel
+from lstm_jax.tasks import charlm as charlm_task
 
 
 def _tiny(**overrides):
   config = charlm.get_config("tiny")
   for key, value in overrides.items():
-    section, name = key.split(".")
-    config[section][name] = value
+    *sections, name = key.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[name] = value
   return config
 
 
@@ -41,7 +46,7 @@ class Setup:
     self.batch = self.datasets.train_batch(0)
     self.state = jax.jit(
       lambda rng: train.create_train_state(self.model, self.tx, config, self.batch, rng)
-    )(jax.random.PRNGKey(0))
+    )(jax.random.key(0))
     self.step = jax.jit(
       train.make_train_step(self.model, self.task.loss_and_metrics, self.tx)
     )
@@ -51,7 +56,7 @@ class Setup:
 def setup():
   # Constant rate, no dropout: what the overfitting test needs; the other step
   # tests do not care, and sharing the setup compiles the step once.
-  return Setup(_tiny(**{"model.dropout": 0.0, "optim.schedule": "constant"}))
+  return Setup(_tiny(**{"model.lstm.dropout": 0.0, "optim.schedule": "constant"}))
 
 
 def _changed(a, b):
@@ -61,7 +66,7 @@ def _changed(a, b):
 
 
 def test_train_step_changes_params_and_gives_finite_loss(setup):
-  state, metrics = setup.step(setup.state, setup.batch)
+  state, metrics, _ = setup.step(setup.state, setup.batch)
   loss_sum, weight = metrics["loss"]
   assert np.isfinite(loss_sum) and weight == setup.batch["mask"].size
   assert int(state.step) == 1
@@ -82,14 +87,14 @@ def test_all_padding_batch_contributes_no_gradient(setup):
       {"params": params},
       pad,
       deterministic=False,
-      rngs={"dropout": jax.random.PRNGKey(0)},
+      rngs={"dropout": jax.random.key(0)},
     )
     return setup.task.loss_and_metrics(logits, pad)[0]
 
   grads = jax.jit(jax.grad(loss))(setup.state.params)
   for g in jax.tree.leaves(grads):
     np.testing.assert_array_equal(g, 0.0)
-  _, metrics = setup.step(setup.state, pad)
+  _, metrics, _ = setup.step(setup.state, pad)
   assert float(metrics["loss"][1]) == 0.0 and float(metrics["grad_norm"][0]) == 0.0
 
 
@@ -99,15 +104,15 @@ def test_nan_batch_is_skipped_and_training_continues(setup):
   bad["inputs"][0, 3] = setup.datasets.info[
     "vocab_size"
   ]  # out of range -> NaN embedding
-  s1, _ = setup.step(setup.state, setup.batch)
-  s2, m2 = setup.step(s1, bad)
-  assert not np.isfinite(m2["loss"][0])
+  s1, _, _ = setup.step(setup.state, setup.batch)
+  s2, m2, loss2 = setup.step(s1, bad)
+  assert not np.isfinite(m2["loss"][0]) and not np.isfinite(loss2)
   jax.tree.map(np.testing.assert_array_equal, s2.params, s1.params)
   jax.tree.map(
     np.testing.assert_array_equal, s2.opt_state.inner_state, s1.opt_state.inner_state
   )
   assert int(s2.step) == 2 and int(s2.opt_state.notfinite_count) == 1
-  s3, m3 = setup.step(s2, setup.datasets.train_batch(2))
+  s3, m3, _ = setup.step(s2, setup.datasets.train_batch(2))
   assert np.isfinite(m3["loss"][0]) and _changed(s2.params, s3.params)
   assert (
     int(s3.opt_state.notfinite_count) == 0 and int(s3.opt_state.total_notfinite) == 1
@@ -117,7 +122,7 @@ def test_nan_batch_is_skipped_and_training_continues(setup):
 def test_overfits_one_batch(setup):
   state, losses = setup.state, []
   for _ in range(80):
-    state, metrics = setup.step(state, setup.batch)
+    state, metrics, _ = setup.step(state, setup.batch)
     losses.append(float(metrics["loss"][0] / metrics["loss"][1]))
   assert losses[-1] < 0.5 * losses[0], losses[::10]
 
@@ -149,7 +154,7 @@ def test_tiny_end_to_end(tmp_path, capsys):
     assert os.path.exists(os.path.join(workdir, name)), name
   assert os.path.isdir(os.path.join(workdir, "checkpoints", str(config.train.steps)))
   assert results["stopped"] == "finished" and results["step"] == config.train.steps
-  assert len(results["sample"]) == config.train.sample_length
+  assert len(results["sample"]) == config.sample.length
   assert results["best_step"] in eval_steps_expected(config)
   assert np.isfinite(results["eval/bpc"])
   out = capsys.readouterr().out
@@ -184,7 +189,7 @@ def test_stateful_run_and_early_stopping(tmp_path):
       "train.early_stop_patience": 1,
       "train.eval_every": 10,
       "train.steps": 40,
-      "train.sample_length": 0,
+      "sample.length": 0,
     }
   )
   results = train.train_and_evaluate(config, str(tmp_path / "run"))
@@ -194,7 +199,7 @@ def test_stateful_run_and_early_stopping(tmp_path):
 
 def test_too_many_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
   config = _tiny(**{"train.max_nonfinite_steps": 3, "train.log_every": 5})
-  original = tasks.get_task("charlm").make_datasets
+  original = charlm_task.make_datasets
 
   def poisoned(config):
     ds = original(config)
@@ -208,7 +213,7 @@ def test_too_many_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
 
     return dataclasses.replace(ds, train_batch=batch)
 
-  monkeypatch.setattr(tasks.get_task("charlm"), "make_datasets", poisoned)
+  monkeypatch.setattr(charlm_task, "make_datasets", poisoned)
   with pytest.raises(DivergenceError, match=r"3 consecutive steps \(steps 3\.\.5\)"):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
@@ -228,7 +233,7 @@ def test_two_device_data_parallel_mesh(tmp_path):
     "--config.train.steps=6",
     "--config.train.eval_every=6",
     "--config.train.eval_batches=1",
-    "--config.train.sample_length=5",
+    "--config.sample.length=5",
   ]
   proc = subprocess.run(
     [sys.executable, "-m", "lstm_jax.main", *args],
@@ -252,21 +257,22 @@ def test_two_device_data_parallel_mesh(tmp_path):
   ],
 )
 def test_language_model_variants(kw):
-  model = LanguageModel(vocab_size=11, embed_dim=8, hidden_size=12, **kw)
+  lstm = LSTM(hidden_size=12, proj_size=kw.get("proj_size", 0))
+  model = LanguageModel(vocab_size=11, embed_dim=8, lstm=lstm, tie_embeddings=True)
   batch = {"inputs": jnp.arange(10, dtype=jnp.int32).reshape(2, 5)}
   # Shapes and parameter names only: no compilation needed.
   (logits, carry), variables = jax.eval_shape(
-    model.init_with_output, jax.random.PRNGKey(0), batch
+    model.init_with_output, jax.random.key(0), batch
   )
   assert logits.shape == (2, 5, 11) and logits.dtype == jnp.float32
-  assert len(carry.lstm) == model.num_layers
+  assert len(carry.lstm) == model.lstm.num_layers
   if kw.get("tie_embeddings"):
     assert "out" not in variables["params"] and "out_bias" in variables["params"]
     assert ("tie_proj" in variables["params"]) == ("proj_size" not in kw)
 
 
 def test_carry_resets_at_a_new_segment_between_windows():
-  model = LanguageModel(vocab_size=7, embed_dim=4, hidden_size=6)
+  model = LanguageModel(vocab_size=7, embed_dim=4, lstm=LSTM(hidden_size=6))
   a = {
     "inputs": jnp.array([[1, 2, 3], [1, 2, 3]]),
     "segment_ids": jnp.array([[1, 1, 1]] * 2),
@@ -283,7 +289,7 @@ def test_carry_resets_at_a_new_segment_between_windows():
     fresh, _ = model.apply(params, b)
     return continued, after, fresh
 
-  continued, after, fresh = run(jax.random.PRNGKey(0))
+  continued, after, fresh = run(jax.random.key(0))
   # Row 0 continues its document: the carry matters. Row 1 starts document 2:
   # it equals a run from zero state.
   assert not np.allclose(continued[0], fresh[0])
