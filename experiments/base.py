@@ -10,7 +10,7 @@ so `--config.optim.decay_steps=500` still type-checks.
 
 Run an experiment (not this file) with, for example::
 
-  python -m lstm_jax.main --config=experiments/charlm.py --workdir=runs/charlm
+  python -m lstm_jax.main --config=experiments/<task>.py --workdir=runs/<name>
 """
 
 import ml_collections
@@ -22,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   # Seed of parameter init, dropout and batch order; the run is a function of it.
   config.seed = 0
-  # The task: a module name under lstm_jax/tasks/ ("charlm"), or the dotted
+  # The task: a module name under lstm_jax/tasks/, or the dotted
   # path of any importable module with the same interface (lstm_jax.tasks.base).
   config.task = config_dict.placeholder(str)
 

@@ -16,7 +16,7 @@ from tensorboardX.proto import event_pb2
 
 from experiments import charlm
 from lstm_jax import metrics as metrics_lib
-from lstm_jax import optim, tasks, train
+from lstm_jax import optim, steps, tasks, train
 from lstm_jax.errors import DivergenceError
 from lstm_jax.layers import LSTM
 from lstm_jax.models.lm import LanguageModel
@@ -45,10 +45,10 @@ class Setup:
     self.tx, _ = optim.make_optimizer(config.optim, config.train.steps)
     self.batch = self.datasets.train_batch(0)
     self.state = jax.jit(
-      lambda rng: train.create_train_state(self.model, self.tx, config, self.batch, rng)
+      lambda rng: steps.create_train_state(self.model, self.tx, config, self.batch, rng)
     )(jax.random.key(0))
     self.step = jax.jit(
-      train.make_train_step(self.model, self.task.loss_and_metrics, self.tx)
+      steps.make_train_step(self.model, self.task.loss_and_metrics, self.tx)
     )
 
 
