@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstm_jax import recurrent
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.cell import LSTMCarry
 
 Array = jax.Array
 CELLS = ("standard", "layernorm", "peephole")

@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lstm_jax.cell import LSTMCarry
 from lstm_jax.layers import LSTM, zero_carries
-from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
