@@ -27,8 +27,8 @@ import numpy as np
 from ml_collections import config_dict
 
 from lstm_jax import recurrent
+from lstm_jax.cell import LSTMCarry
 from lstm_jax.errors import ConfigError
-from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
 CELLS = ("standard", "layernorm", "peephole")
