@@ -11,6 +11,11 @@ from lstm_jax.models.forecaster import Forecaster, rollout
 from lstm_jax.models.seq2seq import Seq2Seq, generate
 
 
+def _jit(model, method=None):
+  """`model.apply` compiled once: each eager apply of an LSTM re-traces its scan."""
+  return jax.jit(lambda v, *args: model.apply(v, *args, method=method))
+
+
 def _sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
@@ -37,15 +42,31 @@ def _batch(rng, lengths, t=9, c=3):
   return {"inputs": jnp.asarray(x), "mask": jnp.asarray(mask)}
 
 
+def _classifier(lstm, num_classes, batch, seed):
+  """Variables shared by every pooling: the readout has no parameters of its own."""
+  model = SequenceClassifier(lstm=lstm, num_classes=num_classes)
+  return model.init(jax.random.key(seed), batch)
+
+
+@pytest.fixture(scope="module")
+def one_layer():
+  batch = _batch(np.random.default_rng(0), [9, 4, 1])
+  return batch, _classifier(LSTM(5, bidirectional=True), 4, batch, 0)
+
+
+@pytest.fixture(scope="module")
+def two_layers():
+  batch = _batch(np.random.default_rng(1), [9, 5])
+  return batch, _classifier(LSTM(6, num_layers=2, bidirectional=True), 3, batch, 1)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "max", "last"])
-def test_classifier_readout_matches_numpy(pooling):
-  rng = np.random.default_rng(0)
-  batch = _batch(rng, [9, 4, 1])
+def test_classifier_readout_matches_numpy(pooling, one_layer):
+  batch, variables = one_layer
   model = SequenceClassifier(
     lstm=LSTM(5, bidirectional=True), num_classes=4, pooling=pooling
   )
-  variables = model.init(jax.random.key(0), batch)
-  logits, _ = model.apply(variables, batch)
+  logits, _ = _jit(model)(variables, batch)
   assert logits.shape == (3, 4)
   p = jax.tree.map(np.asarray, variables["params"])
   for b, n in enumerate([9, 4, 1]):
@@ -63,38 +84,38 @@ def test_classifier_readout_matches_numpy(pooling):
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max", "last"])
-def test_classifier_ignores_padding(pooling):
-  rng = np.random.default_rng(1)
-  batch = _batch(rng, [9, 5])
+def test_classifier_ignores_padding(pooling, two_layers):
+  batch, variables = two_layers
   model = SequenceClassifier(
     lstm=LSTM(6, num_layers=2, bidirectional=True), num_classes=3, pooling=pooling
   )
-  variables = model.init(jax.random.key(1), batch)
-  logits, _ = model.apply(variables, batch)
+  apply = _jit(model)
+  logits, _ = apply(variables, batch)
   # Row 1 alone, without its padding; then with garbage in its padded steps.
   alone = {"inputs": batch["inputs"][1:, :5], "mask": batch["mask"][1:, :5]}
-  np.testing.assert_allclose(model.apply(variables, alone)[0][0], logits[1], atol=1e-5)
+  np.testing.assert_allclose(apply(variables, alone)[0][0], logits[1], atol=1e-5)
   noisy = dict(batch, inputs=batch["inputs"].at[1, 5:].set(7.0))
-  np.testing.assert_allclose(model.apply(variables, noisy)[0], logits, atol=1e-5)
+  np.testing.assert_allclose(apply(variables, noisy)[0], logits, atol=1e-5)
 
 
-def test_forecaster_direct_head_and_recursive_rollout():
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_forecaster_direct_head_and_recursive_rollout(horizon):
   rng = np.random.default_rng(2)
   window = jnp.asarray(rng.normal(size=(4, 12, 1)), jnp.float32)
-  for horizon in (1, 3):
-    model = Forecaster(lstm=LSTM(8), horizon=horizon)
-    variables = model.init(jax.random.key(0), {"inputs": window})
-    preds, _ = model.apply(variables, {"inputs": window})
-    assert preds.shape == (4, horizon)
-    got = rollout(model, variables, window, steps=7)
-    win, want = np.asarray(window), []
-    while len(want) * 1 < 7 and sum(len(w) for w in want) < 7:
-      p = np.asarray(model.apply(variables, {"inputs": jnp.asarray(win)})[0])
-      want.append(p.T)
-      win = np.concatenate([win, p[:, :, None]], 1)[:, horizon:]
-    want = np.concatenate(want, 0).T[:, :7]
-    assert got.shape == (4, 7)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  model = Forecaster(lstm=LSTM(8), horizon=horizon)
+  variables = model.init(jax.random.key(0), {"inputs": window})
+  apply = _jit(model)
+  preds, _ = apply(variables, {"inputs": window})
+  assert preds.shape == (4, horizon)
+  got = jax.jit(lambda v, w: rollout(model, v, w, steps=7))(variables, window)
+  win, want = np.asarray(window), []
+  while sum(len(w) for w in want) < 7:
+    p = np.asarray(apply(variables, {"inputs": jnp.asarray(win)})[0])
+    want.append(p.T)
+    win = np.concatenate([win, p[:, :, None]], 1)[:, horizon:]
+  want = np.concatenate(want, 0).T[:, :7]
+  assert got.shape == (4, 7)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_rollout_with_covariates():
@@ -106,9 +127,9 @@ def test_rollout_with_covariates():
   with pytest.raises(ValueError, match="covariates"):
     rollout(model, variables, window, steps=4)
   got = rollout(model, variables, window, steps=4, target=1, covariates=cov)
-  win = np.asarray(window)
+  win, apply = np.asarray(window), _jit(model)
   for t in range(4):
-    p = np.asarray(model.apply(variables, {"inputs": jnp.asarray(win)})[0])[:, 0]
+    p = np.asarray(apply(variables, {"inputs": jnp.asarray(win)})[0])[:, 0]
     np.testing.assert_allclose(got[:, t], p, rtol=1e-5, atol=1e-6)
     row = np.asarray(cov[:, t]).copy()
     row[:, 1] = p
@@ -129,8 +150,9 @@ def _s2s_batch():
   }
 
 
-@pytest.mark.parametrize("attention", [None, "luong", "bahdanau"])
-@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize(
+  "attention, bidirectional", [(None, False), ("luong", True), ("bahdanau", False)]
+)
 def test_seq2seq_teacher_forcing_equals_step_by_step(attention, bidirectional):
   batch = _s2s_batch()
   model = Seq2Seq(
@@ -141,37 +163,40 @@ def test_seq2seq_teacher_forcing_equals_step_by_step(attention, bidirectional):
     attention=attention,
   )
   variables = model.init(jax.random.key(0), batch)
-  forced, _ = model.apply(variables, batch)
+  apply = _jit(model)
+  forced, _ = apply(variables, batch)
   assert forced.shape == (3, 5, 12)
-  enc, enc_mask, carry = model.apply(variables, batch, method=Seq2Seq.encode)
+  enc, enc_mask, carry = _jit(model, Seq2Seq.encode)(variables, batch)
+  decode = _jit(model, Seq2Seq.decode)
   for t in range(5):
     tok = batch["decoder_inputs"][:, t : t + 1]
-    logits, carry = model.apply(
-      variables, enc, enc_mask, tok, carry, method=Seq2Seq.decode
-    )
+    logits, carry = decode(variables, enc, enc_mask, tok, carry)
     np.testing.assert_allclose(logits[:, 0], forced[:, t], rtol=1e-5, atol=1e-5)
   # Source padding is invisible: garbage there changes nothing.
   noisy = dict(batch, inputs=jnp.where(batch["inputs_mask"], batch["inputs"], 11))
-  np.testing.assert_allclose(model.apply(variables, noisy)[0], forced, atol=1e-5)
+  np.testing.assert_allclose(apply(variables, noisy)[0], forced, atol=1e-5)
 
 
 def test_generate_greedy_equals_python_loop_and_sampling_is_seeded():
   batch = _s2s_batch()
   model = Seq2Seq(lstm=LSTM(8), decoder=LSTM(8), vocab_size=12, attention="luong")
   variables = model.init(jax.random.key(2), batch)
-  tokens, _ = generate(model, variables, batch, max_len=6)
-  enc, enc_mask, carry = model.apply(variables, batch, method=Seq2Seq.encode)
+  gen = jax.jit(
+    lambda v, b, key, temp: generate(model, v, b, 6, temperature=temp, rng=key),
+    static_argnums=3,
+  )
+  key = jax.random.key(5)
+  tokens, _ = gen(variables, batch, key, 0.0)
+  enc, enc_mask, carry = _jit(model, Seq2Seq.encode)(variables, batch)
+  decode = _jit(model, Seq2Seq.decode)
   tok, done = np.ones(3, np.int32), np.zeros(3, bool)
   for t in range(6):
-    logits, carry = model.apply(
-      variables, enc, enc_mask, jnp.asarray(tok[:, None]), carry, method=Seq2Seq.decode
-    )
+    logits, carry = decode(variables, enc, enc_mask, jnp.asarray(tok[:, None]), carry)
     tok = np.where(done, 0, np.asarray(logits[:, 0]).argmax(-1)).astype(np.int32)
     done |= tok == 2
     np.testing.assert_array_equal(tokens[:, t], tok)
-  key = jax.random.key(5)
-  a, _ = generate(model, variables, batch, 6, temperature=1.0, rng=key)
-  b, _ = generate(model, variables, batch, 6, temperature=1.0, rng=key)
+  a, _ = gen(variables, batch, key, 1.0)
+  b, _ = gen(variables, batch, key, 1.0)
   np.testing.assert_array_equal(a, b)
-  cold, _ = generate(model, variables, batch, 6, temperature=1e-4, rng=key)
+  cold, _ = gen(variables, batch, key, 1e-4)
   np.testing.assert_array_equal(cold, tokens)
