@@ -15,7 +15,8 @@ All on the original scale, over a holdout `test` that follows `history`
   (p, q in 0..2, d in 0..1: 18 fits; 7 s on sunspots, 10 s on monthly co2,
   measured on 2 shared CPU cores). For a trending seasonal series (co2) give a
   seasonal order: the default non-seasonal (2, 0, 1) with a constant reverts to
-  the mean over a multi-step horizon (co2 holdout MAE 16.3 ppm vs 6.5 naive).
+  the mean over a multi-step horizon (co2 holdout MAE 16.3 ppm vs 6.5 for
+  naive), while (1, 1, 1)x(0, 1, 1, 12) gets 1.74 multi-step, 0.23 one-step.
   One-step-ahead ARIMA keeps the parameters fit on history and runs the Kalman
   filter over the holdout (`results.append(test, refit=False)`).
 """
