@@ -93,6 +93,11 @@ def test_small_file_values_and_missing_fill(tmp_path):
     ("", r"x\.ts: no @data"),
     (HEADER, r"x\.ts: no series after @data"),
     ("1,2:a\n", r"x\.ts:1: expected a @header"),
+    (
+      HEADER.replace("@data", "@equalLength true\n@seriesLength 3\n@data")
+      + "1,2:3,4:a\n",
+      r"x\.ts:8: 2 steps, but @equalLength true with @seriesLength 3",
+    ),
   ],
   ids=[
     "bad-bool",
@@ -105,6 +110,7 @@ def test_small_file_values_and_missing_fill(tmp_path):
     "empty",
     "no-series",
     "no-header",
+    "length",
   ],
 )
 def test_malformed_files_name_file_and_line(tmp_path, text, match):

@@ -176,6 +176,8 @@ def load_ts(path: str, fill_missing: str | None = None) -> TsData:
         if line.lower() == "@data":
           if "classlabel" not in meta:
             raise DataError(f"{path}:{lineno}: @data before any @classLabel header")
+          if meta.get("timestamps"):
+            raise DataError(f"{path}: @timeStamps true series are not supported")
           in_data = True
         else:
           _header(path, lineno, line, meta)
@@ -186,6 +188,13 @@ def load_ts(path: str, fill_missing: str | None = None) -> TsData:
         raise DataError(
           f"{path}:{lineno}: {values.shape[1]} channels, expected {want} "
           f"({'@dimensions' if 'dimensions' in meta else 'as in the first series'})"
+        )
+      if meta.get("equallength") and len(values) != meta.get(
+        "serieslength", len(values)
+      ):
+        raise DataError(
+          f"{path}:{lineno}: {len(values)} steps, but @equalLength true with "
+          f"@seriesLength {meta['serieslength']}"
         )
       if label not in meta["classlabel"]:
         raise DataError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lstm_jax.layers import LSTM
 from lstm_jax.models.pooling import POOLINGS, pool
@@ -24,12 +25,14 @@ Array = jax.Array
 
 
 class SequenceClassifier(nn.Module):
-  """Attributes:
-  lstm: the encoder (any `lstm_jax.LSTM`, bidirectional or not).
-  num_classes: output classes.
-  pooling: "mean" or "max" over real steps, or "last" (forward state at the
-    last real step, backward state at the first).
-  dropout: on the pooled features, before the output layer.
+  """LSTM encoder, masked readout, linear layer to class logits.
+
+  Attributes:
+    lstm: the encoder (any `lstm_jax.LSTM`, bidirectional or not).
+    num_classes: output classes.
+    pooling: "mean" or "max" over real steps, or "last" (forward state at the
+      last real step, backward state at the first).
+    dropout: on the pooled features, before the output layer.
   """
 
   lstm: LSTM
@@ -59,7 +62,7 @@ class SequenceClassifier(nn.Module):
     y, finals = self.lstm(
       batch["inputs"], mask=mask, initial_carry=carry, deterministic=deterministic
     )
-    feats = pool(y.astype("float32"), mask, self.pooling, self.lstm.num_directions)
+    feats = pool(y.astype(jnp.float32), mask, self.pooling, self.lstm.num_directions)
     if self.dropout > 0:
       feats = nn.Dropout(self.dropout)(feats, deterministic=deterministic)
     return nn.Dense(self.num_classes, name="out")(feats), finals

@@ -22,10 +22,12 @@ Array = jax.Array
 
 
 class Forecaster(nn.Module):
-  """Attributes:
-  lstm: the encoder over the window (unidirectional is the usual choice; a
-    bidirectional one reads the backward state at the window's first step).
-  horizon: values predicted per call (the direct head's width).
+  """LSTM over the window, its last state, a linear head of `horizon` values.
+
+  Attributes:
+    lstm: the encoder over the window (unidirectional is the usual choice; a
+      bidirectional one reads the backward state at the window's first step).
+    horizon: values predicted per call (the direct head's width).
   """
 
   lstm: LSTM

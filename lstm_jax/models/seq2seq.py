@@ -36,12 +36,14 @@ ATTENTION = (None, "luong", "bahdanau")
 
 
 class Seq2Seq(nn.Module):
-  """Attributes:
-  lstm: the encoder LSTM (bidirectional allowed).
-  decoder: the decoder LSTM (unidirectional, `lstm.num_layers` layers).
-  vocab_size: tokens shared by source and target (one embedding table).
-  embed_dim: embedding width.
-  attention: None, "luong" or "bahdanau".
+  """Encoder-decoder over token ids with a shared embedding.
+
+  Attributes:
+    lstm: the encoder LSTM (bidirectional allowed).
+    decoder: the decoder LSTM (unidirectional, `lstm.num_layers` layers).
+    vocab_size: tokens shared by source and target (one embedding table).
+    embed_dim: embedding width.
+    attention: None, "luong" or "bahdanau".
   """
 
   lstm: LSTM
