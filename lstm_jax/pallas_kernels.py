@@ -317,7 +317,7 @@ def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *ref
 
   def step(s, _):
     k = nsteps - 1 - s if reverse else s
-    p = s % 2
+    p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
     q = 1 - p
     r = r_ref[k] > 0
     m = m_ref[k] > 0
@@ -361,7 +361,7 @@ def _gpu_bwd_kernel(blk, reverse, dt, interpret, acts, cin, dys, wt, m_ref, r_re
 
   def step(s, _):
     k = s if reverse else nsteps - 1 - s
-    p = s % 2
+    p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
     q = 1 - p
     r = r_ref[k] > 0
     m = m_ref[k] > 0
