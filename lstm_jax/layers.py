@@ -98,8 +98,8 @@ class LSTMLayer(nn.Module):
     param_dtype: dtype of the parameters.
     unroll: `lax.scan` unroll factor.
     remat: recompute step activations in the backward pass (saves memory).
-    impl: "auto" (fastest correct path), "fused" or "reference"; see
-      `recurrent.lstm_scan`.
+    impl: "auto" (fastest correct path), "fused", "reference", "pallas"
+      (interpreted on CPU) or "cudnn" (GPU); see `recurrent.lstm_scan`.
   """
 
   hidden_size: int

@@ -264,7 +264,9 @@ def tpu_forward(blk, reverse, save, dt, interpret, gx, w, c0, h0, mask, reset):
   )(gx, w, c0, h0, mask, reset)
 
 
-def tpu_backward(blk, reverse, dt, interpret, acts, cin, dys, wt, mask, reset, dc_t, dh_t):
+def tpu_backward(
+  blk, reverse, dt, interpret, acts, cin, dys, wt, mask, reset, dc_t, dh_t
+):
   """TPU kernel backward: (d_gates [Tp, Bp, 4Hp], dc0, dh0)."""
   seq, state, grid = _tpu_specs(blk, not reverse)
   hp, shape = blk.hp, (blk.tp, blk.bp)
@@ -355,7 +357,9 @@ def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *ref
   jax.lax.fori_loop(0, nsteps, step, 0)
 
 
-def _gpu_bwd_kernel(blk, reverse, dt, interpret, acts, cin, dys, wt, m_ref, r_ref, *refs):
+def _gpu_bwd_kernel(
+  blk, reverse, dt, interpret, acts, cin, dys, wt, m_ref, r_ref, *refs
+):
   dg, sdc, sdh = refs[-3:]
   hp, bh, bk, nsteps = blk.hp, blk.bh, blk.bk, acts.shape[0]
 
@@ -371,7 +375,9 @@ def _gpu_bwd_kernel(blk, reverse, dt, interpret, acts, cin, dys, wt, m_ref, r_re
       a = [acts[k, :, pl.ds(n * hp + col, bh)] for n in range(4)]
       dc, dh = sdc[p, :, pl.ds(col, bh)], sdh[p, :, pl.ds(col, bh)]
       dhn = jnp.where(m, dh + dys[k, :, pl.ds(col, bh)], 0.0)
-      dgs, dc_in = _cell_grads(*a, cin[k, :, pl.ds(col, bh)], jnp.where(m, dc, 0.0), dhn)
+      dgs, dc_in = _cell_grads(
+        *a, cin[k, :, pl.ds(col, bh)], jnp.where(m, dc, 0.0), dhn
+      )
       for n in range(4):
         dg[k, :, pl.ds(n * hp + col, bh)] = dgs[n]
       sdc[q, :, pl.ds(col, bh)] = jnp.where(m, jnp.where(r, 0.0, dc_in), dc)
@@ -453,7 +459,9 @@ def gpu_forward(blk, reverse, save, dt, interpret, gx, w, c0, h0, mask, reset):
   return (*res[:n_out], res[n_out][last], res[n_out + 1][last])
 
 
-def gpu_backward(blk, reverse, dt, interpret, acts, cin, dys, wt, mask, reset, dc_t, dh_t):
+def gpu_backward(
+  blk, reverse, dt, interpret, acts, cin, dys, wt, mask, reset, dc_t, dh_t
+):
   """GPU kernel backward; returns the same tuple as `tpu_backward`."""
   seq, state = _gpu_specs(blk)
   hp, shape = blk.hp, (blk.tp, blk.bp)
