@@ -33,6 +33,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 from jax.experimental import rnn
 
 from lstm_jax import fused
@@ -108,6 +109,23 @@ def flip_rows(x: Array, lengths: Array) -> Array:
   idx = jnp.where(pos < lengths[:, None], lengths[:, None] - 1 - pos, pos)
   idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
   return jnp.take_along_axis(x, idx, axis=1)
+
+
+_LOGGED: set[str] = set()
+
+
+def _log_not_right_padded() -> None:
+  """Logs (once per process) that a mask sent a call to the fused scan.
+
+  Called from the run-time branch, because whether a mask is right-padded is
+  known only from its values.
+  """
+  if not _LOGGED:
+    _LOGGED.add("mask")
+    logging.info(
+      "lstm_scan: cuDNN falls back to the fused scan: the mask is not "
+      "right-padded (padding on the left or in the middle)"
+    )
 
 
 def _cudnn_call(x, h0, c0, flat, lengths, *, hidden, precision):
@@ -186,6 +204,7 @@ def lstm_scan_cudnn(
     return on_cudnn(x, c0, h0)
 
   def on_fused(x, c0, h0):
+    jax.debug.callback(_log_not_right_padded)
     return fused.lstm_scan_fused(
       params, x, mask=real, initial_carry=LSTMCarry(c0, h0), reverse=reverse,
       dtype=dtype,

@@ -122,8 +122,9 @@ def _case(mask, reverse, name, slow=False):
     _case(LEFT, True, "left-reverse", slow=True),
   ],
 )
-def test_wrapper_matches_reference(key, mask, reverse):
+def test_wrapper_matches_reference(key, mask, reverse, caplog, monkeypatch):
   """Lengths, zero-length rows, reverse and the left-padding fallback."""
+  monkeypatch.setattr(cudnn, "_LOGGED", set())
   k = jax.random.split(key, 4)
   params = _params(k[0])
   xs = jax.random.normal(k[1], (B, T, IN))
@@ -135,9 +136,14 @@ def test_wrapper_matches_reference(key, mask, reverse):
     recurrent.lstm_scan_reference, params, xs, carry0, **kw
   )
   fn = functools.partial(cudnn.lstm_scan_cudnn, kernel=_lstm_ref_kernel)
-  (_, got), ggot = _value_and_grads(fn, params, xs, carry0, **kw)
+  with caplog.at_level("INFO"):
+    (_, got), ggot = jax.block_until_ready(
+      _value_and_grads(fn, params, xs, carry0, **kw)
+    )
   jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5), got, ref)
   jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-4), ggot, gref)
+  fell_back = "the mask is not right-padded" in caplog.text
+  assert fell_back == (mask is LEFT)
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU (cuDNN)")

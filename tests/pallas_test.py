@@ -90,6 +90,7 @@ CASES = {
   "segments": {"segment_ids": SEGS},
   "segments_reverse": {"segment_ids": SEGS, "reverse": True},
 }
+LAYOUTS = {"tpu": TPU, "gpu": GPU, "gpu_default_blocks": {"cpu_variant": "gpu"}}
 # Each case costs ~8 s of interpret-mode compilation: a few run by default.
 FAST = {("tpu", "mask"), ("tpu", "segments_reverse"), ("gpu", "mask_reverse")}
 
@@ -103,12 +104,12 @@ FAST = {("tpu", "mask"), ("tpu", "segments_reverse"), ("gpu", "mask_reverse")}
       marks=() if (name, case) in FAST else pytest.mark.slow,
       id=f"{name}-{case}",
     )
-    for name in ("tpu", "gpu")
+    for name in LAYOUTS
     for case in CASES
   ],
 )
 def test_matches_reference(key, layout, case):
-  _check(key, {"tpu": TPU, "gpu": GPU}[layout], **CASES[case])
+  _check(key, LAYOUTS[layout], **CASES[case])
 
 
 @pytest.mark.parametrize("layout", ["tpu", pytest.param("gpu", marks=pytest.mark.slow)])
