@@ -56,7 +56,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.remat = False
   # lax.scan unroll factor of the LSTM time loop.
   config.model.unroll = 1
-  # LSTM implementation: "auto", "fused" or "reference" (see lstm_scan).
+  # LSTM implementation: "auto", "fused", "reference", "pallas" or "cudnn" (see
+  # lstm_scan; what a path cannot take falls back, with the reason logged).
   config.model.impl = "auto"
   # Initial forget-gate bias.
   config.model.forget_bias = 1.0
