@@ -18,7 +18,9 @@ gradient. Arrays are time-major `[T, B, ...]` here; `mask` and `reset` are
   `block_t` steps. Each step is one [Bb, Hp] x [Hp, 4Hp] MXU matmul. Blocks are
   (8, 128)-aligned: H is padded to a multiple of 128, B to a multiple of 8.
 
-"gpu" (Triton):
+"gpu" (Triton, selected by `pallas.triton.CompilerParams`: in jax 0.10.2 a
+pallas_call without them lowers to Mosaic GPU (`mosaic_gpu_v2`), whose
+warpgroup programming model this kernel does not use):
   A persistent recurrent kernel for one GPU SM is not possible for the
   benchmark shapes: W_hh of H=1024 is 8 MiB in bf16 (16 MiB in f32) and one
   SM has 228 KiB of shared memory. Spreading W_hh over all SMs (Baidu's
