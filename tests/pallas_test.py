@@ -138,6 +138,17 @@ def test_lstm_module_bidirectional_two_layers(key):
   _assert_close(ggot, gref, GRAD_TOL)
 
 
+@pytest.mark.skipif(
+  jax.default_backend() not in ("gpu", "tpu"),
+  reason="needs a GPU or TPU (the compiled kernel)",
+)
+@pytest.mark.parametrize("case", ["mask", "segments_reverse"])
+def test_compiled_kernel_matches_reference(key, case):
+  """On a device: the Triton / Mosaic kernel itself (f32 at full precision)."""
+  with jax.default_matmul_precision("highest"):
+    _check(key, {}, **CASES[case])
+
+
 def test_refuses_other_cells(key):
   params, xs, _ = _inputs(key)
   with pytest.raises(ValueError, match="standard cell.*peephole"):
