@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstm_jax import pallas_gpu, pallas_tpu
 from lstm_jax import pallas_kernels as pk
 from lstm_jax.fused import segment_resets
 from lstm_jax.recurrent import LSTMCarry, real_steps, zero_carry
@@ -45,6 +46,12 @@ from lstm_jax.recurrent import LSTMCarry, real_steps, zero_carry
 Array = jax.Array
 F32 = jnp.float32
 SUPPORTED_KEYS = frozenset({"w_ih", "w_hh", "bias"})
+
+
+_KERNELS = {
+  "tpu": (pallas_tpu.tpu_forward, pallas_tpu.tpu_backward),
+  "gpu": (pallas_gpu.gpu_forward, pallas_gpu.gpu_backward),
+}
 
 
 class _Static(NamedTuple):
@@ -103,7 +110,7 @@ def _forward_branch(st: _Static, variant: str, interpret: bool, save: bool):
     h = h4 // 4
     blk = pk.choose_blocks(variant, b, t, h, **dict(st.blocks))
     lead = (blk.tp, blk.bp)
-    fwd, _ = pk.kernels(variant)
+    fwd, _ = _KERNELS[variant]
     outs = fwd(
       blk,
       st.reverse,
@@ -133,7 +140,7 @@ def _backward_branch(st: _Static, variant: str, interpret: bool):
     h = h4 // 4
     blk = pk.choose_blocks(variant, b, t, h, **dict(st.blocks))
     lead = (blk.tp, blk.bp)
-    _, bwd = pk.kernels(variant)
+    _, bwd = _KERNELS[variant]
     dg, dc0, dh0 = bwd(
       blk,
       st.reverse,
