@@ -9,7 +9,7 @@ carry.
 Split of the work (as `fused.py` with proj="hoist"):
 
   gx = x @ w_ih + bias                   one [B*T, I] x [I, 4H] matmul (autodiff)
-  kernel forward:  the recurrence, W_hh resident (see `pallas_kernels`)
+  kernel forward:  the recurrence, W_hh resident (`pallas_tpu`, `pallas_gpu`)
   kernel backward: the reverse recurrence -> d_gates [T, B, 4H], dc0, dh0
   dW_hh = h_in^T d_gates                 one large matmul after the kernel
   dW_ih, dx, dbias                       autodiff of the gx matmul
