@@ -48,7 +48,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstm_jax import fused
+from lstm_jax import backends
 from lstm_jax.cell import (
   Array,
   LSTMCarry,
@@ -147,7 +147,7 @@ def lstm_scan_reference(
   return jnp.swapaxes(ys, 0, 1), carry
 
 
-IMPLS = ("auto", "fused", "reference")
+IMPLS = ("auto", "fused", "reference", "pallas", "cudnn")
 
 
 def lstm_scan(
@@ -159,7 +159,11 @@ def lstm_scan(
     params: layer parameters (see module docstring).
     xs: <float>[batch, time, in_features].
     impl: "reference" is `lstm_scan_reference` (JAX autodiff); "fused" is the
-      hand-written-backward path; "auto" picks the fastest correct one.
+      hand-written-backward scan (`fused.py`); "pallas" the Pallas recurrence
+      kernel (`pallas_lstm.py`; interpreted on CPU); "cudnn" cuDNN through
+      `jax.experimental.rnn` (`cudnn.py`, GPU); "auto" picks by backend and
+      features (`backends.py`). What a path cannot take falls back to the
+      fused or reference scan, with the reason logged once.
     **kwargs: as `lstm_scan_reference`.
 
   Returns:
@@ -173,8 +177,9 @@ def lstm_scan(
   real = real_steps(kwargs.get("mask"), kwargs.get("segment_ids"))
   if real is not None:
     xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
-  # The fused path implements the standard cell; projection, peephole and
-  # layer-norm cells always take the reference path (also under "fused").
-  if impl == "reference" or not fused.supports(params):
+  # Projection, peephole and layer-norm cells always take the reference path
+  # (also under "fused"); see `backends.choose` for the rest.
+  chosen = backends.choose(impl, params, xs.shape, kwargs)
+  if chosen == "reference":
     return lstm_scan_reference(params, xs, **kwargs)
-  return fused.lstm_scan_fused(params, xs, **kwargs)
+  return backends.run(chosen, params, xs, **kwargs)

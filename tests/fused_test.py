@@ -189,7 +189,7 @@ def test_lstm_scan_dispatch():
   for impl in recurrent.IMPLS:
     np.testing.assert_allclose(scan(peep, xs, impl=impl)[0], ref, atol=1e-6)
   with pytest.raises(ValueError, match="impl"):
-    recurrent.lstm_scan(params, xs, impl="cudnn")
+    recurrent.lstm_scan(params, xs, impl="cuda")  # not an impl (cudnn is)
   with pytest.raises(ValueError, match="standard cell"):
     fused.lstm_scan_fused(peep, xs)
   with pytest.raises(ValueError, match="proj"):
