@@ -213,6 +213,13 @@ def test_sigterm_saves_exits_75_and_resumes(tmp_path, env, reference):
   proc = _run(workdir, env)
   assert f"Resuming {workdir} at step {stopped}/{STEPS}" in proc.stdout, proc.stdout
   assert_bit_identical(workdir, reference[0], f"SIGTERM at step {stopped}")
+  # The first train record after the resume says how many steps it averages
+  # (fewer than log_every when the stop was off a log boundary).
+  boundary = (stopped // 5 + 1) * 5
+  first = next(
+    r for r in metrics_history(workdir) if r["split"] == "train" and r["step"] > stopped
+  )
+  assert first["step"] == boundary and first["window_steps"] == boundary - stopped
 
 
 def _largest_file(directory: Path) -> Path:
