@@ -153,6 +153,7 @@ def make_manager(workdir: str, config, read_only: bool = False) -> Manager:
     best_fn=best_fn,
     best_mode=best_mode,
     cleanup_tmp_directories=not read_only,
+    save_interval_steps=0 if read_only else 1,  # (Orbax warns otherwise)
     create=not read_only,
     read_only=read_only,
   )
