@@ -13,7 +13,7 @@ import os
 import sys
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 
 from lstm_jax import errors, generate, runs
 from lstm_jax.data.text import Vocab
@@ -35,6 +35,14 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  if not f["verbosity"].present:
+    # As in `lstm_jax.main`: Orbax logs ~30 INFO lines per restore, and warns
+    # on every read-only open; warnings of our own (a step skipped as
+    # unreadable) still show. --verbosity=0 shows everything.
+    logging.set_verbosity(logging.WARNING)
+    logging.get_absl_logger().addFilter(
+      lambda record: "is read only" not in record.getMessage()
+    )
   try:
     if not os.path.isfile(os.path.join(f.workdir, VOCAB_FILE)):
       raise errors.LstmJaxError(

@@ -30,3 +30,24 @@ def env(tmp_path_factory) -> dict[str, str]:
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
   }
+
+
+@pytest.fixture(scope="session")
+def tiny_reference(tmp_path_factory, env):
+  """One uninterrupted tiny run (tests/tiny_run.py), shared by the test files
+  that compare a disturbed run with it: (workdir, CompletedProcess)."""
+  import subprocess  # noqa: PLC0415
+
+  import tiny_run  # noqa: PLC0415
+
+  workdir = tmp_path_factory.mktemp("tiny_reference") / "run"
+  proc = subprocess.run(
+    tiny_run.command(f"--workdir={workdir}"),
+    cwd=tiny_run.REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc

@@ -153,8 +153,16 @@ def report(
     print(prompt + generated)
     print("---")
   if "eval/bpc" in results:
+    total = datasets.info["valid_chars"]
+    scored = int(results.get("eval/tokens", total))
+    # train.eval_batches may limit the evaluation to the first batches.
+    what = (
+      f"all {total} validation characters"
+      if scored >= total
+      else f"{scored} of the {total} validation characters (train.eval_batches)"
+    )
     print(
       f"validation bpc {results['eval/bpc']:.4f} at step {results['step']} "
-      f"({datasets.info['valid_chars']} characters)"
+      f"(scored on {what})"
     )
   return {"sample": generated}
