@@ -27,13 +27,23 @@ import numpy as np
 from ml_collections import config_dict
 
 from lstm_jax import recurrent
-from lstm_jax.cell import LSTMCarry
+from lstm_jax import regularisation as reg
+from lstm_jax.cell import LSTMCarry, real_steps
 from lstm_jax.errors import ConfigError
 
 Array = jax.Array
 CELLS = ("standard", "layernorm", "peephole")
 # Compute dtypes by config name; parameters and the carry stay float32.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Config keys that are dropout rates, each in [0, 1).
+DROPOUT_KEYS = (
+  "dropout",
+  "input_dropout",
+  "hidden_dropout",
+  "output_dropout",
+  "recurrent_dropout",
+  "weight_drop",
+)
 
 
 def orthogonal_blocks(num_blocks: int = 4) -> nn.initializers.Initializer:
@@ -110,6 +120,11 @@ class LSTMLayer(nn.Module):
     remat: recompute step activations in the backward pass (saves memory).
     impl: "auto" (fastest correct path), "fused" or "reference"; see
       `recurrent.lstm_scan`.
+    recurrent_dropout: rate of the `[batch, out]` mask on h_{t-1} before
+      `h @ w_hh`, the same at every step (both paths; `regularisation`).
+    zoneout_cell, zoneout_hidden: zoneout rates of c and h (Krueger et al.).
+    weight_drop: DropConnect rate of `w_hh`, one mask per call (batch).
+    The four are active only when `deterministic=False`.
   """
 
   hidden_size: int
@@ -123,6 +138,10 @@ class LSTMLayer(nn.Module):
   unroll: int = 1
   remat: bool = False
   impl: str = "auto"
+  recurrent_dropout: float = 0.0
+  zoneout_cell: float = 0.0
+  zoneout_hidden: float = 0.0
+  weight_drop: float = 0.0
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
 
@@ -139,6 +158,7 @@ class LSTMLayer(nn.Module):
     mask: Array | None = None,
     segment_ids: Array | None = None,
     initial_carry: LSTMCarry | None = None,
+    deterministic: bool = True,
   ) -> tuple[Array, LSTMCarry]:
     """Runs the layer.
 
@@ -147,6 +167,8 @@ class LSTMLayer(nn.Module):
       mask: <bool>[batch, time], true on real steps.
       segment_ids: <int>[batch, time], 0 on padding; carry resets between ids.
       initial_carry: `LSTMCarry(c [batch, H], h [batch, P or H])`.
+      deterministic: disables the regularisers; otherwise (when a rate is
+        set) needs a 'dropout' rng.
 
     Returns:
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
@@ -179,7 +201,7 @@ class LSTMLayer(nn.Module):
       p["ln_c_scale"] = self.param("ln_c_scale", ones, (hid,), self.param_dtype)
       p["ln_c_bias"] = self.param("ln_c_bias", zeros, (hid,), self.param_dtype)
     ys, carry = recurrent.lstm_scan(
-      p,
+      p if deterministic else self._drop_weights(p),
       x,
       mask=mask,
       segment_ids=segment_ids,
@@ -189,9 +211,36 @@ class LSTMLayer(nn.Module):
       remat=self.remat,
       dtype=self.dtype,
       impl=self.impl,
+      **({} if deterministic else self._masks(x.shape[0], x.shape[1], hid, out)),
     )
     out_dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
     return ys.astype(out_dtype), carry
+
+  def _drop_weights(self, p: dict[str, Array]) -> dict[str, Array]:
+    """Weight-drop of `w_hh`: the masked matrix is an ordinary input of the
+    scan, so both paths (and their backward) take it unchanged."""
+    if self.weight_drop <= 0:
+      return p
+    w_hh = reg.weight_drop(self.make_rng("dropout"), self.weight_drop, p["w_hh"])
+    return {**p, "w_hh": w_hh}
+
+  def _masks(self, batch: int, time: int, hid: int, out: int) -> dict[str, Array]:
+    """The scan's mask inputs, sampled once per call (never in the loop)."""
+    masks = {}
+    if self.recurrent_dropout > 0:
+      rate = self.recurrent_dropout
+      masks["recurrent_mask"] = reg.recurrent_mask(
+        self.make_rng("dropout"), rate, batch, out
+      )
+    if self.zoneout_cell > 0:
+      masks["zoneout_c"] = reg.zoneout_mask(
+        self.make_rng("dropout"), self.zoneout_cell, batch, time, hid
+      )
+    if self.zoneout_hidden > 0:
+      masks["zoneout_h"] = reg.zoneout_mask(
+        self.make_rng("dropout"), self.zoneout_hidden, batch, time, out
+      )
+    return masks
 
 
 class LSTM(nn.Module):
@@ -208,6 +257,16 @@ class LSTM(nn.Module):
     forget_bias, chrono_max_len: bias initialisation (see `lstm_bias`).
     dtype, param_dtype, unroll, remat, impl: passed to each `LSTMLayer`
       (bf16 accuracy: see `LSTMLayer.dtype`).
+    input_dropout, hidden_dropout, output_dropout: variational (locked)
+      dropout rates of the stack's input, of the outputs of every layer but
+      the last, and of the last layer's output (one mask per sequence).
+    recurrent_dropout, zoneout_cell, zoneout_hidden, weight_drop: passed to
+      each `LSTMLayer`.
+    ar_alpha, tar_beta: activation regularisation `alpha mean(h^2)` of the
+      (dropped) outputs and temporal AR `beta mean((h_t - h_{t-1})^2)` of the
+      undropped ones, over real steps, sown in the "penalties" collection
+      (the train step adds them to the loss). All of these act only when
+      `deterministic=False`.
   """
 
   hidden_size: int
@@ -223,6 +282,15 @@ class LSTM(nn.Module):
   unroll: int = 1
   remat: bool = False
   impl: str = "auto"
+  input_dropout: float = 0.0
+  hidden_dropout: float = 0.0
+  output_dropout: float = 0.0
+  recurrent_dropout: float = 0.0
+  zoneout_cell: float = 0.0
+  zoneout_hidden: float = 0.0
+  weight_drop: float = 0.0
+  ar_alpha: float = 0.0
+  tar_beta: float = 0.0
 
   @property
   def num_directions(self) -> int:
@@ -267,6 +335,9 @@ class LSTM(nn.Module):
         f"initial_carry needs {n_carry} LSTMCarry entries "
         f"(num_layers * directions), got {len(initial_carry)}"
       )
+    train = not deterministic
+    if train and self.input_dropout > 0:
+      x = reg.locked_dropout(self.make_rng("dropout"), self.input_dropout, x)
     finals = []
     for layer in range(self.num_layers):
       outs = []
@@ -284,14 +355,40 @@ class LSTM(nn.Module):
           unroll=self.unroll,
           remat=self.remat,
           impl=self.impl,
+          recurrent_dropout=self.recurrent_dropout,
+          zoneout_cell=self.zoneout_cell,
+          zoneout_hidden=self.zoneout_hidden,
+          weight_drop=self.weight_drop,
           name=f"layer_{layer}_{name}",
-        )(x, mask, segment_ids, None if initial_carry is None else initial_carry[k])
+        )(
+          x,
+          mask,
+          segment_ids,
+          None if initial_carry is None else initial_carry[k],
+          deterministic=deterministic,
+        )
         outs.append(y)
         finals.append(carry)
       x = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
       if self.dropout > 0 and layer < self.num_layers - 1:
         x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+      if train and self.hidden_dropout > 0 and layer < self.num_layers - 1:
+        x = reg.locked_dropout(self.make_rng("dropout"), self.hidden_dropout, x)
+    if train:
+      x = self._output_regularisers(x, real_steps(mask, segment_ids))
     return x, tuple(finals)
+
+  def _output_regularisers(self, x: Array, real: Array | None) -> Array:
+    """Locked output dropout and the AR/TAR penalties (training only)."""
+    undropped = x
+    if self.output_dropout > 0:
+      x = reg.locked_dropout(self.make_rng("dropout"), self.output_dropout, x)
+    if self.ar_alpha > 0:
+      self.sow("penalties", "ar", self.ar_alpha * reg.activation_penalty(x, real))
+    if self.tar_beta > 0:
+      tar = self.tar_beta * reg.temporal_penalty(undropped, real)
+      self.sow("penalties", "tar", tar)
+    return x
 
 
 def lstm_config(**overrides: Any) -> ml_collections.ConfigDict:
@@ -328,6 +425,31 @@ def lstm_config(**overrides: Any) -> ml_collections.ConfigDict:
   c.unroll = 1
   # Implementation: "auto", "fused" or "reference" (see recurrent.lstm_scan).
   c.impl = "auto"
+  # Regularisers (lstm_jax/regularisation.py), all off at 0 and inactive in
+  # eval mode; every mask is sampled once per batch, outside the time loop,
+  # and the fused path implements all of them.
+  # Variational (locked) dropout, one mask per sequence shared by all steps
+  # (Gal & Ghahramani, 2016): of the stack's input, ...
+  c.input_dropout = 0.0
+  # ... between layers (on every layer's output but the last), ...
+  c.hidden_dropout = 0.0
+  # ... and of the last layer's output.
+  c.output_dropout = 0.0
+  # Dropout of h_{t-1} on the hidden-to-hidden path, one [batch, H] mask for
+  # all steps (the carry itself is not dropped).
+  c.recurrent_dropout = 0.0
+  # Zoneout rates of the cell and hidden state (Krueger et al., 2017): a unit
+  # keeps its previous value with this probability at each step.
+  c.zoneout_cell = 0.0
+  c.zoneout_hidden = 0.0
+  # Weight-drop (DropConnect) of the recurrent matrix w_hh, one mask per batch
+  # (Merity et al., 2017).
+  c.weight_drop = 0.0
+  # Activation regularisation alpha * mean(h^2) of the (dropped) last-layer
+  # outputs, and temporal AR beta * mean((h_t - h_{t-1})^2) of the undropped
+  # ones, over real steps (Merity et al., 2017); added to the training loss.
+  c.ar_alpha = 0.0
+  c.tar_beta = 0.0
   for key, value in overrides.items():
     if key not in c:
       raise KeyError(f"lstm_config has no key {key!r}; keys: {sorted(c)}")
@@ -366,6 +488,13 @@ def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:
     raise ConfigError(
       f"{prefix}.chrono_max_len must be >= 3 (or unset), got {cfg['chrono_max_len']}"
     )
-  if not 0.0 <= cfg["dropout"] < 1.0:
-    raise ConfigError(f"{prefix}.dropout must be in [0, 1), got {cfg['dropout']}")
+  for key in DROPOUT_KEYS:
+    if not 0.0 <= cfg[key] < 1.0:
+      raise ConfigError(f"{prefix}.{key} must be in [0, 1), got {cfg[key]}")
+  for key in ("zoneout_cell", "zoneout_hidden"):
+    if not 0.0 <= cfg[key] <= 1.0:
+      raise ConfigError(f"{prefix}.{key} must be in [0, 1], got {cfg[key]}")
+  for key in ("ar_alpha", "tar_beta"):
+    if not cfg[key] >= 0.0:  # also catches NaN
+      raise ConfigError(f"{prefix}.{key} must be >= 0, got {cfg[key]}")
   return LSTM(**{**cfg, "dtype": DTYPES[cfg["dtype"]]})
