@@ -105,9 +105,7 @@ def _put(seq: Array, value: Array, k) -> Array:
   return jax.lax.dynamic_update_index_in_dim(seq, value[:, None], k, axis=1)
 
 
-def _forward(
-  cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save: bool
-):
+def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save: bool):
   """The forward loop. Returns (ys, (c, h), residuals or None).
 
   `regs` is (recurrent mask [B, H] or None, zoneout_c, zoneout_h [B, T, H]

@@ -18,7 +18,7 @@ from lstm_jax.cell import LSTMCarry
 from lstm_jax.layers import LSTM, LSTMLayer
 from lstm_jax.models.lm import LanguageModel
 
-B, T, I, H = 4, 6, 3, 5
+B, T, IN, H = 4, 6, 3, 5
 ALL_ON = dict(
   input_dropout=0.3,
   hidden_dropout=0.4,
@@ -93,7 +93,7 @@ def _init(model, x):
   return model.init(jax.random.key(0), x)
 
 
-def _x(seed=1, shape=(B, T, I)):
+def _x(seed=1, shape=(B, T, IN)):
   return jax.random.normal(jax.random.key(seed), shape)
 
 
@@ -218,7 +218,11 @@ def test_zoneout_rate_0_and_1():
     # an all-false zoneout mask is no zoneout, on both paths
     none = np.zeros((B, T, H), bool)
     ys, _ = recurrent.lstm_scan(
-      variables["params"], x, initial_carry=carry, impl=impl, zoneout_c=none,
+      variables["params"],
+      x,
+      initial_carry=carry,
+      impl=impl,
+      zoneout_c=none,
       zoneout_h=none,
     )
     np.testing.assert_allclose(ys, want, atol=1e-6)
