@@ -28,6 +28,9 @@ from lstm_jax import cudnn, fused, pallas_lstm
 # cannot take the call (see the module docstring).
 GPU_PALLAS_MAX_HIDDEN = 256
 
+# lstm_scan arguments that change the recurrence (regularisation.py).
+_STEP_MASKS = ("recurrent_mask", "zoneout_c", "zoneout_h")
+
 _LOGGED: set[str] = set()
 
 
@@ -57,6 +60,12 @@ def choose(impl: str, params, xs_shape, kwargs, backend: str | None = None) -> s
   if impl == "reference":
     return "reference"
   if impl == "fused" or (impl == "auto" and backend == "cpu"):
+    return _scan(params)
+  # Recurrent dropout and zoneout change the step itself; of the fast paths
+  # only the fused scan implements them (its backward carries the masks).
+  masks = [k for k in _STEP_MASKS if kwargs.get(k) is not None]
+  if masks:
+    _log_once(f"{impl}: {', '.join(masks)} run on the {_scan(params)} scan")
     return _scan(params)
   if impl == "cudnn" or (impl == "auto" and backend == "gpu"):
     reason = cudnn.unsupported_reason(params, kwargs, backend)

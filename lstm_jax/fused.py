@@ -90,6 +90,9 @@ class _Config(NamedTuple):
   layout: Layout  # proj, wleft and matmul dtype (`fused_layout`)
   has_mask: bool
   has_reset: bool
+  has_rdrop: bool  # recurrent dropout mask [B, H]
+  has_zc: bool  # zoneout of c, <bool>[B, T, H]
+  has_zh: bool  # zoneout of h
 
 
 def _at(seq: Array, k) -> Array:
@@ -102,8 +105,12 @@ def _put(seq: Array, value: Array, k) -> Array:
   return jax.lax.dynamic_update_index_in_dim(seq, value[:, None], k, axis=1)
 
 
-def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool):
+def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save: bool):
   """The forward loop. Returns (ys, (c, h), residuals or None).
+
+  `regs` is (recurrent mask [B, H] or None, zoneout_c, zoneout_h [B, T, H]
+  or None). With a recurrent mask the saved `h_in` is the dropped h_in * m,
+  which is what both the gates and dW_hh read.
 
   Sequences are batch-major `[B, T, ...]`; each step reads and writes its
   slice in place, so no time-major copies of the inputs or outputs are made.
@@ -130,6 +137,7 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool
     if not cfg.remat:
       bufs["acts"] = xs if in_place else zeros((batch, t, 4 * hid))
   first = t - 1 if cfg.reverse else 0
+  rmask, zcs, zhs = regs
 
   def body(j, carry):
     c, h, bufs, nxt = carry
@@ -139,10 +147,15 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool
       c_in, h_in = jnp.where(r, 0.0, c), jnp.where(r, 0.0, h)
     else:
       c_in, h_in = c, h
-    acts = activate(preactivations(lay, w, b, nxt if in_place else _at(xs, k), h_in))
+    h_rec = h_in * rmask if cfg.has_rdrop else h_in  # what W_hh reads
+    acts = activate(preactivations(lay, w, b, nxt if in_place else _at(xs, k), h_rec))
     i, f, g, o = jnp.split(acts, 4, axis=-1)
     c_new = f * c_in + i * g
     h_new = o * jnp.tanh(c_new)
+    if cfg.has_zc:  # zoneout: these units keep the state that entered
+      c_new = jnp.where(_at(zcs, k), c_in, c_new)
+    if cfg.has_zh:
+      h_new = jnp.where(_at(zhs, k), h_in, h_new)
     if cfg.has_mask:
       m = _at(mask, k)[:, None]
       c_out, h_out = jnp.where(m, c_new, c), jnp.where(m, h_new, h)
@@ -152,7 +165,7 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool
     bufs = dict(bufs, ys=_put(bufs["ys"], y, k))
     if save:
       bufs["c_in"] = _put(bufs["c_in"], c_in, k)
-      bufs["h_in"] = _put(bufs["h_in"], h_in, k)
+      bufs["h_in"] = _put(bufs["h_in"], h_rec, k)
       if not cfg.remat:
         bufs["acts"] = _put(bufs["acts"], acts, k)
     if in_place:  # read the next step's slice after this step's write
@@ -166,14 +179,16 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _fused(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset):
-  ys, carry, _ = _forward(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save=False)
+def _fused(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs):
+  args = (w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs)
+  ys, carry, _ = _forward(cfg, *args, save=False)
   return ys, carry
 
 
-def _fused_fwd(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset):
-  ys, carry, res = _forward(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save=True)
-  return (ys, carry), (w_ih, w_hh, bias, xs, mask, reset, res)
+def _fused_fwd(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs):
+  args = (w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs)
+  ys, carry, res = _forward(cfg, *args, save=True)
+  return (ys, carry), (w_ih, w_hh, bias, xs, mask, reset, regs, res)
 
 
 def _gate_grads(acts, c_in, tc, dc, dh):
@@ -232,6 +247,21 @@ def _fused_bwd(cfg, saved, cts):
     previous segment's carry is zero;
   * what is left after step 0 is the gradient w.r.t. `initial_carry`.
 
+  Recurrent dropout (mask m <[B, H]>, the same at every step): the gates read
+  h_in o m, a_t = x_t W_ih + (h_in_t o m) W_hh + b, so the gradient into the
+  carry is d h_in_t = (d a_t W_hh^T) o m, and dW_hh below uses the saved
+  h_in o m (the forward stores the dropped h_in, which is also what remat
+  recomputes the gates from).
+
+  Zoneout (z^c_t, z^h_t <bool>[B, H]): with c'_t, h'_t the new state above,
+  c_t = z^c c_in_t + (1 - z^c) c'_t and h_t = z^h h_in_t + (1 - z^h) h'_t
+  (h_t is also the output y_t). With (dc, dh) the gradient w.r.t. (c_t, h_t)
+  the step forms d a_t from d c'_t = (1 - z^c) dc, d h'_t = (1 - z^h) dh as
+  above (d c'_t also gets d h'_t o_t (1 - tanh^2 c'_t), in `_gate_grads`), and
+  hands back d c_in_t = d c'_t f_t + z^c dc, d h_in_t = (d a_t W_hh^T) o m +
+  z^h dh. A zoned-out unit passes its gradient straight to the previous step
+  (rate 1 is the identity map from the initial carry to every state).
+
   a_t is linear in x_t, W_ih, W_hh and b, so with dA <float32>[B*T, 4H] the
   stacked d a_t (written over the saved activations, in place)::
 
@@ -255,7 +285,8 @@ def _fused_bwd(cfg, saved, cts):
   Returns:
     Cotangents of w_ih, w_hh, bias, xs, c0, h0 (None for mask and reset).
   """
-  w_ih, w_hh, bias, xs, mask, reset, res = saved
+  w_ih, w_hh, bias, xs, mask, reset, regs, res = saved
+  rmask, zcs, zhs = regs
   dys, (dc_t, dh_t) = cts
   lay = cfg.layout
   dt = lay.dtype
@@ -295,8 +326,21 @@ def _fused_bwd(cfg, saved, cts):
       m = _at(mask, k)[:, None]
       dhn = jnp.where(m, dhn, 0.0)
       dcn = jnp.where(m, dcn, 0.0)
-    dgates, dc_in = _gate_grads(acts, c_in, tc, dcn, dhn)
+    dc_new, dh_new = dcn, dhn  # w.r.t. the new c', h' (before zoneout)
+    if cfg.has_zc:  # zoned-out units: the gradient goes to c_in, not to c'
+      zc = _at(zcs, k)
+      dc_new = jnp.where(zc, 0.0, dcn)
+    if cfg.has_zh:
+      zh = _at(zhs, k)
+      dh_new = jnp.where(zh, 0.0, dhn)
+    dgates, dc_in = _gate_grads(acts, c_in, tc, dc_new, dh_new)
     dh_in = step_mm(dgates, whh_t, lay.wleft, dt)
+    if cfg.has_rdrop:  # W_hh read h_in * m
+      dh_in = dh_in * rmask
+    if cfg.has_zc:
+      dc_in = dc_in + jnp.where(zc, dcn, 0.0)
+    if cfg.has_zh:
+      dh_in = dh_in + jnp.where(zh, dhn, 0.0)
     if cfg.has_reset:  # the carry of the previous segment gets no gradient
       r = _at(reset, k)[:, None]
       dc_in, dh_in = jnp.where(r, 0.0, dc_in), jnp.where(r, 0.0, dh_in)
@@ -334,7 +378,9 @@ def _fused_bwd(cfg, saved, cts):
     dbias = jnp.sum(dg2, axis=0)
     dxs = dot(dg2, cast(w_ih, dt).T, dt).reshape(xs.shape)
   dw = (dw_ih.astype(w_ih.dtype), dw_hh.astype(w_hh.dtype), dbias.astype(bias.dtype))
-  return (*dw, dxs.astype(xs.dtype), dc0, dh0, None, None)
+  # The masks (padding, resets, dropout and zoneout) get no gradient.
+  no_grad = jax.tree.map(lambda _: None, regs)
+  return (*dw, dxs.astype(xs.dtype), dc0, dh0, None, None, no_grad)
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
@@ -354,6 +400,9 @@ def lstm_scan_fused(
   hoist: bool | None = None,
   proj: str | None = None,
   wleft: bool | None = None,
+  recurrent_mask: Array | None = None,
+  zoneout_c: Array | None = None,
+  zoneout_h: Array | None = None,
 ):
   """One standard LSTM layer over a sequence with the hand-written backward.
 
@@ -389,6 +438,11 @@ def lstm_scan_fused(
   reset = None
   if segment_ids is not None:
     reset = segment_resets(mask, jnp.asarray(segment_ids).astype(jnp.int32), reverse)
+  regs = (
+    None if recurrent_mask is None else jnp.asarray(recurrent_mask, jnp.float32),
+    None if zoneout_c is None else jnp.asarray(zoneout_c).astype(bool),
+    None if zoneout_h is None else jnp.asarray(zoneout_h).astype(bool),
+  )
   cfg = _Config(
     reverse=bool(reverse),
     unroll=int(unroll),
@@ -403,8 +457,11 @@ def lstm_scan_fused(
     ),
     has_mask=mask is not None,
     has_reset=reset is not None,
+    has_rdrop=regs[0] is not None,
+    has_zc=regs[1] is not None,
+    has_zh=regs[2] is not None,
   )
   ys, (c, h) = _fused(
-    cfg, params["w_ih"], params["w_hh"], params["bias"], xs, c0, h0, mask, reset
+    cfg, params["w_ih"], params["w_hh"], params["bias"], xs, c0, h0, mask, reset, regs
   )
   return ys, LSTMCarry(c, h)

@@ -89,6 +89,9 @@ def lstm_scan_reference(
   remat: bool = False,
   dtype: Any = None,
   hoist: bool = False,
+  recurrent_mask: Array | None = None,
+  zoneout_c: Array | None = None,
+  zoneout_h: Array | None = None,
 ) -> tuple[Array, LSTMCarry]:
   """One LSTM layer over a sequence, differentiated by JAX's autodiff.
 
@@ -111,6 +114,11 @@ def lstm_scan_reference(
     dtype: matmul compute dtype (e.g. jnp.bfloat16); the carry stays float32.
     hoist: compute `xs @ w_ih` for all steps before the scan (one big matmul)
       instead of inside each step.
+    recurrent_mask: <float>[batch, out] recurrent dropout: the gates of every
+      step read `(h_{t-1} * recurrent_mask) @ w_hh`; the carry is undropped.
+    zoneout_c, zoneout_h: <bool>[batch, time, hidden / out] zoneout: where
+      true, the step keeps the entering c (h) instead of the new one,
+      `c_t = z c_{t-1} + (1 - z) c'_t`; the output is the zoned-out h_t.
 
   Returns:
     ys: <float32>[batch, time, out] outputs, zero on padded steps.
@@ -128,13 +136,24 @@ def lstm_scan_reference(
   if segment_ids is not None:
     seg = jnp.asarray(segment_ids).astype(jnp.int32)
     inputs["reset"] = segment_resets(mask, seg, reverse)
+  if zoneout_c is not None:
+    inputs["zc"] = jnp.asarray(zoneout_c).astype(bool)
+  if zoneout_h is not None:
+    inputs["zh"] = jnp.asarray(zoneout_h).astype(bool)
   inputs = jax.tree.map(_time_major, inputs)
+  rmask = None if recurrent_mask is None else jnp.asarray(recurrent_mask, jnp.float32)
 
   def step(carry, inp):
     if "reset" in inp:  # a new segment starts from zeros
       carry = jax.tree.map(lambda a: jnp.where(inp["reset"][:, None], 0.0, a), carry)
     gates_x = inp["x"] if hoist else input_projection(params, inp["x"], dtype)
-    new_carry, y = lstm_step(params, carry, gates_x, dtype)
+    step_carry = carry if rmask is None else carry._replace(h=carry.h * rmask)
+    new_carry, y = lstm_step(params, step_carry, gates_x, dtype)
+    if "zc" in inp:  # zoneout: these units keep the state that entered the step
+      new_carry = new_carry._replace(c=jnp.where(inp["zc"], carry.c, new_carry.c))
+    if "zh" in inp:
+      y = jnp.where(inp["zh"], carry.h, y)
+      new_carry = new_carry._replace(h=y)
     if "mask" in inp:
       keep = inp["mask"][:, None]
       new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)

@@ -48,6 +48,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"data.{key} must be >= 1, got {data[key]}")
   if config.model.embed_dim < 1:
     raise ConfigError(f"model.embed_dim must be >= 1, got {config.model.embed_dim}")
+  if not 0.0 <= config.model.embed_dropout < 1.0:
+    raise ConfigError(
+      f"model.embed_dropout must be in [0, 1), got {config.model.embed_dropout}"
+    )
   if not sample.temperature >= 0:  # also catches NaN
     raise ConfigError(f"sample.temperature must be >= 0, got {sample.temperature}")
   if sample.length < 0:
@@ -105,6 +109,7 @@ def make_model(
     lstm=lstm,
     embed_dim=config.model.embed_dim,
     tie_embeddings=config.model.tie_embeddings,
+    embed_dropout=config.model.embed_dropout,
   )
 
 
