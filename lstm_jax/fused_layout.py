@@ -184,3 +184,13 @@ def activate(gates: Array) -> Array:
   """
   scale, offset = _gate_consts(gates.shape[-1] // 4)
   return scale * jnp.tanh(scale * gates) + offset
+
+
+def at(seq: Array, k) -> Array:
+  """Step `k` of a batch-major sequence `[B, T, ...]` -> `[B, ...]`."""
+  return jax.lax.dynamic_index_in_dim(seq, k, axis=1, keepdims=False)
+
+
+def put(seq: Array, value: Array, k) -> Array:
+  """`seq[:, k] = value` (in place inside a loop)."""
+  return jax.lax.dynamic_update_index_in_dim(seq, value[:, None], k, axis=1)
