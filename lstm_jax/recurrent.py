@@ -44,6 +44,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from lstm_jax import sharding
+
 Array = jax.Array
 Params = Mapping[str, Array]
 
@@ -62,9 +64,15 @@ class LSTMCarry(NamedTuple):
   h: Array
 
 
+def _hidden(params: Params) -> int:
+  """H of stored `[.., 4H]` weights or of their `[.., 4, H]` gate view."""
+  w = params["w_ih"]
+  return w.shape[-1] if w.ndim == 3 else w.shape[-1] // 4
+
+
 def zero_carry(params: Params, batch: int, dtype: Any = jnp.float32) -> LSTMCarry:
   """Zero initial state for `params`, shapes `[batch, hidden]`/`[batch, proj]`."""
-  hidden = params["w_ih"].shape[-1] // 4
+  hidden = _hidden(params)
   out = params["w_hh"].shape[0]
   return LSTMCarry(jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, out), dtype))
 
@@ -84,14 +92,23 @@ def _dot(x: Array, w: Array, dtype: Any) -> Array:
   """`x @ w` computed in `dtype` with a float32 result (bf16 in, f32 out)."""
   if dtype is not None:
     x, w = x.astype(dtype), w.astype(dtype)
+  if w.ndim == 3:  # the [in, 4, H] gate view (tensor parallelism)
+    return jnp.einsum("...i,igh->...gh", x, w, preferred_element_type=jnp.float32)
   return jnp.dot(x, w, preferred_element_type=jnp.float32)
 
 
-def _layer_norm(x: Array, scale: Array, bias: Array | None = None) -> Array:
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+def _layer_norm(
+  x: Array, scale: Array, bias: Array | None = None, axes: Any = -1
+) -> Array:
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
   y = (x - mean) * jax.lax.rsqrt(var + _LN_EPS) * scale
   return y if bias is None else y + bias
+
+
+def _gate_axes(gates: Array) -> Any:
+  """The feature axes of gate pre-activations: 4H, or (4, H) in the view."""
+  return -1 if gates.ndim == 2 else (-2, -1)
 
 
 def input_projection(params: Params, x: Array, dtype: Any = None) -> Array:
@@ -107,7 +124,7 @@ def input_projection(params: Params, x: Array, dtype: Any = None) -> Array:
   """
   gx = _dot(x, params["w_ih"], dtype)
   if "ln_ih_scale" in params:
-    return _layer_norm(gx, params["ln_ih_scale"])
+    return _layer_norm(gx, params["ln_ih_scale"], axes=_gate_axes(gx))
   return gx + params["bias"].astype(jnp.float32)
 
 
@@ -128,10 +145,15 @@ def lstm_step(
   c, h = carry
   gh = _dot(h, params["w_hh"], dtype)
   if "ln_hh_scale" in params:
-    gates = gates_x + _layer_norm(gh, params["ln_hh_scale"]) + params["bias"]
+    ln = _layer_norm(gh, params["ln_hh_scale"], axes=_gate_axes(gh))
+    gates = gates_x + ln + params["bias"]
   else:
     gates = gates_x + gh
-  i, f, g, o = jnp.split(gates.astype(jnp.float32), 4, axis=-1)
+  gates = gates.astype(jnp.float32)
+  if params["w_hh"].ndim == 3:  # [batch, 4, H]: each gate's H is local
+    i, f, g, o = (gates[..., k, :] for k in range(4))
+  else:
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
   if "peephole" in params:
     peep = params["peephole"].astype(jnp.float32)
     i = i + peep[0] * c
@@ -214,6 +236,11 @@ def lstm_scan_reference(
       prev_seg = jnp.where(inp["mask"], inp["seg"], prev_seg)
     gates_x = inp["x"] if hoist else input_projection(params, inp["x"], dtype)
     new_carry, y = lstm_step(params, carry, gates_x, dtype)
+    if params["w_hh"].ndim == 3 and "w_proj" not in params:
+      # Keep the state split by hidden unit, as the gates are: the one
+      # collective per step is then the all-gather of h for `h @ w_hh`.
+      new_carry = LSTMCarry(*map(sharding.hidden_split, new_carry))
+      y = new_carry.h
     if "mask" in inp:
       keep = inp["mask"][:, None]
       new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
@@ -230,6 +257,17 @@ def lstm_scan_reference(
 
 
 IMPLS = ("auto", "fused", "reference")
+# The parameters of width 4H, which the tensor-parallel path views as [.., 4, H].
+_GATE_KEYS = ("w_ih", "w_hh", "bias", "ln_ih_scale", "ln_hh_scale")
+
+
+def _gate_views(params: Params) -> dict[str, Array]:
+  hidden, model = _hidden(params), sharding.model_axis_size()
+  if hidden % model:
+    raise ValueError(
+      f"hidden size {hidden} is not divisible by the model axis ({model})"
+    )
+  return {k: sharding.gate_view(v) if k in _GATE_KEYS else v for k, v in params.items()}
 
 
 def lstm_scan(
@@ -259,6 +297,10 @@ def lstm_scan(
     xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
   # The fused path implements the standard cell; projection, peephole and
   # layer-norm cells always take the reference path (also under "fused").
+  if sharding.model_axis_size() > 1:
+    # Tensor parallelism: the reference path on the gate view, so that each
+    # device owns H/model units of every gate (see `lstm_jax.sharding`).
+    return lstm_scan_reference(_gate_views(params), xs, **kwargs)
   if impl == "reference" or not fused.supports(params):
     return lstm_scan_reference(params, xs, **kwargs)
   return fused.lstm_scan_fused(params, xs, **kwargs)
