@@ -76,9 +76,9 @@ def memory() -> None:
       (1, model_size),
     )
 
-    def mib(tree, shardings):
+    def mib(tree, shardings, leaves=jax.tree.leaves):
       total = 0
-      for leaf, sh in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
+      for leaf, sh in zip(leaves(tree), leaves(shardings)):
         total += np.prod(sh.shard_shape(leaf.shape)) * leaf.dtype.itemsize
       return total / 2**20
 

@@ -65,9 +65,9 @@ def _setup(**overrides):
   model = task.make_model(config, datasets.info)
   tx, _ = optim.make_optimizer(config.optim, config.train.steps)
   batch0 = datasets.train_batch(0)
-  state = jax.jit(
-    lambda rng: steps.create_train_state(model, tx, config, batch0, rng)
-  )(jax.random.key(0))
+  state = jax.jit(lambda rng: steps.create_train_state(model, tx, config, batch0, rng))(
+    jax.random.key(0)
+  )
   return task, datasets, model, tx, state
 
 
