@@ -26,6 +26,13 @@ from lstm_jax import launch, optim, sharding, steps, tasks
 
 REPO = tiny_run.REPO
 TIMEOUT = 600
+# Parameters: measured max |diff| 1.1e-5 after 3-4 steps (mesh (8,1), pmap,
+# 4 micro-batches),
+# in one element of out/kernel, the column of a character that is almost never
+# a target: its gradient is ~0, and Adam's m / sqrt(v) turns a one-ulp
+# difference of the summation order into a visible step. Every other element
+# is within 1.3e-6; the loss curves agree to 2.3e-7 relative.
+PARAM_ATOL = 2e-5
 
 
 # --------------------------------------------------------------------------
@@ -89,7 +96,7 @@ def test_grad_accumulation_equals_the_whole_batch(stateful):
   np.testing.assert_allclose(l4, l1, rtol=1e-5)
   np.testing.assert_allclose(m4, m1, rtol=1e-5)
   jax.tree.map(
-    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=PARAM_ATOL),
     s4.params,
     s1.params,
   )
@@ -118,14 +125,6 @@ def _run(out, specs, devices, env):
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
-
-
-# Parameters: measured max |diff| 1.1e-5 after 4 steps (mesh (8,1) and pmap),
-# in one element of out/kernel, the column of a character that is almost never
-# a target: its gradient is ~0, and Adam's m / sqrt(v) turns a one-ulp
-# difference of the summation order into a visible step. Every other element
-# is within 1.3e-6; the loss curves agree to 2.3e-7 relative.
-PARAM_ATOL = 2e-5
 
 
 def _assert_same_run(path, ref_path):
@@ -387,10 +386,14 @@ def test_checkpoint_reshards_between_8_devices_and_one(tmp_path, env):
   interrupt("a")
   proc = _run(out, [f"a={keep}"], 1, env)  # a: 8 -> 1
   assert "Resuming" in proc.stdout and "at step 2/4" in proc.stdout
+  # The restore itself is exact (each leaf's checksum is verified after
+  # restoring into the new shardings, lstm_jax/fingerprint.py); the last two
+  # steps then run on another device count: measured max |diff| 1.2e-6 (one
+  # embedding element of 1648).
   for resumed, whole in (("a", "a_whole"), ("b", "b_whole")):
     got, ref = (
       dict(np.load(tmp_path / f"{resumed}.npz")),
       dict(np.load(tmp_path / f"{whole}.npz")),
     )
     for name in ref:
-      np.testing.assert_allclose(got[name], ref[name], rtol=1e-6, atol=1e-6)
+      np.testing.assert_allclose(got[name], ref[name], rtol=1e-6, atol=2e-6)
