@@ -319,8 +319,14 @@ def _final(workdir):
 
   steps_dir = workdir / "checkpoints"
   last = max(int(p.name) for p in steps_dir.iterdir() if p.name.isdigit())
-  with ocp.StandardCheckpointer() as ckptr:
-    state = ckptr.restore(steps_dir / str(last) / "state")
+  path = steps_dir / str(last) / "state"
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  with ocp.StandardCheckpointer() as ckptr:  # saved on 8 devices, read on 1
+    meta = ckptr.metadata(path).item_metadata
+    target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta
+    )
+    state = ckptr.restore(path, target)
   return curve, last, jax.tree.map(np.asarray, state["params"])
 
 
