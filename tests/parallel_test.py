@@ -343,7 +343,8 @@ def test_two_processes_match_one_and_agree_on_sigterm(tmp_path, env):
   assert len(curve1) == len(curve2)
   for a, b in zip(curve1, curve2):
     assert a.keys() == b.keys()
-    for k in a:
+    assert (a["step"], a["split"]) == (b["step"], b["split"])
+    for k in a.keys() - {"step", "split"}:
       np.testing.assert_allclose(b[k], a[k], rtol=1e-5, err_msg=k)
   jax.tree.map(
     lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=PARAM_ATOL),
