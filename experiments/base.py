@@ -74,6 +74,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Stateful training: carry the model's state from one batch to the next
   # (truncated BPTT over consecutive windows; the model needs a carry).
   config.train.stateful = False
+  # Micro-batches per update: the batch is split into this many (rows j,
+  # j+k, ...), their gradients summed by a lax.scan inside the step, so only
+  # one micro-batch's activations are live; same update as the whole batch.
+  config.train.grad_accum_steps = 1
 
   config.checkpoint = ml_collections.ConfigDict()
   # Save every N steps (plus at each eval, at the end and on SIGTERM).
@@ -87,7 +91,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint.best_mode = "min"
 
   config.parallel = ml_collections.ConfigDict()
-  # Device mesh (data, model); -1 = all remaining devices. Batches are split
-  # over "data"; parameters are replicated (the "model" axis is reserved).
-  config.parallel.mesh_shape = (1, 1)
+  # Device mesh (data, model) over all devices of all processes; -1 = the
+  # remaining devices; the product must be the device count. Batches are
+  # split over "data"; the LSTM's gates (H/model units of every gate) and
+  # large embedding/softmax matrices over "model" (lstm_jax/sharding.py).
+  config.parallel.mesh_shape = (-1, 1)
+  # "jit" (sharded jax.jit over the mesh) or "pmap" (jax.pmap with the
+  # gradients combined by lax.psum; data parallel, one process).
+  config.parallel.strategy = "jit"
+  # Multi-host: process 0's host:port; unset = one process, or the cluster
+  # JAX detects itself (Cloud TPU VM slice, SLURM).
+  config.parallel.coordinator_address = config_dict.placeholder(str)
+  # Multi-host: how many processes take part (with coordinator_address).
+  config.parallel.num_processes = config_dict.placeholder(int)
+  # Multi-host: this process's index in [0, num_processes).
+  config.parallel.process_id = config_dict.placeholder(int)
+  # Seconds to wait for the coordinator before failing with a message.
+  config.parallel.init_timeout_s = 300
   return config

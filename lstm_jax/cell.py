@@ -69,9 +69,15 @@ class LSTMCarry(NamedTuple):
   h: Array
 
 
+def _hidden(params: Params) -> int:
+  """H of stored `[.., 4H]` weights or of their `[.., 4, H]` gate view."""
+  w = params["w_ih"]
+  return w.shape[-1] if w.ndim == 3 else w.shape[-1] // 4
+
+
 def zero_carry(params: Params, batch: int, dtype: Any = jnp.float32) -> LSTMCarry:
   """Zero initial state for `params`, shapes `[batch, hidden]`/`[batch, proj]`."""
-  hidden = params["w_ih"].shape[-1] // 4
+  hidden = _hidden(params)
   out = params["w_hh"].shape[0]
   return LSTMCarry(jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, out), dtype))
 
@@ -128,23 +134,32 @@ def dot(x: Array, w: Array, dtype: Any) -> Array:
 
   Args:
     x: <float>[..., k].
-    w: <float>[k, n].
+    w: <float>[k, n], or the gate view <float>[k, 4, H] (tensor parallelism).
     dtype: operand dtype (e.g. jnp.bfloat16); None keeps the inputs' dtypes.
 
   Returns:
-    <float32>[..., n].
+    <float32>[..., n] (or [..., 4, H]).
   """
   if dtype is not None:
     x, w = x.astype(dtype), w.astype(dtype)
+  if w.ndim == 3:  # the [in, 4, H] gate view (tensor parallelism)
+    return jnp.einsum("...i,igh->...gh", x, w, preferred_element_type=jnp.float32)
   return jnp.dot(x, w, preferred_element_type=jnp.float32)
 
 
-def layer_norm(x: Array, scale: Array, bias: Array | None = None) -> Array:
-  """Layer normalisation over the last axis (eps 1e-5), then scale and bias."""
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+def layer_norm(
+  x: Array, scale: Array, bias: Array | None = None, axes: Any = -1
+) -> Array:
+  """Layer normalisation over `axes` (eps 1e-5), then scale and bias."""
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
   y = (x - mean) * jax.lax.rsqrt(var + _LN_EPS) * scale
   return y if bias is None else y + bias
+
+
+def _gate_axes(gates: Array) -> Any:
+  """The feature axes of gate pre-activations: 4H, or (4, H) in the view."""
+  return -1 if gates.ndim == 2 else (-2, -1)
 
 
 def input_projection(params: Params, x: Array, dtype: Any = None) -> Array:
@@ -160,7 +175,7 @@ def input_projection(params: Params, x: Array, dtype: Any = None) -> Array:
   """
   gx = dot(x, params["w_ih"], dtype)
   if "ln_ih_scale" in params:
-    return layer_norm(gx, params["ln_ih_scale"])
+    return layer_norm(gx, params["ln_ih_scale"], axes=_gate_axes(gx))
   return gx + params["bias"].astype(jnp.float32)
 
 
@@ -181,10 +196,15 @@ def lstm_step(
   c, h = carry
   gh = dot(h, params["w_hh"], dtype)
   if "ln_hh_scale" in params:
-    gates = gates_x + layer_norm(gh, params["ln_hh_scale"]) + params["bias"]
+    ln = layer_norm(gh, params["ln_hh_scale"], axes=_gate_axes(gh))
+    gates = gates_x + ln + params["bias"]
   else:
     gates = gates_x + gh
-  i, f, g, o = jnp.split(gates.astype(jnp.float32), 4, axis=-1)
+  gates = gates.astype(jnp.float32)
+  if params["w_hh"].ndim == 3:  # [batch, 4, H]: each gate's H is local
+    i, f, g, o = (gates[..., k, :] for k in range(4))
+  else:
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
   if "peephole" in params:
     peep = params["peephole"].astype(jnp.float32)
     i = i + peep[0] * c

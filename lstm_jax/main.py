@@ -19,7 +19,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lstm_jax import errors, preemption, train
+from lstm_jax import distributed, errors, preemption, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -56,10 +56,13 @@ def main(argv: list[str]) -> None:
     # Orbax logs every save at INFO; the progress bar and the end-of-run
     # report are the default output (--verbosity=0 shows the INFO log).
     logging.set_verbosity(logging.WARNING)
-  logging.info(
-    "JAX %s on %s: %s", jax.__version__, jax.default_backend(), jax.devices()
-  )
   try:
+    # Joins the other processes of a multi-host run; must come before the
+    # first device query (the log line below is one).
+    distributed.initialize(_CONFIG.value.parallel)
+    logging.info(
+      "JAX %s on %s: %s", jax.__version__, jax.default_backend(), jax.devices()
+    )
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.LstmJaxError as e:
     sys.exit(f"error: {e}")

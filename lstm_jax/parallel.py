@@ -1,33 +1,39 @@
 """Device mesh and shardings: one code path from one device to many.
 
-The mesh has axes ("data", "model"). Batches (and the stateful carry, which is
-per row) are split over "data"; parameters and optimizer state are replicated.
-The "model" axis is there so that sharding parameters later is a change of
-`param_sharding`, not of the loop. With the default mesh (1, 1) this is plain
-single-device `jax.jit`.
+The mesh has axes ("data", "model") over all devices of all processes.
+Batches (and the stateful carry, which is per row) are split over "data";
+parameters and optimizer state follow the table in `lstm_jax.sharding`
+(replicated when "model" is 1, the LSTM's gates and large embedding/softmax
+matrices split over "model" otherwise). On one device this is plain
+`jax.jit`. `parallel.strategy=pmap` is `lstm_jax.pmap_step`; processes are
+joined by `lstm_jax.distributed`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lstm_jax import sharding
 from lstm_jax.errors import ConfigError
 
 AXES = ("data", "model")
+STRATEGIES = ("jit", "pmap")
 
 
 def make_mesh(mesh_shape: Sequence[int], devices: Sequence[Any] | None = None) -> Mesh:
-  """A ("data", "model") mesh; one -1 entry takes all remaining devices.
+  """A ("data", "model") mesh over all devices; one -1 entry takes the rest.
 
-  Uses the first prod(mesh_shape) devices.
+  The mesh must use every device: a run that leaves devices idle (or, on
+  several hosts, leaves a host out) is a config mistake, not a choice.
 
   Raises:
-    ConfigError: wrong rank, or more devices asked for than exist.
+    ConfigError: wrong rank, or a size that does not match the device count.
   """
   devices = list(jax.devices() if devices is None else devices)
   shape = [int(s) for s in mesh_shape]
@@ -44,12 +50,85 @@ def make_mesh(mesh_shape: Sequence[int], devices: Sequence[Any] | None = None) -
     rest = int(np.prod([s for s in shape if s != -1]))
     shape[shape.index(-1)] = max(len(devices) // rest, 1)
   n = int(np.prod(shape))
-  if n > len(devices):
+  if n != len(devices):
     raise ConfigError(
-      f"parallel.mesh_shape={tuple(mesh_shape)} needs {n} devices; "
-      f"{len(devices)} available ({jax.default_backend()})"
+      f"parallel.mesh_shape={tuple(mesh_shape)} needs {n} devices, but there "
+      f"are {len(devices)} ({jax.default_backend()}, {jax.process_count()} "
+      "process(es)); use sizes whose product is the device count, or -1"
     )
-  return Mesh(np.asarray(devices[:n]).reshape(shape), AXES)
+  return Mesh(np.asarray(devices).reshape(shape), AXES)
+
+
+def check_config(config: Any, mesh: Mesh, rows: int) -> None:
+  """`parallel.strategy`, `train.grad_accum_steps` against the mesh, the
+  train batch's `rows` and the LSTM width (`model.lstm.hidden_size`).
+
+  Raises:
+    ConfigError: naming the key, expected vs got.
+  """
+  strategy, k = config.parallel.strategy, config.train.grad_accum_steps
+  data, model = mesh.shape["data"], mesh.shape["model"]
+  if strategy not in STRATEGIES:
+    raise ConfigError(
+      f"parallel.strategy must be one of {list(STRATEGIES)}, got {strategy!r}"
+    )
+  if strategy == "pmap" and (model != 1 or jax.process_count() != 1):
+    raise ConfigError(
+      "parallel.strategy='pmap' is data parallelism in one process: it needs "
+      f"parallel.mesh_shape=(-1, 1) and one process, got mesh {dict(mesh.shape)} "
+      f"and {jax.process_count()} processes (use strategy='jit')"
+    )
+  if k < 1:
+    raise ConfigError(f"train.grad_accum_steps must be >= 1, got {k}")
+  if rows % (k * data):
+    raise ConfigError(
+      f"the train batch has {rows} rows, which train.grad_accum_steps={k} "
+      f"micro-batches over the {data} devices of the data axis "
+      f"(parallel.mesh_shape) cannot split evenly: need a multiple of {k * data}"
+    )
+  lstm = config.get("model", {}).get("lstm")
+  if model > 1 and lstm is not None and lstm.hidden_size % model:
+    raise ConfigError(
+      f"model.lstm.hidden_size={lstm.hidden_size} is not divisible by the model "
+      f"axis ({model}) of parallel.mesh_shape: tensor parallelism gives every "
+      "device hidden_size/model columns of each of the 4 gates"
+    )
+
+
+def state_shardings(mesh: Mesh, abstract: Any) -> Any:
+  """Shardings of a `steps.TrainState`: parameters and optimizer state by
+  `sharding.RULES`, the stateful carry split over "data", the rest
+  replicated."""
+  repl = replicated(mesh)
+  return jax.tree.map(lambda _: repl, abstract).replace(
+    params=sharding.tree_shardings(mesh, abstract.params, "params/"),
+    opt_state=sharding.tree_shardings(mesh, abstract.opt_state, "opt_state/"),
+    carry=batch_sharding(mesh, abstract.carry),
+  )
+
+
+def jit(fn: Callable, mesh: Mesh, **kwargs: Any) -> Callable:
+  """`jax.jit(fn, **kwargs)`, traced and run under `jax.set_mesh(mesh)`.
+
+  The mesh context is what lets the LSTM see the "model" axis while tracing
+  (`sharding.model_axis_size`) and constrain its gate view; with "model" = 1
+  it changes nothing.
+  """
+  jitted = jax.jit(fn, **kwargs)
+
+  def call(*args: Any) -> Any:
+    with mesh_context(mesh):
+      return jitted(*args)
+
+  call.jitted = jitted
+  return call
+
+
+def mesh_context(mesh: Mesh) -> Any:
+  """`jax.set_mesh(mesh)` where "model" > 1 (tracing needs it), else nothing."""
+  if mesh.shape["model"] == 1:
+    return contextlib.nullcontext()
+  return jax.set_mesh(mesh)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -48,7 +48,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstm_jax import backends
+from lstm_jax import backends, sharding
 from lstm_jax.cell import (
   Array,
   LSTMCarry,
@@ -149,6 +149,11 @@ def lstm_scan_reference(
     gates_x = inp["x"] if hoist else input_projection(params, inp["x"], dtype)
     step_carry = carry if rmask is None else carry._replace(h=carry.h * rmask)
     new_carry, y = lstm_step(params, step_carry, gates_x, dtype)
+    if params["w_hh"].ndim == 3 and "w_proj" not in params:
+      # Keep the state split by hidden unit, as the gates are: the one
+      # collective per step is then the all-gather of h for `h @ w_hh`.
+      new_carry = LSTMCarry(*map(sharding.hidden_split, new_carry))
+      y = new_carry.h
     if "zc" in inp:  # zoneout: these units keep the state that entered the step
       new_carry = new_carry._replace(c=jnp.where(inp["zc"], carry.c, new_carry.c))
     if "zh" in inp:
@@ -167,6 +172,17 @@ def lstm_scan_reference(
 
 
 IMPLS = ("auto", "fused", "reference", "pallas", "cudnn")
+# The parameters of width 4H, which the tensor-parallel path views as [.., 4, H].
+_GATE_KEYS = ("w_ih", "w_hh", "bias", "ln_ih_scale", "ln_hh_scale")
+
+
+def _gate_views(params: Params) -> dict[str, Array]:
+  hidden, model = params["w_ih"].shape[-1] // 4, sharding.model_axis_size()
+  if hidden % model:
+    raise ValueError(
+      f"hidden size {hidden} is not divisible by the model axis ({model})"
+    )
+  return {k: sharding.gate_view(v) if k in _GATE_KEYS else v for k, v in params.items()}
 
 
 def lstm_scan(
@@ -196,6 +212,10 @@ def lstm_scan(
   real = real_steps(kwargs.get("mask"), kwargs.get("segment_ids"))
   if real is not None:
     xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
+  if sharding.model_axis_size() > 1:
+    # Tensor parallelism: the reference path on the gate view, so that each
+    # device owns H/model units of every gate (see `lstm_jax.sharding`).
+    return lstm_scan_reference(_gate_views(params), xs, **kwargs)
   # Projection, peephole and layer-norm cells always take the reference path
   # (also under "fused"); see `backends.choose` for the rest.
   chosen = backends.choose(impl, params, xs.shape, kwargs)

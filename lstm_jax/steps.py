@@ -81,10 +81,39 @@ def create_train_state(
   )
 
 
+def _micro(tree: Any, k: int) -> Any:
+  """`[B, ...]` -> `[k, B/k, ...]`, micro-batch j = rows j, j+k, j+2k, ...
+
+  Strided, not contiguous: with rows split over "data", every device then
+  holds B/(k*data) rows of every micro-batch (a contiguous split would run
+  each micro-batch on a few devices only). The stateful carry is split the
+  same way, so micro-batch j continues exactly the rows it owns.
+  """
+
+  def one(x):
+    x = jnp.asarray(x)
+    return jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+  return jax.tree.map(one, tree)
+
+
+def _unmicro(tree: Any) -> Any:
+  """The inverse of `_micro`: `[k, B/k, ...]` -> `[B, ...]`."""
+
+  def one(x):
+    x = jnp.swapaxes(x, 0, 1)
+    return x.reshape(-1, *x.shape[2:])
+
+  return jax.tree.map(one, tree)
+
+
 def make_train_step(
   model: nn.Module,
   loss_and_metrics: Callable[[Array, Batch], tuple[Array, Metrics]],
   tx: optax.GradientTransformation,
+  grad_accum_steps: int = 1,
+  axis_name: str | None = None,
+  token_metric: str = "loss",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics, Array]]:
   """`train_step(state, batch) -> (state, metrics, loss)`, to be jitted.
 
@@ -92,16 +121,31 @@ def make_train_step(
   clipping); `loss` is the scalar that was differentiated. A step whose loss
   is not finite resets a stateful carry to zeros (its update is skipped by
   the optimizer, see `optim`).
+
+  Args:
+    model, loss_and_metrics, tx: the task's model and loss, the optimizer.
+    grad_accum_steps: k > 1 splits the batch into k micro-batches (`_micro`)
+      and scans over them, so only one micro-batch's activations are live.
+    axis_name: under `jax.pmap`, the device axis: gradients, loss and metrics
+      are combined across it (`lax.psum`), so every device applies the same
+      update.
+    token_metric: the metric whose weight counts a micro-batch's (or a
+      device's) tokens.
+
+  The k micro-batches (and the devices of a pmap) are combined as one batch:
+  a task's loss is a mean over its tokens, so part j, holding w_j of the W
+  tokens, contributes `(w_j / W) * grad_j`. With equal token counts this is
+  the plain mean (`lax.pmean`); with padding it is still the gradient of the
+  whole batch's loss. Dropout differs from the unsplit batch (micro-batch j
+  draws its mask from `fold_in(rng, j)`).
   """
 
-  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics, Array]:
-    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-
+  def grads_of(params, batch, carry, rng):
     def loss_fn(params):
-      (outputs, carry), penalties = model.apply(
+      (outputs, carry_out), penalties = model.apply(
         {"params": params},
         batch,
-        carry=state.carry,
+        carry=carry,
         deterministic=False,
         rngs={"dropout": rng},
         mutable=[PENALTIES],
@@ -111,11 +155,57 @@ def make_train_step(
       # sow their scalar terms; they join the loss, not the metrics.
       for term in jax.tree.leaves(penalties):
         loss = loss + term
-      return loss, (step_metrics, carry)
+      return loss, (step_metrics, carry_out)
 
     (loss, (step_metrics, carry)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params
+      params
     )
+    return grads, loss, step_metrics, carry
+
+  def combined(state, batch, rng):
+    """Weighted sums over micro-batches (and devices), then / total weight."""
+
+    def part(params, mb, carry, j):
+      rng_j = rng if grad_accum_steps == 1 else jax.random.fold_in(rng, j)
+      grads, loss, m, carry = grads_of(params, mb, carry, rng_j)
+      w = m[token_metric][1].astype(jnp.float32)
+      scaled = jax.tree.map(lambda g: w * g, grads)
+      return (scaled, w * loss, w, m), carry
+
+    if grad_accum_steps == 1:
+      (g, wl, w, m), carry = part(state.params, batch, state.carry, 0)
+    else:
+      micro, micro_carry = _micro(batch, grad_accum_steps), None
+      if state.carry is not None:
+        micro_carry = _micro(state.carry, grad_accum_steps)
+
+      def body(acc, xs):
+        mb, c, j = xs
+        out, c = part(state.params, mb, c, j)
+        return jax.tree.map(jnp.add, acc, out), c
+
+      def first(tree):
+        return jax.tree.map(lambda x: x[0], tree)
+
+      shapes = jax.eval_shape(part, state.params, first(micro), first(micro_carry), 0)
+      zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes[0])
+      steps = jnp.arange(grad_accum_steps)
+      (g, wl, w, m), carry = jax.lax.scan(body, zero, (micro, micro_carry, steps))
+      carry = None if carry is None else _unmicro(carry)
+    if axis_name is not None:
+      g, wl, w, m = jax.lax.psum((g, wl, w, m), axis_name)
+    total = jnp.maximum(w, jnp.finfo(jnp.float32).tiny)
+    grads = jax.tree.map(lambda a: a / total, g)
+    return grads, wl / total, m, carry
+
+  def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics, Array]:
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    if grad_accum_steps == 1 and axis_name is None:
+      # One batch on one program: the gradient as it is (no weighting, whose
+      # rounding would make runs differ in the last bit from earlier ones).
+      grads, loss, step_metrics, carry = grads_of(state.params, batch, state.carry, rng)
+    else:
+      grads, loss, step_metrics, carry = combined(state, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if state.carry is None:

@@ -34,10 +34,12 @@ from absl import logging
 
 from lstm_jax import (
   checkpoint,
+  distributed,
   lock,
   metrics,
   optim,
   parallel,
+  pmap_step,
   preemption,
   rundir,
   tasks,
@@ -128,6 +130,7 @@ def _train_and_evaluate(
   # ----------------------------------------------------------------------
   # Task, data, model, optimizer: every check before anything is written.
   # ----------------------------------------------------------------------
+  distributed.initialize(config.parallel)  # before anything touches a device
   task = tasks.get_task(config.task)
   _validate(config)
   task.validate(config)
@@ -144,32 +147,45 @@ def _train_and_evaluate(
   eval_example = next(iter(datasets.eval_batches()))
   parallel.check_batch_size(mesh, "the train batch", parallel.batch_rows(example))
   parallel.check_batch_size(mesh, "the eval batch", parallel.batch_rows(eval_example))
+  parallel.check_config(config, mesh, parallel.batch_rows(example))
   batch_sh = parallel.batch_sharding(mesh, example)
   eval_batch_sh = parallel.batch_sharding(mesh, eval_example)
   init_fn = functools.partial(create_train_state, model, tx, config, example)
   rng = jax.random.key(config.seed)
   abstract = jax.eval_shape(init_fn, rng)
   repl = parallel.replicated(mesh)
-  state_sh = jax.tree.map(lambda _: repl, abstract).replace(
-    carry=parallel.batch_sharding(mesh, abstract.carry)
-  )
+  state_sh = parallel.state_shardings(mesh, abstract)
   eval_carry = None
   if datasets.eval_stateful:
     eval_carry = model.initialize_carry(parallel.batch_rows(eval_example))
   eval_carry_sh = parallel.batch_sharding(mesh, eval_carry)
 
   # ----------------------------------------------------------------------
-  # Steps: jit with explicit shardings; the state is donated.
+  # Steps: jit with explicit shardings (the state is donated), or pmap.
   # ----------------------------------------------------------------------
-  train_step = jax.jit(
-    make_train_step(model, task.loss_and_metrics, tx),
-    in_shardings=(state_sh, batch_sh),
-    out_shardings=(state_sh, repl, repl),
-    donate_argnums=0,
+  step_fn = functools.partial(
+    make_train_step,
+    model,
+    task.loss_and_metrics,
+    tx,
+    grad_accum_steps=config.train.grad_accum_steps,
+    token_metric=task.token_metric,
   )
+  if config.parallel.strategy == "pmap":
+    step_fn = step_fn(axis_name=pmap_step.AXIS)
+    train_step = pmap_step.make(step_fn, state_sh, list(mesh.devices.flat))
+  else:
+    train_step = parallel.jit(
+      step_fn(),
+      mesh,
+      in_shardings=(state_sh, batch_sh),
+      out_shardings=(state_sh, repl, repl),
+      donate_argnums=0,
+    )
   eval_fn = make_eval_step(model, task.loss_and_metrics)
-  eval_step = jax.jit(
+  eval_step = parallel.jit(
     eval_fn,
+    mesh,
     in_shardings=(state_sh.params, eval_batch_sh, eval_carry_sh),
     out_shardings=(repl, eval_carry_sh),
   )
@@ -211,7 +227,7 @@ def _train_and_evaluate(
   )
   restored = checkpoint.restore_latest(manager, target)
   if restored is None:
-    state = jax.jit(init_fn, out_shardings=state_sh)(rng)
+    state = parallel.jit(init_fn, mesh, out_shardings=state_sh)(rng)
   else:
     state = restored[0]
   guard.raise_if_requested()
@@ -248,7 +264,7 @@ def _train_and_evaluate(
         if patience and best.since >= patience:
           stopped = "early_stop"
           break
-        if guard.requested:
+        if distributed.any_process(guard.requested):  # all hosts stop together
           stopped = "preempted"
           break
         batch = parallel.put_batch(datasets.train_batch(step), batch_sh)

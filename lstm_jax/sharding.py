@@ -1,0 +1,127 @@
+"""Which device holds which part of each parameter: one table, applied once.
+
+`RULES` maps a parameter path (a regular expression searched in the
+"/"-joined path, so it matches a parameter and its optimizer moments alike)
+to a `PartitionSpec` over the mesh axes ("data", "model"). The first matching
+rule wins; a leaf whose shape the spec does not divide is replicated.
+
+Tensor parallelism of the LSTM ("model" > 1). The stored layout of `w_ih
+[I, 4H]`, `w_hh [H, 4H]` and `bias [4H]` is PyTorch's packed `[i|f|g|o]`
+(checkpoints and `convert.py` rely on it), and it is stored split over
+"model" along 4H: that is what shrinks the memory. A contiguous split of 4H
+would give whole gates to different devices, and then every step of the
+recurrence would need a gather of the gates before `c' = f * c + i * g`. So
+the scan does not compute on the stored layout: `gate_view` reshapes each
+weight to `[.., 4, H]` and constrains H to "model", so that every device
+holds H/model columns of EVERY gate and the cell update is local. The
+reshuffle from the stored to the computed layout happens once per step,
+outside the time loop (on the weights, not per time step); inside the loop
+the only collective left is the all-gather of `h [B, H]` that the next
+step's `h @ w_hh` needs (its contracting axis is H). benchmarks/README.md
+has the counts of the compiled while-loop body.
+
+Embedding and softmax matrices are split over "model" only when large
+(`LARGE` elements): a char-LM's 100 x 64 embedding is not worth a collective.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+P = PartitionSpec
+MODEL = "model"
+# Embedding / softmax matrices with at least this many elements are split.
+LARGE = 1 << 20
+
+# (path pattern, spec, only if large). Paths look like
+# "params/lstm/layer_0_fwd/w_ih" or "opt_state/.../mu/lstm/layer_0_fwd/w_ih".
+_LSTM = r"(^|/)layer_\d+_(fwd|bwd)/"
+RULES: tuple[tuple[str, PartitionSpec, bool], ...] = (
+  (_LSTM + r"(w_ih|w_hh)$", P(None, MODEL), False),  # [I or H, 4H]: gate columns
+  (_LSTM + r"(bias|ln_ih_scale|ln_hh_scale)$", P(MODEL), False),  # [4H]
+  (_LSTM + r"(ln_c_scale|ln_c_bias)$", P(MODEL), False),  # [H]
+  (_LSTM + r"peephole$", P(None, MODEL), False),  # [3, H]
+  (_LSTM + r"w_proj$", P(MODEL, None), False),  # [H, P]: rows of h
+  (r"(^|/)embed/embedding$", P(MODEL, None), True),  # [V, E]: vocabulary rows
+  (r"(^|/)out/kernel$", P(None, MODEL), True),  # [D, V]: vocabulary columns
+  (r"(^|/)(out/bias|out_bias)$", P(MODEL), True),  # [V]
+)
+
+
+def path_name(path: tuple[Any, ...]) -> str:
+  """A key path as "params/lstm/layer_0_fwd/w_ih" (dicts, dataclasses, lists)."""
+  parts = []
+  for entry in path:
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        parts.append(str(getattr(entry, attr)))
+        break
+    else:
+      parts.append(str(entry))
+  return "/".join(parts)
+
+
+def spec_for(name: str, shape: tuple[int, ...], model: int) -> PartitionSpec:
+  """The spec of the leaf at path `name` with `shape` on a "model" axis of
+  size `model`: the first matching rule, or replicated."""
+  if model == 1:
+    return P()
+  for pattern, spec, only_large in RULES:
+    if not re.search(pattern, name):
+      continue
+    if len(spec) != len(shape) or (only_large and np.prod(shape) < LARGE):
+      return P()
+    if any(axis and size % model for axis, size in zip(spec, shape)):
+      return P()
+    return spec
+  return P()
+
+
+def tree_shardings(mesh: Mesh, tree: Any, prefix: str = "") -> Any:
+  """`NamedSharding`s for every leaf of `tree` (arrays or ShapeDtypeStructs)
+  by `RULES`; `prefix` is prepended to each leaf's path."""
+  model = mesh.shape[MODEL]
+
+  def one(path, leaf):
+    name = prefix + path_name(path)
+    return NamedSharding(mesh, spec_for(name, tuple(np.shape(leaf)), model))
+
+  return jax.tree_util.tree_map_with_path(one, tree)
+
+
+def describe(mesh: Mesh, tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
+  """(path, shape, spec) of every leaf: the table as applied, for logs/docs."""
+  shardings = tree_shardings(mesh, tree)
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return [
+    (path_name(p), tuple(np.shape(x)), str(s.spec))
+    for (p, x), s in zip(flat, jax.tree.leaves(shardings))
+  ]
+
+
+def model_axis_size() -> int:
+  """Size of "model" in the mesh being traced under (`jax.set_mesh`), or 1."""
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or MODEL not in mesh.axis_names:
+    return 1
+  return int(mesh.shape[MODEL])
+
+
+def gate_view(w: jax.Array) -> jax.Array:
+  """`[..., 4H]` -> `[..., 4, H]` with H split over "model" (see module doc).
+
+  Only call while tracing under a mesh with "model" > 1.
+  """
+  view = w.reshape(*w.shape[:-1], 4, w.shape[-1] // 4)
+  spec = P(*([None] * (view.ndim - 1)), MODEL)
+  return jax.lax.with_sharding_constraint(view, spec)
+
+
+def hidden_split(x: jax.Array) -> jax.Array:
+  """`[batch, H]` state split as data x model (rows x hidden units)."""
+  return jax.lax.with_sharding_constraint(x, P("data", MODEL))
