@@ -1,9 +1,15 @@
 """User errors: mistakes a person can fix, reported without a traceback.
 
 `lstm_jax.main` catches `LstmJaxError`, prints its message as one paragraph and
-exits non-zero. Everything else (a bug) keeps its traceback. A message names
+exits non-zero. So does an OS error that is the machine's state rather than a
+bug (a full disk, a read-only or forbidden directory: `os_error_message`).
+Everything else (a bug) keeps its traceback. A message names
 what is wrong (the file, the config key, the numbers) and what to do about it.
 """
+
+from __future__ import annotations
+
+import errno
 
 
 class LstmJaxError(Exception):
@@ -24,3 +30,45 @@ class IncompatibleRunError(LstmJaxError):
 
 class DivergenceError(LstmJaxError):
   """Training produced non-finite losses for too many consecutive steps."""
+
+
+# OS errors that are the machine's state, not a bug: the message (with the
+# path) is all a user needs.
+_USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def os_error_message(exc: BaseException) -> str | None:
+  """One line for a full or read-only disk anywhere in `exc`'s chain, else None.
+
+  Orbax and TensorStore wrap the OSError of a failed write (sometimes only
+  its text survives), so both the chain and the text are searched.
+  """
+  seen = []
+  while exc is not None and exc not in seen:
+    seen.append(exc)
+    if isinstance(exc, OSError) and exc.errno in _USER_ERRNOS:
+      where = f" writing {exc.filename}" if exc.filename else ""
+      return f"{exc.strerror or exc}{where}. " + _ADVICE.get(exc.errno, "")
+    exc = exc.__cause__ or exc.__context__
+  for candidate in seen:
+    text = str(candidate)
+    for needle, code in (
+      ("No space left on device", errno.ENOSPC),
+      ("Read-only file system", errno.EROFS),
+      ("Permission denied", errno.EACCES),
+    ):
+      if needle in text:
+        line = next(ln for ln in text.splitlines() if needle in ln).strip()
+        return f"{line[:400]}. " + _ADVICE[code]
+  return None
+
+
+_ADVICE = {
+  errno.ENOSPC: "The disk is full: free space and rerun the same command; it "
+  "resumes from the last complete checkpoint.",
+  errno.EDQUOT: "The disk quota is exceeded: free space and rerun the same "
+  "command; it resumes from the last complete checkpoint.",
+  errno.EROFS: "The workdir is on a read-only file system: pass a writable --workdir.",
+  errno.EACCES: "Permission denied: pass a --workdir you can write to.",
+  errno.EPERM: "Operation not permitted: pass a --workdir you can write to.",
+}

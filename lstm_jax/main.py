@@ -2,11 +2,12 @@ r"""Command line: train an experiment config in a workdir.
 
   python -m lstm_jax.main --config=experiments/charlm.py --workdir=runs/charlm
   python -m lstm_jax.main --config=experiments/charlm.py:tiny --workdir=/tmp/t \
-      --config.train.steps=100 --config.model.hidden_size=128
+      --config.train.steps=100 --config.model.lstm.hidden_size=128
 
 Running the same command again resumes the run. User errors (bad config, bad
-data, a workdir holding another run) print one message and exit 1; this file
-is kept short: the logic is in `lstm_jax.train`, importable from notebooks.
+data, a workdir holding another run, a full or read-only disk) print one
+`error: ...` line and exit 1; this file is kept short: the logic is in
+`lstm_jax.train`, importable from notebooks.
 """
 
 import sys
@@ -15,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lstm_jax import errors, train
+from lstm_jax import errors, experiment, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -23,6 +24,10 @@ _CONFIG = config_flags.DEFINE_config_file(
   "Experiment config file[:arg], e.g. experiments/charlm.py:tiny.",
   lock_config=True,
 )
+# ml_collections' own parser lets a missing file, a syntax error or a failing
+# get_config surface later (or now) as a traceback; ours raises one
+# ConfigError naming the file, the line and the error.
+flags.FLAGS["config"].parser = experiment.ExperimentParser()
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Run directory (created; resumed if present)."
 )
@@ -30,9 +35,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-  """absl's parser, with an unknown config key reported in one line."""
+  """absl's parser, with a bad config file or unknown config key in one line."""
   try:
     return flags.FLAGS(argv)
+  except errors.LstmJaxError as e:
+    sys.exit(f"error: {e}")
   except flags.Error as e:
     sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
   except (KeyError, AttributeError) as e:  # ml_collections: no such config key
@@ -48,6 +55,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value:
+    sys.exit("error: --workdir is empty; pass the run directory, e.g. --workdir=runs/x")
   if not flags.FLAGS["verbosity"].present:
     # Orbax logs every save at INFO; the progress bar and the end-of-run
     # report are the default output (--verbosity=0 shows the INFO log).
@@ -59,6 +68,11 @@ def main(argv: list[str]) -> None:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.LstmJaxError as e:
     sys.exit(f"error: {e}")
+  except Exception as e:
+    message = errors.os_error_message(e)
+    if message is None:
+      raise  # a bug: keep the traceback
+    sys.exit(f"error: {message}")
 
 
 if __name__ == "__main__":
