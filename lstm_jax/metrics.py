@@ -260,7 +260,7 @@ class TrainLog:
         raise DivergenceError(
           f"the training loss was NaN or Inf for {self._nonfinite_run} consecutive "
           f"steps (steps {last - self._nonfinite_run + 1}..{last}); the run stops. "
-          "Try a lower optim.learning_rate, optim.clip_norm > 0, or inspect "
+          "Try a lower optim.learning_rate or optim.clip_norm (0 = none), or inspect "
           "the data; train.max_nonfinite_steps sets this limit."
         )
     values = summarize(m for (m, _), ok in zip(host, finite) if ok)
