@@ -10,6 +10,7 @@ what is wrong (the file, the config key, the numbers) and what to do about it.
 from __future__ import annotations
 
 import errno
+import re
 
 
 class LstmJaxError(Exception):
@@ -52,15 +53,22 @@ def os_error_message(exc: BaseException) -> str | None:
     exc = exc.__cause__ or exc.__context__
   for candidate in seen:
     text = str(candidate)
-    for needle, code in (
-      ("No space left on device", errno.ENOSPC),
-      ("Read-only file system", errno.EROFS),
-      ("Permission denied", errno.EACCES),
-    ):
+    for needle, code in _NEEDLES:
       if needle in text:
-        line = next(ln for ln in text.splitlines() if needle in ln).strip()
-        return f"{line[:400]}. " + _ADVICE[code]
+        paths = re.findall(r'"(/[^"]+)"', text) or re.findall(r"'(/[^']+)'", text)
+        where = f" writing {paths[-1]}" if paths else ""
+        return f"{needle}{where}. " + _ADVICE[code]
   return None
+
+
+# Orbax/TensorStore report a failed write as a ValueError whose text holds the
+# OS's message (RESOURCE_EXHAUSTED: ... No space left on device).
+_NEEDLES = (
+  ("No space left on device", errno.ENOSPC),
+  ("Disk quota exceeded", errno.EDQUOT),
+  ("Read-only file system", errno.EROFS),
+  ("Permission denied", errno.EACCES),
+)
 
 
 _ADVICE = {

@@ -10,6 +10,7 @@ data, a workdir holding another run, a full or read-only disk) print one
 `lstm_jax.train`, importable from notebooks.
 """
 
+import logging as logging_std
 import sys
 
 import jax
@@ -52,6 +53,17 @@ def _parse_flags(argv: list[str]) -> list[str]:
     )
 
 
+class _QuietUserOsErrors(logging_std.Filter):
+  """Drops the log records (with tracebacks) that Orbax's background save
+  threads write for a full or read-only disk: `main` reports the same error
+  once, as its `error:` line (a full disk printed 456 lines and 5 tracebacks)."""
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    if record.exc_info and errors.os_error_message(record.exc_info[1]):
+      return False
+    return errors.os_error_message(Exception(record.getMessage())) is None
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -61,6 +73,7 @@ def main(argv: list[str]) -> None:
     # Orbax logs every save at INFO; the progress bar and the end-of-run
     # report are the default output (--verbosity=0 shows the INFO log).
     logging.set_verbosity(logging.WARNING)
+  logging_std.getLogger("absl").addFilter(_QuietUserOsErrors())
   logging.info(
     "JAX %s on %s: %s", jax.__version__, jax.default_backend(), jax.devices()
   )
