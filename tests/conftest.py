@@ -30,3 +30,27 @@ def env(tmp_path_factory) -> dict[str, str]:
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
   }
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, env):
+  """A completed tiny run (tests/tiny_run.py): config.json, data.json,
+  vocab.json, checkpoints, metrics.jsonl, events. Shared by the command-line
+  tests; a test that changes files copies it first."""
+  import subprocess  # noqa: PLC0415
+
+  import tiny_run  # noqa: PLC0415
+
+  workdir = tmp_path_factory.mktemp("finished") / "run"
+  proc = subprocess.run(
+    tiny_run.command(f"--workdir={workdir}"),
+    cwd=tiny_run.REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (workdir / "config.json").exists()
+  assert any((workdir / "checkpoints").iterdir())
+  return workdir
