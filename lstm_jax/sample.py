@@ -77,6 +77,14 @@ def _check_vocab(chars: list[str], run: runs.Run) -> Vocab:
   return Vocab(chars)
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's parser, with a bad flag value in one `error:` line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"error: {e}. Pass --helpfull to see the flags.")
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -120,4 +128,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

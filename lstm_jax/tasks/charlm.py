@@ -57,9 +57,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   """Loads the corpus, builds the vocabulary and the batch functions."""
   corpus = text.load_corpus(config.data.path)
-  vocab = text.Vocab.build(corpus.text)
+  vocab, ids = text.encode_corpus(corpus)
   data = text.CharData(
-    vocab.encode(corpus.text),
+    ids,
     corpus.doc_ids,
     valid_fraction=config.data.valid_fraction,
     seq_len=config.data.seq_len,
