@@ -249,26 +249,26 @@ def test_two_device_data_parallel_mesh(tmp_path):
   assert [r["step"] for r in records if r["split"] == "eval"] == [6]
 
 
-@pytest.mark.parametrize(
-  "kw",
-  [
-    {"tie_embeddings": True},  # hidden 12 != embed 8: a projection first
-    {"tie_embeddings": True, "proj_size": 8},
-  ],
-)
-def test_language_model_variants(kw):
-  lstm = LSTM(hidden_size=12, proj_size=kw.get("proj_size", 0))
+@pytest.mark.parametrize("proj_size", [0, 8])  # 0: hidden 12 != embed 8, a projection
+def test_tied_embeddings_are_an_explicit_matmul(proj_size):
+  lstm = LSTM(hidden_size=12, proj_size=proj_size)
   model = LanguageModel(vocab_size=11, embed_dim=8, lstm=lstm, tie_embeddings=True)
   batch = {"inputs": jnp.arange(10, dtype=jnp.int32).reshape(2, 5)}
-  # Shapes and parameter names only: no compilation needed.
-  (logits, carry), variables = jax.eval_shape(
-    model.init_with_output, jax.random.key(0), batch
-  )
-  assert logits.shape == (2, 5, 11) and logits.dtype == jnp.float32
-  assert len(carry.lstm) == model.lstm.num_layers
-  if kw.get("tie_embeddings"):
-    assert "out" not in variables["params"] and "out_bias" in variables["params"]
-    assert ("tie_proj" in variables["params"]) == ("proj_size" not in kw)
+  variables = model.init(jax.random.key(0), batch)
+  params = variables["params"]
+  assert "out" not in params and ("tie_proj" in params) == (proj_size == 0)
+  params = {**params, "out_bias": jnp.linspace(-1.0, 1.0, 11)}  # not all zero
+  logits, carry = model.apply({"params": params}, batch)
+  assert logits.shape == (2, 5, 11) and len(carry.lstm) == 1
+  # The same numbers by hand: embedding lookup, the LSTM, the projection to
+  # embed_dim (if any), then y @ E^T + b with the input embedding matrix E.
+  table = np.asarray(params["embed"]["embedding"])
+  y, _ = lstm.apply({"params": params["lstm"]}, jnp.asarray(table[batch["inputs"]]))
+  y = np.asarray(y, np.float64)
+  if proj_size == 0:
+    y = y @ np.asarray(params["tie_proj"]["kernel"], np.float64)
+  want = y @ table.T.astype(np.float64) + np.asarray(params["out_bias"])
+  np.testing.assert_allclose(np.asarray(logits), want, rtol=1e-5, atol=1e-5)
 
 
 def test_carry_resets_at_a_new_segment_between_windows():
