@@ -5,8 +5,9 @@ truth) against its own copy of one finished tiny run (`finished_run` in
 conftest.py), damaged as the case says. A case passes when:
 
 * the exit status is non-zero;
-* stderr ends with exactly one line starting `error: `, which holds the
-  case's phrases (the key, the file, the numbers), and has no traceback;
+* stderr has exactly one line starting `error: ` and ends with that message
+  (a message listing several items continues on indented lines), which
+  holds the case's phrases (the key, the file, the numbers); no traceback;
 * the workdir copy is byte-identical afterwards (no file added, removed or
   changed), and a workdir that did not exist is not created.
 
@@ -412,10 +413,15 @@ def _check(name, results):
   assert proc.returncode != 0, f"exit 0:\n{stderr[-3000:]}"
   assert "Traceback" not in stderr, stderr[-5000:]
   lines = [ln for ln in stderr.splitlines() if ln.strip()]
-  errors = [ln for ln in lines if ln.startswith("error: ")]
-  assert len(errors) == 1 and lines[-1] == errors[0], stderr[-3000:]
+  errors = [i for i, ln in enumerate(lines) if ln.startswith("error: ")]
+  assert len(errors) == 1, stderr[-3000:]
+  # The error is the end of stderr: its line, then (for a message that lists
+  # several items, e.g. each unreadable checkpoint) its indented details and
+  # a closing sentence.
+  message = "\n".join(lines[errors[0] :])
+  assert all(ln.startswith("  ") for ln in lines[errors[0] + 1 : -1]), message
   for phrase in case.phrases:
-    assert phrase in errors[0], f"{phrase!r} not in {errors[0]!r}"
+    assert phrase in message, f"{phrase!r} not in {message!r}"
   assert sorted(after) == sorted(before), "files were added or removed"
   changed = [k for k in before if after[k] != before[k]]
   assert not changed, f"overwritten: {changed}"
