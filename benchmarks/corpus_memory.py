@@ -39,6 +39,7 @@ def rss_mb():
 
 config = charlm.get_config()
 config.data.path = {path!r}
+config.sample.length = 0  # the prompt "The " may not be in a --unicode corpus
 before = rss_mb()
 start = time.perf_counter()
 datasets = task.make_datasets(config)

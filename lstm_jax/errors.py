@@ -10,7 +10,9 @@ what is wrong (the file, the config key, the numbers) and what to do about it.
 from __future__ import annotations
 
 import errno
+import os
 import re
+import sys
 
 
 class LstmJaxError(Exception):
@@ -80,3 +82,25 @@ _ADVICE = {
   errno.EACCES: "Permission denied: pass a --workdir you can write to.",
   errno.EPERM: "Operation not permitted: pass a --workdir you can write to.",
 }
+
+
+def silence_orbax_unraisable() -> None:
+  """Keeps Orbax's abandoned read coroutines from printing tracebacks.
+
+  When a restore fails (a damaged checkpoint), Orbax leaves coroutines that
+  read the other arrays un-awaited; when they are garbage-collected Python
+  prints each one's exception as "Exception ignored in: <coroutine ...>" with
+  a traceback, around the clean "none restorable" message. The CLIs install
+  this hook: such reports from Orbax's own coroutines are dropped (the
+  failure is already reported, per step, by `lstm_jax.checkpoint`); every
+  other unraisable exception still goes to Python's default hook.
+  """
+  default = sys.__unraisablehook__
+
+  def hook(unraisable) -> None:
+    code = getattr(unraisable.object, "cr_code", None)
+    if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+      return
+    default(unraisable)
+
+  sys.unraisablehook = hook

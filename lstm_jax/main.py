@@ -74,6 +74,7 @@ def main(argv: list[str]) -> None:
     # report are the default output (--verbosity=0 shows the INFO log).
     logging.set_verbosity(logging.WARNING)
   logging_std.getLogger("absl").addFilter(_QuietUserOsErrors())
+  errors.silence_orbax_unraisable()
   logging.info(
     "JAX %s on %s: %s", jax.__version__, jax.default_backend(), jax.devices()
   )

@@ -91,6 +91,7 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
   logging_std.getLogger("absl").addFilter(_NoReadOnlyNotice())
+  errors.silence_orbax_unraisable()
   f = flags.FLAGS
   try:
     # Checked before the (slow) restore; generate.sample_text checks them too.
