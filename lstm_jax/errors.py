@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import sys
+import traceback
 
 
 class LstmJaxError(Exception):
@@ -85,7 +86,7 @@ _ADVICE = {
 
 
 def silence_orbax_unraisable() -> None:
-  """Keeps Orbax's abandoned read coroutines from printing tracebacks.
+  """Keeps Orbax's abandoned reads from printing tracebacks.
 
   When a restore fails (a damaged checkpoint), Orbax leaves coroutines that
   read the other arrays un-awaited; when they are garbage-collected Python
@@ -104,3 +105,22 @@ def silence_orbax_unraisable() -> None:
     default(unraisable)
 
   sys.unraisablehook = hook
+  # TensorStore's completion callbacks of those reads may still fire after
+  # Orbax closed their event loop; the C++ side prints the resulting
+  # "RuntimeError: Event loop is closed" through sys.excepthook. Only that
+  # exact error, raised by asyncio's closed-loop check, is dropped.
+  default_excepthook = sys.excepthook
+
+  def excepthook(kind, value, tb) -> None:
+    frames = traceback.extract_tb(tb)
+    if (
+      kind is RuntimeError
+      and str(value) == "Event loop is closed"
+      and frames
+      and frames[-1].name == "_check_closed"
+      and frames[-1].filename.endswith(os.path.join("asyncio", "base_events.py"))
+    ):
+      return
+    default_excepthook(kind, value, tb)
+
+  sys.excepthook = excepthook
