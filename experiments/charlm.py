@@ -47,6 +47,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Share the embedding matrix with the output layer (adds a projection to
   # embed_dim when the LSTM output has another width).
   config.model.tie_embeddings = False
+  # Embedding dropout: in training, drop whole symbols (rows of the embedding
+  # matrix) at this rate, one mask per batch (Merity et al., 2017); 0 = off.
+  config.model.embed_dropout = 0.0
   # The LSTM stack (keys and their meaning: lstm_jax.layers.lstm_config).
   # bfloat16 matmul inputs; the carry and the softmax stay float32.
   config.model.lstm = lstm_config(

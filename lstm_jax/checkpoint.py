@@ -18,7 +18,11 @@ A thin layer over `orbax.checkpoint.CheckpointManager` rooted at
 * Saves are atomic: Orbax writes `<step>.orbax-checkpoint-tmp-*` and renames it
   to `<step>` only after every file and `commit_success.txt` are written, so a
   process killed mid-save leaves a tmp directory that Orbax neither lists nor
-  restores (it is removed when the next manager is created).
+  restores (it is removed when the next trainer's manager is created).
+* Readers (`make_manager(..., read_only=True)`, used by `lstm_jax.runs`)
+  create, delete and move nothing: not `checkpoints/`, not the temporary
+  directory of a save in progress, not an unreadable step (they only skip
+  it). A step whose per-step metrics file is damaged counts as unreadable.
 * Every save stores a checksum of each leaf (`lstm_jax.fingerprint`), verified
   on restore: Orbax itself would restore a flipped bit silently.
 
@@ -54,11 +58,29 @@ class Manager(ocp.CheckpointManager):
   """An Orbax manager that remembers which metric ranks its checkpoints."""
 
   def __init__(self, directory: str, options, best_metric: str):
+    # Filled while Orbax lists the steps (in its __init__ and `reload`).
+    self.unreadable_metrics: dict[int, str] = {}
     super().__init__(
       directory, options=options, item_names=(STATE_ITEM, FINGERPRINT_ITEM)
     )
     self.best_metric = best_metric
     self.read_only = bool(options.read_only)
+
+  def _get_metrics(self, step: int) -> Any:
+    # Orbax reads every step's `metrics/metrics` when it lists the steps and
+    # tolerates only a missing file: one damaged file (not JSON, unreadable)
+    # would raise out of the constructor and block every resume and every
+    # reader. Such a step is remembered as unreadable instead, and
+    # `restore_latest` falls back over it like over any damaged step.
+    try:
+      return super()._get_metrics(step)
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
+      self.unreadable_metrics[step] = f"its metrics file: {_describe(exc)}"
+      return None
+
+  def reload(self) -> None:
+    self.unreadable_metrics = {}
+    super().reload()
 
 
 def _metric_fn(name: str, mode: str):
@@ -131,6 +153,7 @@ def make_manager(workdir: str, config, read_only: bool = False) -> Manager:
     best_fn=best_fn,
     best_mode=best_mode,
     cleanup_tmp_directories=not read_only,
+    save_interval_steps=0 if read_only else 1,  # (Orbax warns otherwise)
     create=not read_only,
     read_only=read_only,
   )
@@ -288,33 +311,44 @@ def restore_latest(
   Raises:
     CheckpointError: checkpoints exist but none of them can be restored.
   """
-  manager.wait_until_finished()
-  manager.reload()
-  steps = sorted(manager.all_steps(), reverse=True)
-  if not steps:
-    return None
+  # A reader (read-only manager) races the trainer: the step it picked may be
+  # deleted by retention while it reads. If every step failed but the
+  # directory changed meanwhile, it lists the steps again.
+  attempts = 3 if getattr(manager, "read_only", False) else 1
   target = _abstract(abstract_state)
   failures: list[tuple[int, str]] = []
-  for step in steps:
-    try:
-      state = _restore_verified(manager, step, target)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-      reason = _describe(exc)
-      failures.append((step, reason))
-      logging.warning(
-        "Checkpoint at step %d could not be restored (%s); trying the previous one.",
-        step,
-        reason,
-      )
-      continue
-    if failures:
-      logging.warning(
-        "Resuming from step %d instead of the newer, unreadable step(s) %s.",
-        step,
-        ", ".join(str(s) for s, _ in failures),
-      )
-      _quarantine(manager, [s for s, _ in failures])
-    return state, step
+  for _ in range(attempts):
+    manager.wait_until_finished()
+    manager.reload()
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+      return None
+    if failures and steps == [s for s, _ in failures]:
+      break  # nothing changed: the same steps would fail again
+    failures = []
+    for step in steps:
+      bad_metrics = getattr(manager, "unreadable_metrics", {}).get(step)
+      try:
+        if bad_metrics:
+          raise CheckpointError(bad_metrics)
+        state = _restore_verified(manager, step, target)
+      except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
+        reason = _describe(exc)
+        failures.append((step, reason))
+        logging.warning(
+          "Checkpoint at step %d could not be restored (%s); trying the previous one.",
+          step,
+          reason,
+        )
+        continue
+      if failures:
+        logging.warning(
+          "Resuming from step %d instead of the newer, unreadable step(s) %s.",
+          step,
+          ", ".join(str(s) for s, _ in failures),
+        )
+        _quarantine(manager, [s for s, _ in failures])
+      return state, step
   detail = "\n".join(f"  step {s}: {r}" for s, r in failures)
   raise CheckpointError(
     f"None of the checkpoints in {manager.directory} could be restored:\n"

@@ -22,62 +22,37 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
-from ml_collections import config_dict
 
 from lstm_jax import recurrent
+from lstm_jax import regularisation as reg
+from lstm_jax.cell import LSTMCarry, real_steps
 from lstm_jax.errors import ConfigError
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.initializers import lstm_bias, orthogonal_blocks
+from lstm_jax.lstm_section import lstm_config
+
+__all__ = [
+  "LSTM",
+  "LSTMLayer",
+  "lstm_bias",
+  "lstm_config",
+  "lstm_from_config",
+  "orthogonal_blocks",
+  "zero_carries",
+]
 
 Array = jax.Array
 CELLS = ("standard", "layernorm", "peephole")
 # Compute dtypes by config name; parameters and the carry stay float32.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def orthogonal_blocks(num_blocks: int = 4) -> nn.initializers.Initializer:
-  """Orthogonal init applied to each gate's `[in, hidden]` block separately.
-
-  One orthogonal `[H, 4H]` matrix would make the four gate blocks mutually
-  orthogonal but not each one; per-gate orthogonality is what keeps each gate's
-  recurrent Jacobian well conditioned (Saxe et al., 2014).
-  """
-  ortho = nn.initializers.orthogonal()
-
-  def init(key, shape, dtype=jnp.float32):
-    rows, cols = shape
-    keys = jax.random.split(key, num_blocks)
-    blocks = [ortho(k, (rows, cols // num_blocks), dtype) for k in keys]
-    return jnp.concatenate(blocks, axis=-1)
-
-  return init
-
-
-def lstm_bias(
-  hidden: int, forget_bias: float = 1.0, chrono_max_len: int | None = None
-) -> nn.initializers.Initializer:
-  """Bias init `[i | f | g | o]`: forget gate at `forget_bias`, others zero.
-
-  With `chrono_max_len = T` it is the chrono initialisation (Tallec & Ollivier,
-  2018): `b_f ~ log(U(1, T - 1))`, `b_i = -b_f`, so forget gates start with
-  characteristic timescales spread up to T steps.
-  """
-
-  def init(key, shape, dtype=jnp.float32):
-    del shape
-    bias = np.zeros((4, hidden), np.float32)
-    if chrono_max_len is None:
-      bias[1] = forget_bias
-      return jnp.asarray(bias.reshape(-1), dtype)
-    if chrono_max_len < 3:
-      raise ValueError(f"chrono_max_len must be >= 3, got {chrono_max_len}")
-    u = jax.random.uniform(key, (hidden,), jnp.float32, 1.0, chrono_max_len - 1.0)
-    b_f = jnp.log(u)
-    b = jnp.zeros((4, hidden), jnp.float32).at[1].set(b_f).at[0].set(-b_f)
-    return b.reshape(-1).astype(dtype)
-
-  return init
+# Config keys that are dropout rates, each in [0, 1).
+DROPOUT_KEYS = (
+  "dropout",
+  "input_dropout",
+  "hidden_dropout",
+  "output_dropout",
+  "recurrent_dropout",
+  "weight_drop",
+)
 
 
 def zero_carries(
@@ -108,8 +83,13 @@ class LSTMLayer(nn.Module):
     param_dtype: dtype of the parameters.
     unroll: `lax.scan` unroll factor.
     remat: recompute step activations in the backward pass (saves memory).
-    impl: "auto" (fastest correct path), "fused" or "reference"; see
-      `recurrent.lstm_scan`.
+    impl: "auto" (fastest correct path), "fused", "reference", "pallas"
+      (interpreted on CPU) or "cudnn" (GPU); see `recurrent.lstm_scan`.
+    recurrent_dropout: rate of the `[batch, out]` mask on h_{t-1} before
+      `h @ w_hh`, the same at every step (both paths; `regularisation`).
+    zoneout_cell, zoneout_hidden: zoneout rates of c and h (Krueger et al.).
+    weight_drop: DropConnect rate of `w_hh`, one mask per call (batch).
+    The four are active only when `deterministic=False`.
   """
 
   hidden_size: int
@@ -123,6 +103,10 @@ class LSTMLayer(nn.Module):
   unroll: int = 1
   remat: bool = False
   impl: str = "auto"
+  recurrent_dropout: float = 0.0
+  zoneout_cell: float = 0.0
+  zoneout_hidden: float = 0.0
+  weight_drop: float = 0.0
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
 
@@ -139,6 +123,7 @@ class LSTMLayer(nn.Module):
     mask: Array | None = None,
     segment_ids: Array | None = None,
     initial_carry: LSTMCarry | None = None,
+    deterministic: bool = True,
   ) -> tuple[Array, LSTMCarry]:
     """Runs the layer.
 
@@ -147,6 +132,8 @@ class LSTMLayer(nn.Module):
       mask: <bool>[batch, time], true on real steps.
       segment_ids: <int>[batch, time], 0 on padding; carry resets between ids.
       initial_carry: `LSTMCarry(c [batch, H], h [batch, P or H])`.
+      deterministic: disables the regularisers; otherwise (when a rate is
+        set) needs a 'dropout' rng.
 
     Returns:
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
@@ -179,7 +166,7 @@ class LSTMLayer(nn.Module):
       p["ln_c_scale"] = self.param("ln_c_scale", ones, (hid,), self.param_dtype)
       p["ln_c_bias"] = self.param("ln_c_bias", zeros, (hid,), self.param_dtype)
     ys, carry = recurrent.lstm_scan(
-      p,
+      p if deterministic else self._drop_weights(p),
       x,
       mask=mask,
       segment_ids=segment_ids,
@@ -189,9 +176,36 @@ class LSTMLayer(nn.Module):
       remat=self.remat,
       dtype=self.dtype,
       impl=self.impl,
+      **({} if deterministic else self._masks(x.shape[0], x.shape[1], hid, out)),
     )
     out_dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
     return ys.astype(out_dtype), carry
+
+  def _drop_weights(self, p: dict[str, Array]) -> dict[str, Array]:
+    """Weight-drop of `w_hh`: the masked matrix is an ordinary input of the
+    scan, so both paths (and their backward) take it unchanged."""
+    if self.weight_drop <= 0:
+      return p
+    w_hh = reg.weight_drop(self.make_rng("dropout"), self.weight_drop, p["w_hh"])
+    return {**p, "w_hh": w_hh}
+
+  def _masks(self, batch: int, time: int, hid: int, out: int) -> dict[str, Array]:
+    """The scan's mask inputs, sampled once per call (never in the loop)."""
+    masks = {}
+    if self.recurrent_dropout > 0:
+      rate = self.recurrent_dropout
+      masks["recurrent_mask"] = reg.recurrent_mask(
+        self.make_rng("dropout"), rate, batch, out
+      )
+    if self.zoneout_cell > 0:
+      masks["zoneout_c"] = reg.zoneout_mask(
+        self.make_rng("dropout"), self.zoneout_cell, batch, time, hid
+      )
+    if self.zoneout_hidden > 0:
+      masks["zoneout_h"] = reg.zoneout_mask(
+        self.make_rng("dropout"), self.zoneout_hidden, batch, time, out
+      )
+    return masks
 
 
 class LSTM(nn.Module):
@@ -208,6 +222,16 @@ class LSTM(nn.Module):
     forget_bias, chrono_max_len: bias initialisation (see `lstm_bias`).
     dtype, param_dtype, unroll, remat, impl: passed to each `LSTMLayer`
       (bf16 accuracy: see `LSTMLayer.dtype`).
+    input_dropout, hidden_dropout, output_dropout: variational (locked)
+      dropout rates of the stack's input, of the outputs of every layer but
+      the last, and of the last layer's output (one mask per sequence).
+    recurrent_dropout, zoneout_cell, zoneout_hidden, weight_drop: passed to
+      each `LSTMLayer`.
+    ar_alpha, tar_beta: activation regularisation `alpha mean(h^2)` of the
+      (dropped) outputs and temporal AR `beta mean((h_t - h_{t-1})^2)` of the
+      undropped ones, over real steps, sown in the "penalties" collection
+      (the train step adds them to the loss). All of these act only when
+      `deterministic=False`.
   """
 
   hidden_size: int
@@ -223,6 +247,15 @@ class LSTM(nn.Module):
   unroll: int = 1
   remat: bool = False
   impl: str = "auto"
+  input_dropout: float = 0.0
+  hidden_dropout: float = 0.0
+  output_dropout: float = 0.0
+  recurrent_dropout: float = 0.0
+  zoneout_cell: float = 0.0
+  zoneout_hidden: float = 0.0
+  weight_drop: float = 0.0
+  ar_alpha: float = 0.0
+  tar_beta: float = 0.0
 
   @property
   def num_directions(self) -> int:
@@ -267,6 +300,9 @@ class LSTM(nn.Module):
         f"initial_carry needs {n_carry} LSTMCarry entries "
         f"(num_layers * directions), got {len(initial_carry)}"
       )
+    train = not deterministic
+    if train and self.input_dropout > 0:
+      x = reg.locked_dropout(self.make_rng("dropout"), self.input_dropout, x)
     finals = []
     for layer in range(self.num_layers):
       outs = []
@@ -284,55 +320,40 @@ class LSTM(nn.Module):
           unroll=self.unroll,
           remat=self.remat,
           impl=self.impl,
+          recurrent_dropout=self.recurrent_dropout,
+          zoneout_cell=self.zoneout_cell,
+          zoneout_hidden=self.zoneout_hidden,
+          weight_drop=self.weight_drop,
           name=f"layer_{layer}_{name}",
-        )(x, mask, segment_ids, None if initial_carry is None else initial_carry[k])
+        )(
+          x,
+          mask,
+          segment_ids,
+          None if initial_carry is None else initial_carry[k],
+          deterministic=deterministic,
+        )
         outs.append(y)
         finals.append(carry)
       x = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
       if self.dropout > 0 and layer < self.num_layers - 1:
         x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+      if train and self.hidden_dropout > 0 and layer < self.num_layers - 1:
+        x = reg.locked_dropout(self.make_rng("dropout"), self.hidden_dropout, x)
+    if train:
+      x = self._output_regularisers(x, real_steps(mask, segment_ids))
     return x, tuple(finals)
 
-
-def lstm_config(**overrides: Any) -> ml_collections.ConfigDict:
-  """The LSTM's config section (`config.model.lstm`): every key, once.
-
-  Args:
-    **overrides: new defaults for some keys (e.g. `hidden_size=384`); a key
-      that is not declared here is an error.
-  """
-  c = ml_collections.ConfigDict()
-  # Cell size H of every layer.
-  c.hidden_size = 256
-  # Stacked layers; layer l > 0 reads layer l-1's outputs.
-  c.num_layers = 1
-  # Run a reversed copy of each layer; outputs are [forward | backward].
-  c.bidirectional = False
-  # If > 0, LSTMP projection of h to this size.
-  c.proj_size = 0
-  # Dropout on every layer's output (between layers; task models also apply it
-  # to the last layer's output before their head).
-  c.dropout = 0.0
-  # Cell variant: "standard", "layernorm" or "peephole".
-  c.cell = "standard"
-  # Initial forget-gate bias (ignored when chrono_max_len is set).
-  c.forget_bias = 1.0
-  # If set, chrono initialisation of the gate biases for sequences up to this
-  # long (Tallec & Ollivier, 2018).
-  c.chrono_max_len = config_dict.placeholder(int)
-  # Matmul compute dtype: "float32" or "bfloat16" (params and carry stay f32).
-  c.dtype = "float32"
-  # Recompute step activations in the backward pass (saves memory).
-  c.remat = False
-  # lax.scan unroll factor of the time loop.
-  c.unroll = 1
-  # Implementation: "auto", "fused" or "reference" (see recurrent.lstm_scan).
-  c.impl = "auto"
-  for key, value in overrides.items():
-    if key not in c:
-      raise KeyError(f"lstm_config has no key {key!r}; keys: {sorted(c)}")
-    c[key] = value
-  return c
+  def _output_regularisers(self, x: Array, real: Array | None) -> Array:
+    """Locked output dropout and the AR/TAR penalties (training only)."""
+    undropped = x
+    if self.output_dropout > 0:
+      x = reg.locked_dropout(self.make_rng("dropout"), self.output_dropout, x)
+    if self.ar_alpha > 0:
+      self.sow("penalties", "ar", self.ar_alpha * reg.activation_penalty(x, real))
+    if self.tar_beta > 0:
+      tar = self.tar_beta * reg.temporal_penalty(undropped, real)
+      self.sow("penalties", "tar", tar)
+    return x
 
 
 def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:
@@ -366,6 +387,13 @@ def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:
     raise ConfigError(
       f"{prefix}.chrono_max_len must be >= 3 (or unset), got {cfg['chrono_max_len']}"
     )
-  if not 0.0 <= cfg["dropout"] < 1.0:
-    raise ConfigError(f"{prefix}.dropout must be in [0, 1), got {cfg['dropout']}")
+  for key in DROPOUT_KEYS:
+    if not 0.0 <= cfg[key] < 1.0:
+      raise ConfigError(f"{prefix}.{key} must be in [0, 1), got {cfg[key]}")
+  for key in ("zoneout_cell", "zoneout_hidden"):
+    if not 0.0 <= cfg[key] <= 1.0:
+      raise ConfigError(f"{prefix}.{key} must be in [0, 1], got {cfg[key]}")
+  for key in ("ar_alpha", "tar_beta"):
+    if not cfg[key] >= 0.0:  # also catches NaN
+      raise ConfigError(f"{prefix}.{key} must be >= 0, got {cfg[key]}")
   return LSTM(**{**cfg, "dtype": DTYPES[cfg["dtype"]]})

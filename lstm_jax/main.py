@@ -4,10 +4,13 @@ r"""Command line: train an experiment config in a workdir.
   python -m lstm_jax.main --config=experiments/charlm.py:tiny --workdir=/tmp/t \
       --config.train.steps=100 --config.model.lstm.hidden_size=128
 
-Running the same command again resumes the run. User errors (bad config, bad
-data, a workdir holding another run, a full or read-only disk) print one
-`error: ...` line and exit 1; this file is kept short: the logic is in
-`lstm_jax.train`, importable from notebooks.
+Running the same command again resumes the run. Exit status: 0 when the run
+finished (or stopped early); 75 (`preemption.EXIT_PREEMPTED`) when SIGTERM or
+Ctrl-C stopped it after saving a checkpoint (rerun to resume); 1 with one
+`error: ...` line for a user error (bad config, bad data, a workdir holding
+another run or in use by another trainer, a full or read-only disk); 130 after a second Ctrl-C (no
+save; the earlier checkpoints are intact). This file is kept short: the logic
+is in `lstm_jax.train`, importable from notebooks.
 """
 
 import logging as logging_std
@@ -17,7 +20,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lstm_jax import errors, experiment, train
+from lstm_jax import errors, experiment, preemption, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -79,14 +82,19 @@ def main(argv: list[str]) -> None:
     "JAX %s on %s: %s", jax.__version__, jax.default_backend(), jax.devices()
   )
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.LstmJaxError as e:
     sys.exit(f"error: {e}")
+  except KeyboardInterrupt as e:
+    print(f"error: interrupted ({e or 'SIGINT'}); not saved.", file=sys.stderr)
+    sys.exit(130)
   except Exception as e:
     message = errors.os_error_message(e)
     if message is None:
       raise  # a bug: keep the traceback
     sys.exit(f"error: {message}")
+  if results["stopped"] == "preempted":
+    sys.exit(preemption.EXIT_PREEMPTED)
 
 
 if __name__ == "__main__":

@@ -16,17 +16,21 @@
   `learning_rate * final_lr_fraction` at `decay_steps` (default: the run's
   steps); "step" multiplies by `step_factor` every `step_every` steps after
   warmup.
-* `skip_nonfinite` wraps everything in `optax.apply_if_finite`: an update whose
-  gradient holds a NaN or Inf is replaced by zeros and leaves the inner state
-  (moments, step count) untouched, so parameters do not move that step and the
-  schedule counts applied updates only. The wrapper's state (in the
-  checkpoint) counts consecutive skips, so a resumed run skips identically. It
-  never applies a non-finite update; the trainer stops the run instead after
-  `train.max_nonfinite_steps` consecutive ones.
+* `skip_nonfinite` wraps everything in `skip_nonfinite_updates`: a step whose
+  gradient *or* computed update holds a NaN or Inf (an update can overflow
+  from finite gradients, e.g. Adam's `m / (sqrt(v) + eps)` in low precision)
+  applies zeros and leaves the inner state (moments, step count) untouched,
+  so parameters do not move that step and the schedule counts applied updates
+  only. (`optax.apply_if_finite` checks only the gradients.) Its state, in the
+  checkpoint, is `optax.ApplyIfFiniteState` (consecutive and total skips), so
+  a resumed run skips identically. It never applies a non-finite update; the
+  trainer stops the run instead after `train.max_nonfinite_steps`
+  consecutive non-finite losses.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -64,6 +68,10 @@ def make_schedule(cfg: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
   decay starts when the warmup ends.
   """
   lr, warmup = float(cfg.learning_rate), int(cfg.warmup_steps)
+  if not (math.isfinite(lr) and lr >= 0):
+    raise ConfigError(
+      f"optim.learning_rate must be a finite number >= 0, got {cfg.learning_rate}"
+    )
   if cfg.schedule not in SCHEDULES:
     raise ConfigError(
       f"optim.schedule must be one of {SCHEDULES}, got {cfg.schedule!r}"
@@ -125,6 +133,46 @@ def make_optimizer(
     parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
   tx = optax.chain(*parts, opt)
   if cfg.skip_nonfinite:
-    # The int32 maximum: never give up and apply a non-finite update.
-    tx = optax.apply_if_finite(tx, max_consecutive_errors=2**31 - 1)
+    tx = skip_nonfinite_updates(tx)
   return tx, schedule
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def skip_nonfinite_updates(
+  inner: optax.GradientTransformation,
+) -> optax.GradientTransformation:
+  """`inner`, except that a step with a non-finite gradient or update is a no-op.
+
+  The update returned is zeros and the inner state is left as it was. The
+  state is `optax.ApplyIfFiniteState` (`notfinite_count`: consecutive skipped
+  steps, `last_finite`, `total_notfinite`, `inner_state`), the structure of
+  `optax.apply_if_finite`, which this replaces because that one checks only
+  the gradients and gives up after a number of skips.
+  """
+
+  def init(params: Any) -> optax.ApplyIfFiniteState:
+    return optax.ApplyIfFiniteState(
+      notfinite_count=jnp.zeros([], jnp.int32),
+      last_finite=jnp.array(True, jnp.bool_),
+      total_notfinite=jnp.zeros([], jnp.int32),
+      inner_state=inner.init(params),
+    )
+
+  def update(grads, state, params=None):
+    updates, inner_state = inner.update(grads, state.inner_state, params)
+    ok = jnp.logical_and(_all_finite(grads), _all_finite(updates))
+    keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+    updates = jax.tree.map(lambda u: jnp.where(ok, u, jnp.zeros_like(u)), updates)
+    inner_state = jax.tree.map(keep, inner_state, state.inner_state)
+    return updates, optax.ApplyIfFiniteState(
+      notfinite_count=jnp.where(ok, 0, state.notfinite_count + 1),
+      last_finite=ok,
+      total_notfinite=state.total_notfinite + jnp.where(ok, 0, 1),
+      inner_state=inner_state,
+    )
+
+  return optax.GradientTransformation(init, update)

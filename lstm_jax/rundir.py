@@ -1,6 +1,7 @@
 """The workdir is the run's identity: refuse to mix two runs in one directory.
 
-`prepare(workdir, config, data_info)` is called once before training. In a new
+`prepare(workdir, config, data_info)` is called once before training (and
+`check`, its read-only half, before the trainer takes the workdir lock). In a new
 or empty directory it writes `config.json` (the resolved config) and
 `data.json` (what identifies the training data, e.g. its sha256 and size). In a
 directory that already holds a run it first checks that the new command
@@ -10,7 +11,10 @@ continues *that* run:
   `RESUMABLE_KEYS` (how long to train and how often to log, evaluate and
   save: changing them does not change what an already-taken step computed)
   and the task's own such keys (`Task.resumable_keys`, e.g. a data path);
-* the data must be the same bytes (`data_info["sha256"]`).
+* the data must be the same bytes (`data_info["sha256"]`), so a run whose
+  `data.json` is gone is refused too (nothing left to compare against);
+* a run with a metrics history but no `checkpoints/` directory (deleted
+  mid-run) is refused rather than silently restarted at step 0.
 
 Any difference raises `errors.IncompatibleRunError` listing each key with its
 stored and new value, and nothing in the directory is written, moved or
@@ -43,6 +47,7 @@ from lstm_jax import errors
 CHECKPOINT_DIR = "checkpoints"  # `lstm_jax.checkpoint` keeps its checkpoints here
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
+METRICS_FILE = "metrics.jsonl"  # written by `lstm_jax.metrics`
 
 # Keys that may differ between the stored run and a resuming command (fnmatch
 # patterns on dotted key paths). They say how long to train, how to watch and
@@ -214,7 +219,13 @@ def _check_config(workdir: str, new: dict[str, Any], resumable: Sequence[str]) -
 def _check_data(workdir: str, data_info: dict[str, Any]) -> None:
   path = os.path.join(workdir, DATA_FILE)
   if not os.path.exists(path):
-    return
+    # `prepare` writes data.json before config.json, so a config.json alone
+    # means data.json was removed: the data can no longer be checked.
+    raise errors.IncompatibleRunError(
+      f"{workdir} holds a run ({CONFIG_FILE}) but no {DATA_FILE}, so there is "
+      "no way to check that these data are the ones it was trained on. Put "
+      f"its {DATA_FILE} back, or use a new --workdir."
+    )
   old = read_json(path)
   if "sha256" in old and "sha256" in data_info:
     same = old["sha256"] == data_info["sha256"]
@@ -233,13 +244,30 @@ def _check_data(workdir: str, data_info: dict[str, Any]) -> None:
   )
 
 
-def prepare(
+def _check_history(workdir: str) -> None:
+  """A metrics history without `checkpoints/` means the checkpoints were
+  deleted: starting again at step 0 would silently empty the history."""
+  history = os.path.join(workdir, METRICS_FILE)
+  if os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
+    return  # the trainer creates it before it writes any metrics
+  if not os.path.isfile(history) or os.path.getsize(history) == 0:
+    return
+  raise errors.IncompatibleRunError(
+    f"{workdir} has a training history ({history}) but no {CHECKPOINT_DIR}/ "
+    "directory: its checkpoints were deleted or moved, and a rerun would start "
+    f"again at step 0 and discard that history. Put {CHECKPOINT_DIR}/ back to "
+    f"resume; to start over on purpose, move {METRICS_FILE} and the "
+    "events.out.tfevents.* files away (or use a new --workdir)."
+  )
+
+
+def check(
   workdir: str,
   config: Any,
   data_info: dict[str, Any],
   resumable: Sequence[str] = (),
 ) -> None:
-  """Creates or checks the workdir; see the module docstring.
+  """Refuses a workdir that this command must not train in; writes nothing.
 
   Args:
     workdir: the run directory.
@@ -250,24 +278,37 @@ def prepare(
   Raises:
     errors.ConfigError: `workdir` exists and is not a directory.
     errors.IncompatibleRunError: the workdir holds another run (different
-      run-defining config keys or different data), or checkpoints without a
-      config.json.
+      run-defining config keys or different data), checkpoints without a
+      config.json, a config.json without a data.json, or a metrics history
+      whose checkpoints directory is gone.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise errors.ConfigError(f"--workdir={workdir} exists and is not a directory")
-  new = config_to_dict(config)
   config_path = os.path.join(workdir, CONFIG_FILE)
   ckpt_dir = os.path.join(workdir, CHECKPOINT_DIR)
   if os.path.exists(config_path):
-    _check_config(workdir, new, resumable)
+    _check_config(workdir, config_to_dict(config), resumable)
     _check_data(workdir, data_info)
+    _check_history(workdir)
   elif os.path.isdir(ckpt_dir) and os.listdir(ckpt_dir):
     raise errors.IncompatibleRunError(
       f"{workdir} holds checkpoints but no {CONFIG_FILE}, so there is no way "
       "to check that they belong to this config. Use a new --workdir."
     )
+
+
+def prepare(
+  workdir: str,
+  config: Any,
+  data_info: dict[str, Any],
+  resumable: Sequence[str] = (),
+) -> None:
+  """`check`s the workdir, then creates it and writes config.json and
+  data.json (process 0); see the module docstring. Raises as `check`."""
+  check(workdir, config, data_info, resumable)
   if jax.process_index() != 0:
     return
   os.makedirs(workdir, exist_ok=True)
-  _write_json_atomic(config_path, new)
+  # data.json first: a config.json then always has its data.json beside it.
   _write_json_atomic(os.path.join(workdir, DATA_FILE), config_to_dict(data_info))
+  _write_json_atomic(os.path.join(workdir, CONFIG_FILE), config_to_dict(config))

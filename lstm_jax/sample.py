@@ -93,6 +93,14 @@ def main(argv: list[str]) -> None:
   logging_std.getLogger("absl").addFilter(_NoReadOnlyNotice())
   errors.silence_orbax_unraisable()
   f = flags.FLAGS
+  if not f["verbosity"].present:
+    # As in `lstm_jax.main`: Orbax logs ~30 INFO lines per restore, and warns
+    # on every read-only open; warnings of our own (a step skipped as
+    # unreadable) still show. --verbosity=0 shows everything.
+    logging.set_verbosity(logging.WARNING)
+    logging.get_absl_logger().addFilter(
+      lambda record: "is read only" not in record.getMessage()
+    )
   try:
     # Checked before the (slow) restore; generate.sample_text checks them too.
     if f.length < 0:

@@ -41,6 +41,8 @@ class TrainState(struct.PyTreeNode):
       None.
     best_metric: <float32>[] best `checkpoint.best_metric` seen at an eval.
     evals_since_best: <int32>[] evals since it last improved (early stopping).
+    nonfinite_run: <int32>[] consecutive steps up to now whose loss was not
+      finite (`train.max_nonfinite_steps` counts across restarts).
   """
 
   step: Array
@@ -50,6 +52,7 @@ class TrainState(struct.PyTreeNode):
   carry: Any
   best_metric: Array
   evals_since_best: Array
+  nonfinite_run: Array
 
 
 def create_train_state(
@@ -74,6 +77,7 @@ def create_train_state(
     carry=carry,
     best_metric=jnp.asarray(worst, jnp.float32),
     evals_since_best=jnp.zeros((), jnp.int32),
+    nonfinite_run=jnp.zeros((), jnp.int32),
   )
 
 
@@ -121,8 +125,13 @@ def make_train_step(
       carry = jax.tree.map(lambda a: jnp.where(ok, a, jnp.zeros_like(a)), carry)
     grad_norm = optax.tree.norm(grads)
     step_metrics = {**step_metrics, "grad_norm": (grad_norm, jnp.ones(()))}
+    nonfinite_run = jnp.where(jnp.isfinite(loss), 0, state.nonfinite_run + 1)
     new_state = state.replace(
-      step=state.step + 1, params=params, opt_state=opt_state, carry=carry
+      step=state.step + 1,
+      params=params,
+      opt_state=opt_state,
+      carry=carry,
+      nonfinite_run=nonfinite_run,
     )
     return new_state, step_metrics, loss
 
@@ -148,12 +157,21 @@ def evaluate(
   batches: Any,
   batch_shardings: Any,
   carry: Any = None,
+  token_metric: str | None = None,
 ) -> dict[str, float]:
-  """Metrics over `batches`, passing `carry` along (None: stateless)."""
+  """Metrics over `batches`, passing `carry` along (None: stateless).
+
+  With `token_metric`, the result also holds `tokens`: that metric's summed
+  weight, i.e. how much was scored (characters, for the char-LM).
+  """
   pairs = []
   for batch in batches:
     batch_metrics, carry = eval_step(
       params, parallel.put_batch(batch, batch_shardings), carry
     )
     pairs.append(batch_metrics)
-  return metrics.summarize(jax.device_get(pairs))
+  pairs = jax.device_get(pairs)
+  values = metrics.summarize(pairs)
+  if token_metric:
+    values["tokens"] = float(sum(float(p[token_metric][1]) for p in pairs))
+  return values

@@ -18,6 +18,7 @@ The step functions themselves are in `lstm_jax.steps`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -31,7 +32,16 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from lstm_jax import checkpoint, metrics, optim, parallel, preemption, rundir, tasks
+from lstm_jax import (
+  checkpoint,
+  lock,
+  metrics,
+  optim,
+  parallel,
+  preemption,
+  rundir,
+  tasks,
+)
 from lstm_jax.errors import ConfigError
 from lstm_jax.steps import (
   TrainState,
@@ -87,12 +97,34 @@ def train_and_evaluate(
 ) -> dict[str, Any]:
   """Trains `config.task` in `workdir` (resuming it if it holds this run).
 
+  SIGTERM and SIGINT are handled from the first line on (`preemption`): the
+  run saves and returns `stopped="preempted"`. The workdir is locked
+  (`lock.WorkdirLock`) from before its first write to the end.
+
   Returns:
     Final results: `step`, `stopped` ("finished", "early_stop" or
     "preempted"), the last `eval/*` and `train/*` metrics, `best_step` and
     `best/<metric>`, the `test/*` metrics of the final evaluation (if the task
     has a test split), plus whatever the task's report adds.
+
+  Raises:
+    errors.LstmJaxError: a bad config or data, a workdir that holds another
+      run or is in use by another trainer; nothing was written.
   """
+  with preemption.PreemptionGuard() as guard, contextlib.ExitStack() as stack:
+    try:
+      return _train_and_evaluate(config, workdir, guard, stack)
+    except preemption.Preempted as stop:
+      logging.warning("Preempted (%s): nothing new to save; exiting.", stop)
+      return {"step": None, "stopped": "preempted", "best_step": None}
+
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  guard: preemption.PreemptionGuard,
+  stack: contextlib.ExitStack,
+) -> dict[str, Any]:
   # ----------------------------------------------------------------------
   # Task, data, model, optimizer: every check before anything is written.
   # ----------------------------------------------------------------------
@@ -151,15 +183,19 @@ def train_and_evaluate(
 
   def run_eval(params, batches) -> dict[str, float]:
     carry = None if eval_carry is None else jax.device_put(eval_carry, eval_carry_sh)
-    return evaluate(eval_step, params, batches, eval_batch_sh, carry)
+    return evaluate(eval_step, params, batches, eval_batch_sh, carry, task.token_metric)
 
   def validation(params) -> dict[str, float]:
     batches = datasets.eval_batches()
     return run_eval(params, itertools.islice(batches, config.train.eval_batches))
 
   # ----------------------------------------------------------------------
-  # Workdir: only now, after every config check, is anything written.
+  # Workdir: only now, after every config check, is anything written, and
+  # only under the workdir's lock (one trainer per workdir).
   # ----------------------------------------------------------------------
+  guard.raise_if_requested()
+  rundir.check(workdir, config, datasets.info, task.resumable_keys)
+  stack.enter_context(lock.WorkdirLock(workdir))
   rundir.prepare(workdir, config, datasets.info, task.resumable_keys)
   if jax.process_index() == 0:
     for name, obj in datasets.assets.items():
@@ -178,6 +214,7 @@ def train_and_evaluate(
     state = jax.jit(init_fn, out_shardings=state_sh)(rng)
   else:
     state = restored[0]
+  guard.raise_if_requested()
   step = start = int(jax.device_get(state.step))
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   print(
@@ -194,14 +231,19 @@ def train_and_evaluate(
   patience = config.train.early_stop_patience
   log_every, eval_every = config.train.log_every, config.train.eval_every
   stopped, results = "finished", {}
+  headline = (best_name or "").removeprefix("eval/")
   try:
-    with (
-      preemption.PreemptionGuard() as guard,
-      metrics.MetricWriter(workdir, total_steps, start) as writer,
-    ):
+    with metrics.MetricWriter(
+      workdir, total_steps, start, headline, best.minimize
+    ) as writer:
       log = metrics.TrainLog(
-        writer, config.train.max_nonfinite_steps, task.token_metric
+        writer,
+        config.train.max_nonfinite_steps,
+        task.token_metric,
+        start=start,
+        nonfinite_run=int(jax.device_get(state.nonfinite_run)),
       )
+      guard.progress = lambda: log.completed
       while step < total_steps:
         if patience and best.since >= patience:
           stopped = "early_stop"
@@ -212,8 +254,8 @@ def train_and_evaluate(
         batch = parallel.put_batch(datasets.train_batch(step), batch_sh)
         state, step_metrics, loss = train_step(state, batch)
         step += 1
-        log.add(state, step_metrics, loss)
-        writer.advance(step)
+        log.add(state, step_metrics, loss)  # waits for step - 1 (bounded dispatch)
+        writer.advance(log.completed)
         if step % log_every == 0 or step == total_steps:
           values = log.flush(step, float(schedule(step - 1)))  # last update's rate
           results.update({f"train/{k}": v for k, v in values.items()})
@@ -227,10 +269,14 @@ def train_and_evaluate(
             best.update(values[best_name.removeprefix("eval/")])
             state = best.into(state, repl)
           evals = {f"eval/{k}": v for k, v in values.items()}
+          writer.sync()  # metrics durable up to every checkpoint
           checkpoint.save(manager, step, state, evals, force=True)
           log.exclude(time.perf_counter() - eval_start)
         elif step % config.checkpoint.every_steps == 0:
+          writer.sync()
           checkpoint.save(manager, step, state)
+      writer.advance(log.drain())
+      writer.sync()
       checkpoint.save(manager, step, state, force=True)
       manager.wait_until_finished()
       best_step = checkpoint.best_step(manager)
@@ -262,7 +308,10 @@ def train_and_evaluate(
   if best_name and best_step is not None:
     results[f"best/{best_name}"] = best.value
   if stopped == "preempted":
-    logging.warning("Preempted: saved step %d; rerun the same command to resume.", step)
+    print(
+      f"Preempted by {guard.signal_name} after step {guard.completed_at_signal}: "
+      f"saved step {step}; rerun the same command to resume."
+    )
     return results
   if not any(k.startswith("eval/") for k in results):
     results.update({f"eval/{k}": v for k, v in validation(state.params).items()})
@@ -271,6 +320,8 @@ def train_and_evaluate(
       f"Stopped early at step {step}: no {best_name} improvement in {patience} evals."
     )
   if best_step is not None:
-    print(f"Best checkpoint: step {best_step}, {best_name} = {best.value:.4f}")
+    scored = results.get("eval/tokens")
+    scored = f" (eval scored {scored:,.0f} tokens)" if scored else ""
+    print(f"Best checkpoint: step {best_step}, {best_name} = {best.value:.4f}{scored}")
   results.update(task.report(config, model, state.params, datasets, results))
   return results

@@ -33,24 +33,32 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, env):
-  """A completed tiny run (tests/tiny_run.py): config.json, data.json,
-  vocab.json, checkpoints, metrics.jsonl, events. Shared by the command-line
-  tests; a test that changes files copies it first."""
+def tiny_reference(tmp_path_factory, env):
+  """One uninterrupted tiny run (tests/tiny_run.py), shared by the test files
+  that compare a disturbed run with it: (workdir, CompletedProcess)."""
   import subprocess  # noqa: PLC0415
 
   import tiny_run  # noqa: PLC0415
 
-  workdir = tmp_path_factory.mktemp("finished") / "run"
+  workdir = tmp_path_factory.mktemp("tiny_reference") / "run"
   proc = subprocess.run(
     tiny_run.command(f"--workdir={workdir}"),
     cwd=tiny_run.REPO,
     env=env,
     capture_output=True,
     text=True,
-    timeout=240,
+    timeout=300,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_reference):
+  """The completed tiny run's workdir (config.json, data.json, vocab.json,
+  checkpoints, metrics.jsonl, events), for the command-line tests; a test
+  that changes files copies it first."""
+  workdir = tiny_reference[0]
   assert (workdir / "config.json").exists()
   assert any((workdir / "checkpoints").iterdir())
   return workdir

@@ -6,7 +6,7 @@ Acceptance checks of the training system (issue #3):
   the final train state (parameters, optimizer state, RNG, step, early-stopping
   record) equals an uninterrupted run's on every leaf, bit for bit, and the
   metrics history (all but throughput) equals the uninterrupted one too.
-* SIGTERM: exit code 0, a checkpoint at the step it stopped, and the restart
+* SIGTERM: exit code 75, a checkpoint at the step it stopped, and the restart
   continues from that step to the same final state.
 * A truncated file in the newest checkpoint: the restart says which step it
   could not read, resumes from the previous one and still ends bit-identical.
@@ -213,15 +213,16 @@ def test_sigkill_twice(tmp_path, env, reference):
   _kill_and_resume(tmp_path, env, reference, kills)
 
 
-def test_sigterm_saves_exits_zero_and_resumes(tmp_path, env, reference):
+def test_sigterm_saves_exits_75_and_resumes(tmp_path, env, reference):
   workdir = tmp_path / "run"
   proc, out, err = _start(workdir, env, tmp_path)
   _wait_for_checkpoints(proc, workdir, 1, err)
   proc.send_signal(signal.SIGTERM)
-  assert proc.wait(timeout=TIMEOUT) == 0, err.read_text()[-3000:]
-  stderr = err.read_text()
-  match = re.search(r"Preempted: saved step (\d+)", stderr)
-  assert match, stderr[-3000:]
+  # 75 (EX_TEMPFAIL): preempted after saving, distinct from a finished run.
+  assert proc.wait(timeout=TIMEOUT) == 75, err.read_text()[-3000:]
+  stdout = out.read_text()
+  match = re.search(r"Preempted by SIGTERM after step \d+: saved step (\d+)", stdout)
+  assert match, stdout[-3000:] + err.read_text()[-3000:]
   stopped = int(match.group(1))
   assert 0 < stopped < STEPS, f"SIGTERM came too late to test anything ({stopped})"
   assert _finalized_steps(workdir)[-1] == stopped
@@ -231,6 +232,13 @@ def test_sigterm_saves_exits_zero_and_resumes(tmp_path, env, reference):
   proc = _run(workdir, env)
   assert f"Resuming {workdir} at step {stopped}/{STEPS}" in proc.stdout, proc.stdout
   assert_bit_identical(workdir, reference[0], f"SIGTERM at step {stopped}")
+  # The first train record after the resume says how many steps it averages
+  # (fewer than log_every when the stop was off a log boundary).
+  boundary = (stopped // 5 + 1) * 5
+  first = next(
+    r for r in metrics_history(workdir) if r["split"] == "train" and r["step"] > stopped
+  )
+  assert first["step"] == boundary and first["window_steps"] == boundary - stopped
 
 
 def _largest_file(directory: Path) -> Path:

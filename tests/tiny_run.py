@@ -30,3 +30,27 @@ ARGS = (
 def command(*args: str) -> list[str]:
   """`python -m lstm_jax.main` with the tiny run's flags, then `args`."""
   return [sys.executable, "-m", "lstm_jax.main", *ARGS, *args]
+
+
+def tree_snapshot(root, skip=()) -> dict[str, tuple]:
+  """{relative path: (kind, size, mtime_ns, sha256)} of everything under
+  `root` (directories included), but the names in `skip`: two equal
+  snapshots mean nothing was created, deleted, moved, written or touched."""
+  import hashlib  # noqa: PLC0415
+  import os  # noqa: PLC0415
+
+  snap = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = [d for d in dirnames if d not in skip]
+    for name in [*dirnames, *filenames]:
+      if name in skip:
+        continue
+      path = os.path.join(dirpath, name)
+      st = os.lstat(path)
+      digest = ""
+      if os.path.isfile(path):
+        with open(path, "rb") as f:
+          digest = hashlib.sha256(f.read()).hexdigest()
+      kind = "dir" if os.path.isdir(path) else "file"
+      snap[os.path.relpath(path, root)] = (kind, st.st_size, st.st_mtime_ns, digest)
+  return snap

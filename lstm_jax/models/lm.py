@@ -21,8 +21,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lstm_jax import regularisation as reg
+from lstm_jax.cell import LSTMCarry
 from lstm_jax.layers import LSTM
-from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
 
@@ -60,12 +61,16 @@ class LanguageModel(nn.Module):
     tie_embeddings: the output layer is `h @ embedding.T` (+ bias). If the LSTM
       output width is not `embed_dim`, a linear projection to `embed_dim` comes
       first.
+    embed_dropout: in training, the rate at which whole symbols (rows of the
+      embedding matrix) are dropped for the batch (Merity et al., 2017); a
+      tied output layer reads the undropped matrix.
   """
 
   vocab_size: int
   lstm: LSTM
   embed_dim: int = 64
   tie_embeddings: bool = False
+  embed_dropout: float = 0.0
 
   def initialize_carry(self, batch: int) -> LMCarry:
     """Zero state for `batch` rows (no previous segment)."""
@@ -103,7 +108,13 @@ class LanguageModel(nn.Module):
         lambda a: jnp.where(new_doc[:, None], jnp.zeros_like(a), a), lstm_carry
       )
     embed = nn.Embed(self.vocab_size, self.embed_dim, name="embed")
-    x = embed(inputs)
+    if self.embed_dropout > 0 and not deterministic:
+      table = reg.embedding_dropout(
+        self.make_rng("dropout"), self.embed_dropout, embed.embedding
+      )
+      x = jnp.take(table, inputs, axis=0)
+    else:
+      x = embed(inputs)
     y, finals = self.lstm(
       x,
       mask=batch.get("mask"),

@@ -48,6 +48,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"data.{key} must be >= 1, got {data[key]}")
   if config.model.embed_dim < 1:
     raise ConfigError(f"model.embed_dim must be >= 1, got {config.model.embed_dim}")
+  if not 0.0 <= config.model.embed_dropout < 1.0:
+    raise ConfigError(
+      f"model.embed_dropout must be in [0, 1), got {config.model.embed_dropout}"
+    )
   if not sample.temperature >= 0:  # also catches NaN
     raise ConfigError(f"sample.temperature must be >= 0, got {sample.temperature}")
   if sample.length < 0:
@@ -106,6 +110,7 @@ def make_model(
     lstm=lstm,
     embed_dim=config.model.embed_dim,
     tie_embeddings=config.model.tie_embeddings,
+    embed_dropout=config.model.embed_dropout,
   )
 
 
@@ -154,8 +159,16 @@ def report(
     print(prompt + generated)
     print("---")
   if "eval/bpc" in results:
+    total = datasets.info["valid_chars"]
+    scored = int(results.get("eval/tokens", total))
+    # train.eval_batches may limit the evaluation to the first batches.
+    what = (
+      f"all {total} validation characters"
+      if scored >= total
+      else f"{scored} of the {total} validation characters (train.eval_batches)"
+    )
     print(
       f"validation bpc {results['eval/bpc']:.4f} at step {results['step']} "
-      f"({datasets.info['valid_chars']} characters)"
+      f"(scored on {what})"
     )
   return {"sample": generated}
