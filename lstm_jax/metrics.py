@@ -30,7 +30,7 @@ import numpy as np
 from absl import logging
 
 from lstm_jax import tensorboard
-from lstm_jax.errors import DivergenceError
+from lstm_jax.errors import DataError, DivergenceError
 from lstm_jax.rundir import METRICS_FILE
 
 
@@ -46,16 +46,47 @@ def summarize(pairs: Iterable[Mapping[str, tuple[Any, Any]]]) -> dict[str, float
 
 
 def read_jsonl(path: str) -> list[dict[str, Any]]:
-  """The records of a metrics.jsonl file (a torn last line is ignored)."""
+  """The records of a metrics.jsonl file (a torn last line is ignored).
+
+  Raises:
+    DataError: `path` is a directory, is not UTF-8, or a line other than a
+      torn last one is not a JSON object with an integer "step"; the message
+      names the file and line. Resuming would otherwise rewrite (and lose)
+      the history, so a damaged file stops the run instead.
+  """
   records = []
   if not os.path.exists(path):
     return records
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
+  if not os.path.isfile(path):
+    raise DataError(f"{path} is not a file; move it away to start a new history.")
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
+  torn = len(lines) - 1  # the text after the last newline (a killed write)
+  for number, raw in enumerate(lines, 1):
+    if not raw.strip():
+      continue
+    try:
+      record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+      problem = f"is not UTF-8 (byte {e.start} of the line)"
+    except json.JSONDecodeError as e:
+      if number - 1 == torn:
         continue
+      problem = f"is not JSON ({e.msg})"
+    else:
+      step = record.get("step") if isinstance(record, dict) else None
+      if isinstance(step, int) and not isinstance(step, bool):
+        records.append(record)
+        continue
+      problem = (
+        f'has a non-integer "step" {step!r}'
+        if isinstance(record, dict)
+        else f"holds a JSON {type(record).__name__}, not an object"
+      )
+    raise DataError(
+      f"{path} line {number} {problem}; it is not what this program writes. "
+      "Repair or move the file away, then rerun."
+    )
   return records
 
 
@@ -354,7 +385,7 @@ class TrainLog:
         raise DivergenceError(
           f"the training loss was NaN or Inf for {self._nonfinite_run} consecutive "
           f"steps (steps {last - self._nonfinite_run + 1}..{last}); the run stops. "
-          "Try a lower optim.learning_rate, optim.clip_norm > 0, or inspect "
+          "Try a lower optim.learning_rate or optim.clip_norm (0 = none), or inspect "
           "the data; train.max_nonfinite_steps sets this limit."
         )
     values = summarize(m for (m, _), ok in zip(host, finite) if ok)

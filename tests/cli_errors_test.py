@@ -41,17 +41,6 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, env) -> Path:
-  """A completed tiny run: config.json, checkpoints, metrics, events."""
-  workdir = tmp_path_factory.mktemp("finished") / "run"
-  proc = _main(env, f"--workdir={workdir}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert (workdir / "config.json").exists()
-  assert any((workdir / "checkpoints").iterdir())
-  return workdir
-
-
-@pytest.fixture(scope="module")
 def data_files(tmp_path_factory) -> dict[str, Path]:
   d = tmp_path_factory.mktemp("data")
   files = {

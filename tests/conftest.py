@@ -51,3 +51,14 @@ def tiny_reference(tmp_path_factory, env):
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir, proc
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_reference):
+  """The completed tiny run's workdir (config.json, data.json, vocab.json,
+  checkpoints, metrics.jsonl, events), for the command-line tests; a test
+  that changes files copies it first."""
+  workdir = tiny_reference[0]
+  assert (workdir / "config.json").exists()
+  assert any((workdir / "checkpoints").iterdir())
+  return workdir

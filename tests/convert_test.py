@@ -20,7 +20,10 @@ pytestmark = pytest.mark.filterwarnings(
 
 @pytest.fixture
 def torch():
-  return pytest.importorskip("torch")
+  return pytest.importorskip(
+    "torch",
+    reason="live PyTorch parity needs the parity extra: pip install -e .[test,parity]",
+  )
 
 
 def _torch_lstm(torch, seed=0, **kwargs):

@@ -3,6 +3,8 @@ remat, dropout and input errors."""
 
 from __future__ import annotations
 
+import re
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -303,4 +305,21 @@ def test_bad_inputs(model, x, kwargs, match):
 
 
 def test_package_exports():
-  assert lstm_jax.LSTM is LSTM and lstm_jax.LSTMLayer is LSTMLayer
+  # The public API the README documents, spelled out here (not read from
+  # lstm_jax/__init__.py): a name added, dropped or rebound there fails.
+  from lstm_jax import layers, recurrent  # noqa: PLC0415
+
+  expected = {
+    "LSTM": layers.LSTM,
+    "LSTMLayer": layers.LSTMLayer,
+    "LSTMCarry": recurrent.LSTMCarry,
+    "lstm_scan": recurrent.lstm_scan,
+    "lstm_step": recurrent.lstm_step,
+  }
+  assert sorted(lstm_jax.__all__) == sorted([*expected, "__version__"])
+  for name, obj in expected.items():
+    assert getattr(lstm_jax, name) is obj, name
+  namespace: dict = {}
+  exec("from lstm_jax import *", namespace)  # noqa: S102
+  assert sorted(k for k in namespace if k != "__builtins__") == sorted(lstm_jax.__all__)
+  assert re.fullmatch(r"\d+\.\d+\.\d+", lstm_jax.__version__)

@@ -20,7 +20,7 @@ def test_readme_examples_run(capsys):
   namespace: dict = {}
   for block in _python_blocks():
     if "import torch" in block:
-      pytest.importorskip("torch")
+      pytest.importorskip("torch", reason="this example needs the parity extra (torch)")
     exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
   printed = capsys.readouterr().out.split()
   # The printed values are the ones the README's comments promise.

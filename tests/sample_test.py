@@ -62,13 +62,20 @@ def test_temperature_sampling_is_reproducible(model_and_params):
   assert set(a) <= set(VOCAB.chars)
 
 
-def test_generate_batched_shapes(model_and_params):
+def test_each_batched_row_equals_its_unbatched_sample(model_and_params):
   model, params = model_and_params
-  tokens = generate.generate(
-    params, model, jnp.zeros((3, 2), jnp.int32), 5, 0.5, jax.random.key(0)
+  prompts = jnp.array([[1, 2], [3, 4], [5, 5]], jnp.int32)
+  # Greedy: no randomness, so each row must be what the row alone gives.
+  batched = np.asarray(
+    generate.generate(params, model, prompts, 6, 0.0, jax.random.key(0))
   )
-  assert tokens.shape == (3, 5) and tokens.dtype == jnp.int32
-  assert np.all((np.asarray(tokens) >= 0) & (np.asarray(tokens) < len(VOCAB)))
+  assert batched.shape == (3, 6) and batched.dtype == np.int32
+  for row in range(3):
+    alone = generate.generate(
+      params, model, prompts[row : row + 1], 6, 0.0, jax.random.key(0)
+    )
+    np.testing.assert_array_equal(batched[row], np.asarray(alone)[0])
+  assert len({tuple(r) for r in batched}) > 1  # the rows do differ
 
 
 def test_prompt_with_unknown_characters(model_and_params):

@@ -12,13 +12,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = 30
+CHECKPOINT_EVERY = 5
 # Checkpoints every 5 steps, evals (with a best-by-bpc checkpoint) every 10,
 # train logs every 5: log windows align with checkpoints, so a run resumed
 # from any checkpoint writes the same metrics history as an uninterrupted one.
 ARGS = (
   "--config=experiments/charlm.py:tiny",
   f"--config.train.steps={STEPS}",
-  "--config.checkpoint.every_steps=5",
+  f"--config.checkpoint.every_steps={CHECKPOINT_EVERY}",
   "--config.train.log_every=5",
   "--config.train.eval_every=10",
   "--config.train.eval_batches=2",

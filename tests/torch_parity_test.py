@@ -127,7 +127,10 @@ def test_stored_reference_is_small():
 
 @pytest.fixture
 def torch():
-  return pytest.importorskip("torch")
+  return pytest.importorskip(
+    "torch",
+    reason="live PyTorch parity needs the parity extra: pip install -e .[test,parity]",
+  )
 
 
 def _cfg(**overrides):

@@ -218,57 +218,78 @@ def test_too_many_nonfinite_steps_stop_the_run(tmp_path, monkeypatch):
     train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
-@pytest.mark.slow  # a subprocess compiling for two devices: ~20 s of CPU
-def test_two_device_data_parallel_mesh(tmp_path):
+@pytest.mark.slow  # two subprocesses, one compiling for two devices: ~40 s of CPU
+def test_two_device_data_parallel_mesh_matches_one_device(tmp_path):
   # Two CPU devices in a subprocess: the same loop, only parallel.mesh_shape
-  # changes; the batch (and the stateful carry) are split over "data".
+  # changes; the batch (and the stateful carry) are split over "data". The
+  # numbers must be the one-device run's, up to float32 reduction order.
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   env["JAX_PLATFORMS"] = "cpu"
   args = [
     "--config=experiments/charlm.py:tiny",
-    f"--workdir={tmp_path / 'run'}",
-    "--config.parallel.mesh_shape=(2,1)",
     "--config.train.stateful=True",
     "--config.train.steps=6",
+    "--config.train.log_every=2",
     "--config.train.eval_every=6",
     "--config.train.eval_batches=1",
     "--config.sample.length=5",
   ]
-  proc = subprocess.run(
-    [sys.executable, "-m", "lstm_jax.main", *args],
-    cwd=root,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "mesh {'data': 2, 'model': 1}" in proc.stdout
-  records = metrics_lib.read_jsonl(str(tmp_path / "run" / "metrics.jsonl"))
-  assert [r["step"] for r in records if r["split"] == "eval"] == [6]
+  records = {}
+  for mesh in ("(2,1)", "(1,1)"):
+    workdir = tmp_path / mesh.strip("()").replace(",", "x")
+    proc = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "lstm_jax.main",
+        *args,
+        f"--workdir={workdir}",
+        f"--config.parallel.mesh_shape={mesh}",
+      ],
+      cwd=root,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"mesh {{'data': {mesh[1]}, 'model': 1}}" in proc.stdout
+    records[mesh] = [
+      r
+      for r in metrics_lib.read_jsonl(str(workdir / "metrics.jsonl"))
+      if r["split"] in ("train", "eval")
+    ]
+  two, one = records["(2,1)"], records["(1,1)"]
+  assert [(r["step"], r["split"]) for r in two] == [
+    (r["step"], r["split"]) for r in one
+  ]
+  assert [r["step"] for r in two if r["split"] == "eval"] == [6]
+  for a, b in zip(two, one, strict=True):
+    for name in ("loss", "bpc", "accuracy"):
+      np.testing.assert_allclose(a[name], b[name], rtol=1e-5, err_msg=f"{a} vs {b}")
 
 
-@pytest.mark.parametrize(
-  "kw",
-  [
-    {"tie_embeddings": True},  # hidden 12 != embed 8: a projection first
-    {"tie_embeddings": True, "proj_size": 8},
-  ],
-)
-def test_language_model_variants(kw):
-  lstm = LSTM(hidden_size=12, proj_size=kw.get("proj_size", 0))
+@pytest.mark.parametrize("proj_size", [0, 8])  # 0: hidden 12 != embed 8, a projection
+def test_tied_embeddings_are_an_explicit_matmul(proj_size):
+  lstm = LSTM(hidden_size=12, proj_size=proj_size)
   model = LanguageModel(vocab_size=11, embed_dim=8, lstm=lstm, tie_embeddings=True)
   batch = {"inputs": jnp.arange(10, dtype=jnp.int32).reshape(2, 5)}
-  # Shapes and parameter names only: no compilation needed.
-  (logits, carry), variables = jax.eval_shape(
-    model.init_with_output, jax.random.key(0), batch
-  )
-  assert logits.shape == (2, 5, 11) and logits.dtype == jnp.float32
-  assert len(carry.lstm) == model.lstm.num_layers
-  if kw.get("tie_embeddings"):
-    assert "out" not in variables["params"] and "out_bias" in variables["params"]
-    assert ("tie_proj" in variables["params"]) == ("proj_size" not in kw)
+  variables = model.init(jax.random.key(0), batch)
+  params = variables["params"]
+  assert "out" not in params and ("tie_proj" in params) == (proj_size == 0)
+  params = {**params, "out_bias": jnp.linspace(-1.0, 1.0, 11)}  # not all zero
+  logits, carry = model.apply({"params": params}, batch)
+  assert logits.shape == (2, 5, 11) and len(carry.lstm) == 1
+  # The same numbers by hand: embedding lookup, the LSTM, the projection to
+  # embed_dim (if any), then y @ E^T + b with the input embedding matrix E.
+  table = np.asarray(params["embed"]["embedding"])
+  y, _ = lstm.apply({"params": params["lstm"]}, jnp.asarray(table[batch["inputs"]]))
+  y = np.asarray(y, np.float64)
+  if proj_size == 0:
+    y = y @ np.asarray(params["tie_proj"]["kernel"], np.float64)
+  want = y @ table.T.astype(np.float64) + np.asarray(params["out_bias"])
+  np.testing.assert_allclose(np.asarray(logits), want, rtol=1e-5, atol=1e-5)
 
 
 def test_carry_resets_at_a_new_segment_between_windows():

@@ -26,6 +26,7 @@ resets when the streams wrap around.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -48,37 +49,63 @@ class Corpus:
   """A text and the document each character belongs to.
 
   Attributes:
-    text: the whole corpus.
-    doc_ids: <int32>[len(text)] 0-based document index of every character (a
-      separator belongs to the document before it).
+    data: the whole corpus as UTF-8 bytes (no byte-order mark).
+    doc_ids: <uint8|uint16|int32>[num_chars] 0-based document index of every
+      character (a separator belongs to the document before it); the smallest
+      dtype that holds them, and for one document a zero-byte broadcast view.
     info: JSON-able identity: source, sha256 (of the UTF-8 bytes), chars,
       bytes, documents, python_version.
+    text: the corpus as a str (decoded on first use: an ASCII corpus is
+      encoded from its bytes without it).
   """
 
-  text: str
+  data: bytes
   doc_ids: np.ndarray
   info: dict[str, Any]
+
+  @functools.cached_property
+  def text(self) -> str:
+    return self.data.decode("utf-8")
+
+
+def _smallest_uint(n: int) -> type:
+  """The narrowest dtype that holds 0..n-1 (uint8, uint16, else int32)."""
+  return np.uint8 if n <= 1 << 8 else np.uint16 if n <= 1 << 16 else np.int32
+
+
+def _doc_ids(lengths: list[int]) -> np.ndarray:
+  dtype = _smallest_uint(len(lengths))
+  if len(lengths) == 1:  # one document: all zeros, and no memory for them
+    return np.broadcast_to(np.zeros(1, dtype), (lengths[0],))
+  return np.repeat(np.arange(len(lengths), dtype=dtype), lengths)
+
+
+def _corpus(data: bytes, num_chars: int, lengths: list[int], source: str) -> Corpus:
+  info = {
+    "source": source,
+    "sha256": hashlib.sha256(data).hexdigest(),
+    "num_chars": num_chars,
+    "num_bytes": len(data),
+    "num_documents": len(lengths),
+    "python_version": platform.python_version(),
+  }
+  return Corpus(data, _doc_ids(lengths), info)
 
 
 def _from_documents(docs: list[str], source: str) -> Corpus:
   text = DOC_SEPARATOR.join(docs)
   lengths = [len(d) + len(DOC_SEPARATOR) for d in docs]
   lengths[-1] -= len(DOC_SEPARATOR)
-  doc_ids = np.repeat(np.arange(len(docs), dtype=np.int32), lengths)
-  data = text.encode("utf-8")
-  info = {
-    "source": source,
-    "sha256": hashlib.sha256(data).hexdigest(),
-    "num_chars": len(text),
-    "num_bytes": len(data),
-    "num_documents": len(docs),
-    "python_version": platform.python_version(),
-  }
-  return Corpus(text, doc_ids, info)
+  corpus = _corpus(text.encode("utf-8"), len(text), lengths, source)
+  corpus.__dict__["text"] = text  # already decoded (see Corpus.text)
+  return corpus
 
 
 def load_corpus(path: str | None) -> Corpus:
   """Loads a UTF-8 text file (one document), or the default corpus if None.
+
+  Memory: the file's bytes are kept once; an ASCII file is never decoded to
+  a str (see `encode_corpus`).
 
   Raises:
     DataError: the file is missing, a directory, empty or not UTF-8.
@@ -97,6 +124,10 @@ def load_corpus(path: str | None) -> Corpus:
     data = f.read()
   if not data:
     raise DataError(f"data file {path!r} is empty; pass a file with text in it.")
+  if data.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not content
+    data = data[3:]
+  if data.isascii():
+    return _corpus(data, len(data), [len(data)], os.path.abspath(path))
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
@@ -106,9 +137,47 @@ def load_corpus(path: str | None) -> Corpus:
       f"e.g. `iconv -f latin1 -t utf-8 {path} > converted.txt` (use its real "
       "encoding for latin1), or pass a UTF-8 file."
     ) from None
-  text = text.removeprefix("\ufeff")  # a byte-order mark is not content
-  corpus = _from_documents([text], os.path.abspath(path))
+  corpus = _corpus(data, len(text), [len(text)], os.path.abspath(path))
+  corpus.__dict__["text"] = text
   return corpus
+
+
+# Elements per chunk when encoding: numpy widens uint8 indices to intp (8
+# bytes) in bincount and fancy indexing, so whole-corpus calls would cost 8x
+# the corpus in temporaries; 4M-element chunks cost 32 MB.
+_CHUNK = 1 << 22
+
+
+def encode_corpus(corpus: Corpus) -> tuple[Vocab, np.ndarray]:
+  """The corpus's vocabulary (its sorted distinct characters) and its ids.
+
+  Returns:
+    (vocab, ids): ids <uint8|uint16|int32>[num_chars], the smallest dtype
+    that holds the vocabulary (one byte a character up to 256 distinct
+    characters). Same ids as `Vocab.build(text).encode(text)`.
+  """
+  data = corpus.data
+  if data.isascii():  # bytes are characters: count and map them in numpy
+    codes = np.frombuffer(data, np.uint8)
+    counts = np.zeros(128, np.int64)
+    for i in range(0, len(codes), _CHUNK):
+      counts += np.bincount(codes[i : i + _CHUNK], minlength=128)
+    present = np.flatnonzero(counts)
+    table = np.zeros(256, np.uint8)
+    table[present] = np.arange(len(present))
+    ids = np.empty(len(codes), np.uint8)
+    for i in range(0, len(codes), _CHUNK):
+      ids[i : i + _CHUNK] = table[codes[i : i + _CHUNK]]
+    return Vocab([chr(c) for c in present]), ids
+  text = corpus.text
+  vocab = Vocab.build(text)
+  points = np.array([ord(c) for c in vocab.chars])
+  ids = np.empty(len(text), _smallest_uint(len(vocab)))
+  step = _CHUNK // 4
+  for i in range(0, len(text), step):
+    chunk = np.frombuffer(text[i : i + step].encode("utf-32-le"), np.uint32)
+    ids[i : i + step] = np.searchsorted(points, chunk)
+  return vocab, ids
 
 
 class Vocab:
@@ -149,8 +218,8 @@ class CharData:
   """Train and validation batches of a character corpus.
 
   Args:
-    ids: <int32>[n] the encoded corpus.
-    doc_ids: <int32>[n] document index per character.
+    ids: <int>[n] the encoded corpus (any integer dtype; batches are int32).
+    doc_ids: <int>[n] document index per character (any integer dtype).
     valid_fraction: the last this-fraction of characters is validation.
     seq_len, batch_size, eval_batch_size: window and batch sizes.
     seed: batch order seed.
@@ -209,7 +278,7 @@ class CharData:
 
   def _rows(self, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
     idx = starts[:, None] + np.arange(length + 1)[None, :]
-    return self.ids[idx], self.doc_ids[idx]
+    return self.ids[idx].astype(np.int32), self.doc_ids[idx].astype(np.int32)
 
   def train_batch(self, step: int) -> Batch:
     """The training batch of `step`: a pure function of (seed, step).
@@ -264,8 +333,10 @@ class CharData:
       )
       pos = np.where(real, pos, self.split)
       yield {
-        "inputs": self.ids[pos - 1],
-        "targets": self.ids[pos],
+        "inputs": self.ids[pos - 1].astype(np.int32),
+        "targets": self.ids[pos].astype(np.int32),
         "mask": real,
-        "segment_ids": np.where(real, self.doc_ids[pos - 1] + 1, 0).astype(np.int32),
+        "segment_ids": np.where(
+          real, self.doc_ids[pos - 1].astype(np.int32) + 1, 0
+        ).astype(np.int32),
       }

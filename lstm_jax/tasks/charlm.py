@@ -61,18 +61,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   """Loads the corpus, builds the vocabulary and the batch functions."""
   corpus = text.load_corpus(config.data.path)
-  vocab = text.Vocab.build(corpus.text)
-  # The end-of-run sample must not fail after the training: check it now.
-  if config.sample.length:
-    missing = vocab.missing(config.sample.prompt)
-    if missing or not config.sample.prompt:
-      raise ConfigError(
-        f"sample.prompt={config.sample.prompt!r} must be non-empty corpus "
-        f"text; these characters are not in the corpus: {missing} (or set "
-        "sample.length=0)"
-      )
+  vocab, ids = text.encode_corpus(corpus)
   data = text.CharData(
-    vocab.encode(corpus.text),
+    ids,
     corpus.doc_ids,
     valid_fraction=config.data.valid_fraction,
     seq_len=config.data.seq_len,
@@ -82,6 +73,16 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
     stateful=config.train.stateful,
     source=corpus.info["source"],
   )
+  # The end-of-run sample must not fail after the training: check it now
+  # (after CharData, so a corpus shorter than a batch is reported as that).
+  if config.sample.length:
+    missing = vocab.missing(config.sample.prompt)
+    if missing or not config.sample.prompt:
+      raise ConfigError(
+        f"sample.prompt={config.sample.prompt!r} must be non-empty corpus "
+        f"text; these characters are not in the corpus: {missing} (or set "
+        "sample.length=0)"
+      )
   info = {
     **corpus.info,
     "vocab_size": len(vocab),
