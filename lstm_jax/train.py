@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -93,7 +94,9 @@ class _Best:
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  on_eval: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
   """Trains `config.task` in `workdir` (resuming it if it holds this run).
 
@@ -101,9 +104,13 @@ def train_and_evaluate(
   run saves and returns `stopped="preempted"`. The workdir is locked
   (`lock.WorkdirLock`) from before its first write to the end.
 
+  `on_eval(step, eval_values)`, if given, is called after each evaluation
+  (and its checkpoint); returning True stops the run as "pruned" (the early
+  stopping of a sweep's bad trials, `lstm_jax.sweep`).
+
   Returns:
-    Final results: `step`, `stopped` ("finished", "early_stop" or
-    "preempted"), the last `eval/*` and `train/*` metrics, `best_step` and
+    Final results: `step`, `stopped` ("finished", "early_stop",
+    "pruned" or "preempted"), the last `eval/*` and `train/*` metrics, `best_step` and
     `best/<metric>`, the `test/*` metrics of the final evaluation (if the task
     has a test split), plus whatever the task's report adds.
 
@@ -113,7 +120,7 @@ def train_and_evaluate(
   """
   with preemption.PreemptionGuard() as guard, contextlib.ExitStack() as stack:
     try:
-      return _train_and_evaluate(config, workdir, guard, stack)
+      return _train_and_evaluate(config, workdir, guard, stack, on_eval)
     except preemption.Preempted as stop:
       logging.warning("Preempted (%s): nothing new to save; exiting.", stop)
       return {"step": None, "stopped": "preempted", "best_step": None}
@@ -124,6 +131,7 @@ def _train_and_evaluate(
   workdir: str,
   guard: preemption.PreemptionGuard,
   stack: contextlib.ExitStack,
+  on_eval: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
   # ----------------------------------------------------------------------
   # Task, data, model, optimizer: every check before anything is written.
@@ -272,6 +280,9 @@ def _train_and_evaluate(
           writer.sync()  # metrics durable up to every checkpoint
           checkpoint.save(manager, step, state, evals, force=True)
           log.exclude(time.perf_counter() - eval_start)
+          if on_eval is not None and on_eval(step, values):
+            stopped = "pruned"
+            break
         elif step % config.checkpoint.every_steps == 0:
           writer.sync()
           checkpoint.save(manager, step, state)
