@@ -89,6 +89,7 @@ def lstm_scan_reference(
   remat: bool = False,
   dtype: Any = None,
   hoist: bool = False,
+  h_probe: Array | None = None,
 ) -> tuple[Array, LSTMCarry]:
   """One LSTM layer over a sequence, differentiated by JAX's autodiff.
 
@@ -111,6 +112,11 @@ def lstm_scan_reference(
     dtype: matmul compute dtype (e.g. jnp.bfloat16); the carry stays float32.
     hoist: compute `xs @ w_ih` for all steps before the scan (one big matmul)
       instead of inside each step.
+    h_probe: <float32>[batch, time, out], added to h after each real step
+      (to the output and to the carry the next step reads). Pass zeros and
+      differentiate with respect to it: the gradient at t is the full
+      dLoss/dh_t, through the recurrence and not only the output path
+      (`lstm_jax.diagnostics`). Padded steps ignore it.
 
   Returns:
     ys: <float32>[batch, time, out] outputs, zero on padded steps.
@@ -128,6 +134,8 @@ def lstm_scan_reference(
   if segment_ids is not None:
     seg = jnp.asarray(segment_ids).astype(jnp.int32)
     inputs["reset"] = segment_resets(mask, seg, reverse)
+  if h_probe is not None:
+    inputs["probe"] = h_probe
   inputs = jax.tree.map(_time_major, inputs)
 
   def step(carry, inp):
@@ -135,6 +143,9 @@ def lstm_scan_reference(
       carry = jax.tree.map(lambda a: jnp.where(inp["reset"][:, None], 0.0, a), carry)
     gates_x = inp["x"] if hoist else input_projection(params, inp["x"], dtype)
     new_carry, y = lstm_step(params, carry, gates_x, dtype)
+    if "probe" in inp:
+      y = y + inp["probe"]
+      new_carry = LSTMCarry(new_carry.c, y)
     if "mask" in inp:
       keep = inp["mask"][:, None]
       new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
@@ -178,7 +189,10 @@ def lstm_scan(
   if real is not None:
     xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
   # Projection, peephole and layer-norm cells always take the reference path
-  # (also under "fused"); see `backends.choose` for the rest.
+  # (also under "fused"); see `backends.choose` for the rest. h_probe
+  # (gradient-flow diagnostics) exists on the reference path only.
+  if kwargs.get("h_probe") is not None:
+    return lstm_scan_reference(params, xs, **kwargs)
   chosen = backends.choose(impl, params, xs.shape, kwargs)
   if chosen == "reference":
     return lstm_scan_reference(params, xs, **kwargs)
