@@ -55,7 +55,10 @@ from ml_collections import config_flags
 from lstm_jax import errors, sweep_spec, sweep_table, tasks, train
 from lstm_jax.sweep_spec import Trial
 
-def metric_and_mode(config: ml_collections.ConfigDict, spec: dict[str, Any]) -> tuple[str, str]:
+
+def metric_and_mode(
+  config: ml_collections.ConfigDict, spec: dict[str, Any]
+) -> tuple[str, str]:
   """The sweep's ranking metric ("eval/<name>") and "min"/"max"."""
   metric = spec.get("metric") or config.checkpoint.best_metric
   if not metric or not metric.startswith("eval/"):
@@ -67,7 +70,13 @@ def metric_and_mode(config: ml_collections.ConfigDict, spec: dict[str, Any]) -> 
 
 
 def should_prune(
-  rule: dict[str, Any], workdir: str, name: str, step: int, value: float, metric: str, mode: str
+  rule: dict[str, Any],
+  workdir: str,
+  name: str,
+  step: int,
+  value: float,
+  metric: str,
+  mode: str,
 ) -> bool:
   """The early-stopping decision for trial `name` at `step` (see module doc)."""
   if rule["rule"] == "none":
@@ -97,7 +106,9 @@ def should_prune(
   return sign * value > ranked[keep - 1]
 
 
-def run_trial(trial: Trial, spec: dict[str, Any], workdir: str, metric: str, mode: str, report=None) -> dict[str, Any] | None:
+def run_trial(
+  trial: Trial, spec: dict[str, Any], workdir: str, metric: str, mode: str, report=None
+) -> dict[str, Any] | None:
   """Runs (or resumes, or skips) one trial; returns its trial.json record,
   or None if it was preempted (SIGTERM: rerun the sweep to resume).
 
@@ -114,7 +125,9 @@ def run_trial(trial: Trial, spec: dict[str, Any], workdir: str, metric: str, mod
   def on_eval(step: int, values: dict[str, float]) -> bool:
     if report is not None:
       return report(step, values[name])
-    return should_prune(spec["early_stop"], workdir, trial.name, step, values[name], metric, mode)
+    return should_prune(
+      spec["early_stop"], workdir, trial.name, step, values[name], metric, mode
+    )
 
   print(f"[sweep] {trial.name}: {trial.overrides}")
   status, results = None, {}
@@ -131,7 +144,9 @@ def run_trial(trial: Trial, spec: dict[str, Any], workdir: str, metric: str, mod
       status, results = "diverged", {"error": str(e)}
   if status == "preempted":
     return None
-  best, best_step = sweep_table.best_of(sweep_table.eval_history(trial_dir, metric), mode)
+  best, best_step = sweep_table.best_of(
+    sweep_table.eval_history(trial_dir, metric), mode
+  )
   record = {
     "name": trial.name,
     "overrides": trial.overrides,
@@ -175,7 +190,9 @@ def run(
   if spec["population"]:
     from lstm_jax import population  # noqa: PLC0415
 
-    groups = [mine[i : i + spec["population"]] for i in range(0, len(mine), spec["population"])]
+    groups = [
+      mine[i : i + spec["population"]] for i in range(0, len(mine), spec["population"])
+    ]
     for group in groups:
       population.check_members(group)  # every group before the first runs
   os.makedirs(workdir, exist_ok=True)
@@ -205,13 +222,23 @@ def _define_flags() -> None:
   # it can share a process with lstm_jax.main's).
   global _CONFIG, _SWEEP, _WORKDIR, _SHARD, _TABLE_ONLY  # noqa: PLW0603
   _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file[:arg], e.g. experiments/charlm.py:tiny.",
+    "config",
+    None,
+    "Experiment config file[:arg], e.g. experiments/charlm.py:tiny.",
     lock_config=True,
   )
-  _SWEEP = flags.DEFINE_string("sweep", None, "Sweep file: experiments/sweeps/<name>.py.")
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory (one subdirectory per trial).")
-  _SHARD = flags.DEFINE_string("shard", "0/1", "i/n: run trials i, i+n, ... (grid and random).")
-  _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only (re)write the results table.")
+  _SWEEP = flags.DEFINE_string(
+    "sweep", None, "Sweep file: experiments/sweeps/<name>.py."
+  )
+  _WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Sweep directory (one subdirectory per trial)."
+  )
+  _SHARD = flags.DEFINE_string(
+    "shard", "0/1", "i/n: run trials i, i+n, ... (grid and random)."
+  )
+  _TABLE_ONLY = flags.DEFINE_bool(
+    "table_only", False, "Only (re)write the results table."
+  )
   flags.mark_flags_as_required(["config", "sweep", "workdir"])
 
 

@@ -46,16 +46,24 @@ def _pruner(optuna, rule: dict[str, Any], config: ml_collections.ConfigDict):
 
 
 def run(
-  config: ml_collections.ConfigDict, spec: dict[str, Any], workdir: str, metric: str, mode: str
+  config: ml_collections.ConfigDict,
+  spec: dict[str, Any],
+  workdir: str,
+  metric: str,
+  mode: str,
 ) -> None:
   """Runs `spec["num_trials"]` ended (complete or pruned) trials of a study."""
   try:
     import optuna  # noqa: PLC0415 (optional dependency)
   except ImportError as e:
-    raise errors.ConfigError("a sweep with method 'optuna' needs `pip install optuna`") from e
+    raise errors.ConfigError(
+      "a sweep with method 'optuna' needs `pip install optuna`"
+    ) from e
   dists = _distributions(optuna, spec["parameters"])
   # Check every key (and a value's type) before anything is written.
-  sweep._check_trials(sweep_spec.plan(config, {**spec, "method": "random", "num_trials": 1}))  # noqa: SLF001
+  sweep._check_trials(
+    sweep_spec.plan(config, {**spec, "method": "random", "num_trials": 1})
+  )  # noqa: SLF001
   os.makedirs(workdir, exist_ok=True)
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   study = optuna.create_study(
@@ -70,6 +78,7 @@ def run(
   for killed in study.get_trials(deepcopy=False, states=(state.RUNNING,)):
     study.tell(killed.number, state=state.FAIL)
     study.enqueue_trial(killed.params)
+
   def ended() -> int:
     trials = study.get_trials(deepcopy=False)
     done = (state.COMPLETE, state.PRUNED)

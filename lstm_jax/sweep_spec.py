@@ -119,7 +119,9 @@ def check(spec: dict[str, Any], where: str = "the sweep") -> dict[str, Any]:
         + ("" if method == "grid" else " or a Uniform/LogUniform/IntUniform")
         + f", got {values!r}"
       )
-    elif values.low > values.high or (isinstance(values, LogUniform) and values.low <= 0):
+    elif values.low > values.high or (
+      isinstance(values, LogUniform) and values.low <= 0
+    ):
       raise ConfigError(f"{where}: parameter {key!r} has an empty range {values}")
   if method != "grid" and int(spec.get("num_trials", 0)) < 1:
     raise ConfigError(f"{where}: a {method} sweep needs num_trials >= 1")

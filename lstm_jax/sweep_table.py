@@ -73,17 +73,25 @@ def collect(workdir: str, metric: str, mode: str) -> list[dict[str, Any]]:
     record = read_trial(trial_dir) or {"status": "running", "overrides": {}}
     history = eval_history(trial_dir, metric)
     value, step = best_of(history, mode)
-    rows.append({
-      "trial": name,
-      "status": record["status"],
-      metric: value,
-      "best_step": step,
-      "last_step": history[-1][0] if history else 0,
-      "overrides": record.get("overrides", {}),
-      "history": history,
-    })
+    rows.append(
+      {
+        "trial": name,
+        "status": record["status"],
+        metric: value,
+        "best_step": step,
+        "last_step": history[-1][0] if history else 0,
+        "overrides": record.get("overrides", {}),
+        "history": history,
+      }
+    )
   sign = 1.0 if mode == "min" else -1.0
-  rows.sort(key=lambda r: (math.isnan(r[metric]), sign * r[metric] if not math.isnan(r[metric]) else 0.0, r["trial"]))
+  rows.sort(
+    key=lambda r: (
+      math.isnan(r[metric]),
+      sign * r[metric] if not math.isnan(r[metric]) else 0.0,
+      r["trial"],
+    )
+  )
   for rank, row in enumerate(rows, 1):
     row["rank"] = rank
   return rows
@@ -96,10 +104,19 @@ def write_table(workdir: str, metric: str, mode: str) -> list[dict[str, Any]]:
   header = ["rank", "trial", "status", metric, "best_step", "last_step", *keys]
 
   def cells(row):
-    return [row["rank"], row["trial"], row["status"], row[metric], row["best_step"],
-            row["last_step"], *(row["overrides"].get(k, "") for k in keys)]
+    return [
+      row["rank"],
+      row["trial"],
+      row["status"],
+      row[metric],
+      row["best_step"],
+      row["last_step"],
+      *(row["overrides"].get(k, "") for k in keys),
+    ]
 
-  with open(os.path.join(workdir, "results.csv"), "w", newline="", encoding="utf-8") as f:
+  with open(
+    os.path.join(workdir, "results.csv"), "w", newline="", encoding="utf-8"
+  ) as f:
     writer = csv.writer(f)
     writer.writerow(header)
     writer.writerows(cells(r) for r in rows)
@@ -124,7 +141,12 @@ def _plot(rows: list[dict[str, Any]], metric: str, path: str) -> None:
   for row in rows:
     if row["history"]:
       steps, values = zip(*row["history"])
-      ax.plot(steps, values, marker="o", label=f"#{row['rank']} {row['trial']} ({row['status']})")
+      ax.plot(
+        steps,
+        values,
+        marker="o",
+        label=f"#{row['rank']} {row['trial']} ({row['status']})",
+      )
   ax.set_xlabel("step")
   ax.set_ylabel(metric)
   ax.set_title(f"sweep trials ranked by best {metric}")
