@@ -35,6 +35,7 @@ from absl import logging
 
 from lstm_jax import (
   checkpoint,
+  diagnostics,
   lock,
   metrics,
   optim,
@@ -252,6 +253,7 @@ def _train_and_evaluate(
         nonfinite_run=int(jax.device_get(state.nonfinite_run)),
       )
       guard.progress = lambda: log.completed
+      diag = diagnostics.Monitor(config, task, datasets.info, workdir, writer)
       while step < total_steps:
         if patience and best.since >= patience:
           stopped = "early_stop"
@@ -263,6 +265,8 @@ def _train_and_evaluate(
         state, step_metrics, loss = train_step(state, batch)
         step += 1
         log.add(state, step_metrics, loss)  # waits for step - 1 (bounded dispatch)
+        diag.observe(step_metrics)
+        diag.maybe_run(step, state.params, batch)
         writer.advance(log.completed)
         if step % log_every == 0 or step == total_steps:
           values = log.flush(step, float(schedule(step - 1)))  # last update's rate
