@@ -23,9 +23,10 @@ TensorBoard events, checkpoints (at each eval and at the end) and
 is non-finite for `train.max_nonfinite_steps` consecutive steps is stopped
 (its state frozen, status "diverged") while the others train on.
 
-Not done here: early stopping of members, the stateful (truncated BPTT)
-carry, and resuming a killed population (it restarts from step 0 unless every
-member has ended).
+A killed population resumes from its members' latest checkpoints when they
+are all at one step (they save together, at each eval); if a save was cut
+short part-way, it says so instead of guessing. Not done here: early stopping
+of members, the stateful (truncated BPTT) carry.
 """
 
 from __future__ import annotations
@@ -221,10 +222,10 @@ def evaluate(
   return [metrics.summarize(member(p, k) for p in host) for k in range(len(trials))]
 
 
-def _finish(
-  trial_dir: str, trial: Trial, status: str, history: list, mode: str
-) -> None:
-  best, best_step = sweep_table.best_of(history, mode)
+def _finish(trial_dir: str, trial: Trial, status: str) -> None:
+  metric = trial.config.checkpoint.best_metric or "eval/loss"
+  history = sweep_table.eval_history(trial_dir, metric)
+  best, best_step = sweep_table.best_of(history, trial.config.checkpoint.best_mode)
   sweep_table.write_trial(
     trial_dir,
     {
@@ -236,6 +237,29 @@ def _finish(
       "results": {"population": True},
     },
   )
+
+
+def _restore(pop, managers, trials) -> tuple[Any, int]:
+  """The stacked state of the members' latest checkpoints (all at one step),
+  or a fresh one at step 0 when none has a checkpoint."""
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(
+    lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+    jax.eval_shape(lambda: pop["init"](0)),
+  )
+  found = [checkpoint.restore_latest(m, target) for m in managers]
+  if all(f is None for f in found):
+    return stack([pop["init"](k) for k in range(len(trials))]), 0
+  found_steps = {
+    t.name: (None if f is None else int(f[1])) for t, f in zip(trials, found)
+  }
+  if len(set(found_steps.values())) != 1:
+    raise checkpoint.CheckpointError(
+      f"population members' latest checkpoints are at different steps "
+      f"{found_steps}; resume needs one step for all. Move the member "
+      "directories aside to train the population again from step 0."
+    )
+  return stack([f[0] for f in found]), found[0][1]
 
 
 def run(trials: Sequence[Trial], workdir: str) -> list[str]:
@@ -252,16 +276,14 @@ def run(trials: Sequence[Trial], workdir: str) -> list[str]:
     config.train.log_every,
     config.train.eval_every,
   )
-  best_name = config.checkpoint.best_metric.removeprefix("eval/")
   for t, d, data in zip(trials, dirs, pop["datasets"]):
     rundir.prepare(d, t.config, data.info, task.resumable_keys)
-  state = stack([pop["init"](k) for k in range(k_count)])
+  managers = [checkpoint.make_manager(d, t.config) for d, t in zip(dirs, trials)]
+  state, start = _restore(pop, managers, trials)
   keep = jnp.asarray(keep_probs(trials))
   active = np.ones(k_count, bool)
   nonfinite = np.zeros(k_count, int)
-  writers = [metrics.MetricWriter(d, total, 0) for d in dirs]
-  managers = [checkpoint.make_manager(d, t.config) for d, t in zip(dirs, trials)]
-  histories: list[list] = [[] for _ in trials]
+  writers = [metrics.MetricWriter(d, total, start) for d in dirs]
   status = ["finished"] * k_count
   lrs = np.asarray([t.config.optim.learning_rate for t in trials])
   window = []
@@ -269,7 +291,7 @@ def run(trials: Sequence[Trial], workdir: str) -> list[str]:
     f"[population] {k_count} members in one vmapped step: {[t.name for t in trials]}"
   )
   try:
-    for step in range(1, total + 1):
+    for step in range(start + 1, total + 1):
       batch = stack([d.train_batch(step - 1) for d in pop["datasets"]])
       state, step_metrics, loss = pop["train_step"](
         state, batch, keep, jnp.asarray(active)
@@ -298,7 +320,6 @@ def run(trials: Sequence[Trial], workdir: str) -> list[str]:
         evals = evaluate(pop, state.params, trials)
         for k in np.flatnonzero(active):
           writers[k].write(step, "eval", evals[k])
-          histories[k].append((step, evals[k][best_name]))
           ckpt = {f"eval/{n}": v for n, v in evals[k].items()}
           checkpoint.save(managers[k], step, member(state, k), ckpt, force=True)
         for w in writers:
@@ -311,5 +332,5 @@ def run(trials: Sequence[Trial], workdir: str) -> list[str]:
       m.wait_until_finished()
       m.close()
   for k in range(k_count):
-    _finish(dirs[k], trials[k], status[k], histories[k], config.checkpoint.best_mode)
+    _finish(dirs[k], trials[k], status[k])
   return status
