@@ -143,7 +143,10 @@ def decay_ratio(norms: np.ndarray) -> float:
   near, far = float(np.median(norms[:k])), float(np.median(norms[-k:]))
   if near == 0.0:
     return 1.0
-  return np.inf if far == 0.0 else near / far
+  # A gradient that underflowed to 0 counts as float32's smallest normal
+  # number: the ratio stays finite (metrics.jsonl is strict JSON) and is a
+  # lower bound of the true decay.
+  return near / max(far, float(np.finfo(np.float32).tiny))
 
 
 def warnings_for(values: dict[str, float], cfg: ml_collections.ConfigDict) -> list[str]:

@@ -45,7 +45,8 @@ def eval_history(trial_dir: str, metric: str) -> list[tuple[int, float]]:
   name = metric.removeprefix("eval/")
   path = os.path.join(trial_dir, metrics.METRICS_FILE)
   return [
-    (int(r["step"]), float(r[name]))
+    # metrics.jsonl writes NaN and infinities as null.
+    (int(r["step"]), math.nan if r[name] is None else float(r[name]))
     for r in metrics.read_jsonl(path)
     if r.get("split") == "eval" and name in r
   ]
