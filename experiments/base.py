@@ -90,6 +90,20 @@ def get_config() -> ml_collections.ConfigDict:
   # "min" or "max": which direction of best_metric is better.
   config.checkpoint.best_mode = "min"
 
+  config.diagnostics = ml_collections.ConfigDict()
+  # Gradient-flow diagnostics (lstm_jax.diagnostics) every N steps on the
+  # current batch: dLoss/dh_t per step, per-module gradient norms, clipping
+  # rate, forget gates; to metrics.jsonl ("diagnostics") and
+  # gradient_flow.png. 0 = off (they cost about one reference-path step).
+  config.diagnostics.every_steps = 0
+  # Warn "vanishing" when ||dLoss/dh_t|| of layer 0 falls by more than this
+  # factor from the last step to the first.
+  config.diagnostics.vanishing_factor = 1e3
+  # Warn "exploding" when it grows by more than this factor instead.
+  config.diagnostics.exploding_factor = 10.0
+  # Warn "exploding" when clipping fired on more than this fraction of steps.
+  config.diagnostics.clip_warn_fraction = 0.5
+
   config.parallel = ml_collections.ConfigDict()
   # Device mesh (data, model) over all devices of all processes; -1 = the
   # remaining devices; the product must be the device count. Batches are

@@ -124,6 +124,7 @@ class LSTMLayer(nn.Module):
     segment_ids: Array | None = None,
     initial_carry: LSTMCarry | None = None,
     deterministic: bool = True,
+    h_probe: Array | None = None,
   ) -> tuple[Array, LSTMCarry]:
     """Runs the layer.
 
@@ -134,6 +135,9 @@ class LSTMLayer(nn.Module):
       initial_carry: `LSTMCarry(c [batch, H], h [batch, P or H])`.
       deterministic: disables the regularisers; otherwise (when a rate is
         set) needs a 'dropout' rng.
+      h_probe: <float32>[batch, time, P or H] added to h after each step
+        (gradient-flow diagnostics; takes the reference path, see
+        `recurrent.lstm_scan_reference`).
 
     Returns:
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
@@ -165,9 +169,11 @@ class LSTMLayer(nn.Module):
       p["ln_hh_scale"] = self.param("ln_hh_scale", ones, (4 * hid,), self.param_dtype)
       p["ln_c_scale"] = self.param("ln_c_scale", ones, (hid,), self.param_dtype)
       p["ln_c_bias"] = self.param("ln_c_bias", zeros, (hid,), self.param_dtype)
+    probe = {} if h_probe is None else {"h_probe": h_probe}
     ys, carry = recurrent.lstm_scan(
       p if deterministic else self._drop_weights(p),
       x,
+      **probe,
       mask=mask,
       segment_ids=segment_ids,
       initial_carry=initial_carry,
@@ -274,6 +280,7 @@ class LSTM(nn.Module):
     segment_ids: Array | None = None,
     initial_carry: Sequence[LSTMCarry] | None = None,
     deterministic: bool = True,
+    h_probe: Sequence[Array] | None = None,
   ) -> tuple[Array, tuple[LSTMCarry, ...]]:
     """Runs the stack.
 
@@ -285,6 +292,9 @@ class LSTM(nn.Module):
       initial_carry: one `LSTMCarry` per (layer, direction) in PyTorch's order
         (layer 0 forward, layer 0 backward, layer 1 forward, ...); zeros if None.
       deterministic: disables dropout; otherwise needs a 'dropout' rng.
+      h_probe: one <float32>[batch, time, P or H] per (layer, direction), in
+        the order of `initial_carry`, added to that layer's h after each step
+        (see `LSTMLayer`); for gradient-flow diagnostics.
 
     Returns:
       outputs: <dtype>[batch, time, D * (P or H)], zero on padded steps.
@@ -331,6 +341,7 @@ class LSTM(nn.Module):
           segment_ids,
           None if initial_carry is None else initial_carry[k],
           deterministic=deterministic,
+          h_probe=None if h_probe is None else h_probe[k],
         )
         outs.append(y)
         finals.append(carry)

@@ -92,6 +92,7 @@ def lstm_scan_reference(
   recurrent_mask: Array | None = None,
   zoneout_c: Array | None = None,
   zoneout_h: Array | None = None,
+  h_probe: Array | None = None,
 ) -> tuple[Array, LSTMCarry]:
   """One LSTM layer over a sequence, differentiated by JAX's autodiff.
 
@@ -119,6 +120,11 @@ def lstm_scan_reference(
     zoneout_c, zoneout_h: <bool>[batch, time, hidden / out] zoneout: where
       true, the step keeps the entering c (h) instead of the new one,
       `c_t = z c_{t-1} + (1 - z) c'_t`; the output is the zoned-out h_t.
+    h_probe: <float32>[batch, time, out], added to h after each real step
+      (to the output and to the carry the next step reads). Pass zeros and
+      differentiate with respect to it: the gradient at t is the full
+      dLoss/dh_t, through the recurrence and not only the output path
+      (`lstm_jax.diagnostics`). Padded steps ignore it.
 
   Returns:
     ys: <float32>[batch, time, out] outputs, zero on padded steps.
@@ -140,6 +146,8 @@ def lstm_scan_reference(
     inputs["zc"] = jnp.asarray(zoneout_c).astype(bool)
   if zoneout_h is not None:
     inputs["zh"] = jnp.asarray(zoneout_h).astype(bool)
+  if h_probe is not None:
+    inputs["probe"] = h_probe
   inputs = jax.tree.map(_time_major, inputs)
   rmask = None if recurrent_mask is None else jnp.asarray(recurrent_mask, jnp.float32)
 
@@ -159,6 +167,9 @@ def lstm_scan_reference(
     if "zh" in inp:
       y = jnp.where(inp["zh"], carry.h, y)
       new_carry = new_carry._replace(h=y)
+    if "probe" in inp:
+      y = y + inp["probe"]
+      new_carry = LSTMCarry(new_carry.c, y)
     if "mask" in inp:
       keep = inp["mask"][:, None]
       new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
@@ -217,7 +228,10 @@ def lstm_scan(
     # device owns H/model units of every gate (see `lstm_jax.sharding`).
     return lstm_scan_reference(_gate_views(params), xs, **kwargs)
   # Projection, peephole and layer-norm cells always take the reference path
-  # (also under "fused"); see `backends.choose` for the rest.
+  # (also under "fused"); see `backends.choose` for the rest. h_probe
+  # (gradient-flow diagnostics) exists on the reference path only.
+  if kwargs.get("h_probe") is not None:
+    return lstm_scan_reference(params, xs, **kwargs)
   chosen = backends.choose(impl, params, xs.shape, kwargs)
   if chosen == "reference":
     return lstm_scan_reference(params, xs, **kwargs)

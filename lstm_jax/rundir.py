@@ -63,6 +63,7 @@ RESUMABLE_KEYS = (
   "train.eval_every",
   "train.eval_batches",
   "train.sample_*",
+  "diagnostics.*",
   # How to save it.
   "checkpoint.every_steps",
   "checkpoint.keep",

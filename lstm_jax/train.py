@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,6 +35,7 @@ from absl import logging
 
 from lstm_jax import (
   checkpoint,
+  diagnostics,
   distributed,
   lock,
   metrics,
@@ -95,7 +97,9 @@ class _Best:
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  on_eval: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
   """Trains `config.task` in `workdir` (resuming it if it holds this run).
 
@@ -103,9 +107,13 @@ def train_and_evaluate(
   run saves and returns `stopped="preempted"`. The workdir is locked
   (`lock.WorkdirLock`) from before its first write to the end.
 
+  `on_eval(step, eval_values)`, if given, is called after each evaluation
+  (and its checkpoint); returning True stops the run as "pruned" (the early
+  stopping of a sweep's bad trials, `lstm_jax.sweep`).
+
   Returns:
-    Final results: `step`, `stopped` ("finished", "early_stop" or
-    "preempted"), the last `eval/*` and `train/*` metrics, `best_step` and
+    Final results: `step`, `stopped` ("finished", "early_stop",
+    "pruned" or "preempted"), the last `eval/*` and `train/*` metrics, `best_step` and
     `best/<metric>`, the `test/*` metrics of the final evaluation (if the task
     has a test split), plus whatever the task's report adds.
 
@@ -115,7 +123,7 @@ def train_and_evaluate(
   """
   with preemption.PreemptionGuard() as guard, contextlib.ExitStack() as stack:
     try:
-      return _train_and_evaluate(config, workdir, guard, stack)
+      return _train_and_evaluate(config, workdir, guard, stack, on_eval)
     except preemption.Preempted as stop:
       logging.warning("Preempted (%s): nothing new to save; exiting.", stop)
       return {"step": None, "stopped": "preempted", "best_step": None}
@@ -126,6 +134,7 @@ def _train_and_evaluate(
   workdir: str,
   guard: preemption.PreemptionGuard,
   stack: contextlib.ExitStack,
+  on_eval: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
   # ----------------------------------------------------------------------
   # Task, data, model, optimizer: every check before anything is written.
@@ -260,6 +269,7 @@ def _train_and_evaluate(
         nonfinite_run=int(jax.device_get(state.nonfinite_run)),
       )
       guard.progress = lambda: log.completed
+      diag = diagnostics.Monitor(config, task, datasets.info, workdir, writer)
       while step < total_steps:
         if patience and best.since >= patience:
           stopped = "early_stop"
@@ -271,6 +281,8 @@ def _train_and_evaluate(
         state, step_metrics, loss = train_step(state, batch)
         step += 1
         log.add(state, step_metrics, loss)  # waits for step - 1 (bounded dispatch)
+        diag.observe(step_metrics)
+        diag.maybe_run(step, state.params, batch)
         writer.advance(log.completed)
         if step % log_every == 0 or step == total_steps:
           values = log.flush(step, float(schedule(step - 1)))  # last update's rate
@@ -288,6 +300,9 @@ def _train_and_evaluate(
           writer.sync()  # metrics durable up to every checkpoint
           checkpoint.save(manager, step, state, evals, force=True)
           log.exclude(time.perf_counter() - eval_start)
+          if on_eval is not None and on_eval(step, values):
+            stopped = "pruned"
+            break
         elif step % config.checkpoint.every_steps == 0:
           writer.sync()
           checkpoint.save(manager, step, state)
