@@ -268,15 +268,15 @@ def baseline_forecasts(
 
 def plot(path: str, p: Prepared, ours: np.ndarray, others: dict[str, np.ndarray]):
   """PNG of the holdout (with some history) and the multi-step forecasts."""
-  import matplotlib  # optional, imported on use only
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  # A bare Figure, not pyplot: no global backend switch, so a notebook's
+  # inline backend keeps working after a training run inside it.
+  from matplotlib.figure import Figure  # optional, imported on use only
 
   y = p.series.target_values
   t = np.arange(len(y))
   start = max(0, p.test_start - 2 * (len(y) - p.test_start))
-  fig, ax = plt.subplots(figsize=(9, 4))
+  fig = Figure(figsize=(9, 4))
+  ax = fig.subplots()
   ax.plot(t[start:], y[start:], color="black", lw=1.2, label="observed")
   ax.axvline(p.test_start, color="gray", ls=":", lw=1)
   for name, f in others.items():
@@ -288,7 +288,6 @@ def plot(path: str, p: Prepared, ours: np.ndarray, others: dict[str, np.ndarray]
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def final_evaluation(
