@@ -39,7 +39,9 @@ DTW = {
 
 # name -> (group, config, flags, metric, baseline keys or note, seeds)
 ENTRIES = {
-  "sunspots": ("forecast", "experiments/forecast.py", ["--config.model.relative=False"], "mae", None, 3),
+  "sunspots": ("forecast", "experiments/forecast.py", [], "mae", None, 3),
+  "sunspots_recursive": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive"], "mae", None, 1),
+  "sunspots_recursive_relative": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive", "--config.model.relative=True"], "mae", None, 1),
   "co2": ("forecast", "experiments/forecast.py:co2", [], "mae", None, 3),
   **{
     name: ("ucr", f"experiments/ucr.py:{name}", ["--config.train.steps=1000"], "accuracy", None, 3)
