@@ -321,7 +321,7 @@ def _train_and_evaluate(
         if best_step is not None and best_step != step:
           params = checkpoint.restore_step(manager, best_step, target).params
         if task.final_evaluation:
-          values = task.final_evaluation(config, model, params, datasets)
+          values = task.final_evaluation(config, model, params, datasets, workdir)
         else:
           values = run_eval(params, datasets.test_batches())
         values = {**values, "checkpoint_step": float(best_step or step)}

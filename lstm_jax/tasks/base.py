@@ -91,11 +91,17 @@ class TaskModule(Protocol):
     written; raises `errors.ConfigError` naming the key."""
 
   def final_evaluation(
-    self, config: Config, model: nn.Module, params: Any, datasets: Datasets
+    self,
+    config: Config,
+    model: nn.Module,
+    params: Any,
+    datasets: Datasets,
+    workdir: str | None,
   ) -> dict[str, float]:
     """Optional: the test metrics of `params` (the best checkpoint), for
     evaluations that are not sums over batches (multi-step forecasts against
-    baselines, say). Default: the task's metrics over `datasets.test_batches`."""
+    baselines, say). It may write figures into `workdir` (None: write
+    nothing). Default: the task's metrics over `datasets.test_batches`."""
 
   def report(
     self,

@@ -1,0 +1,164 @@
+r"""Runs every task at a documented CPU budget and writes benchmarks/RESULTS.md.
+
+  python benchmarks/tasks.py                      # everything (hours on 2 cores)
+  python benchmarks/tasks.py --only=forecast,ucr  # some groups
+  python benchmarks/tasks.py --seeds=1            # one seed per entry
+  python benchmarks/tasks.py --runs_dir=/tmp/b --report_only  # re-read runs
+
+Each entry is one `python -m lstm_jax.main` command per seed, in
+`<runs_dir>/<entry>_s<seed>`. A workdir that already holds a test record is
+read, not retrained (delete it to rerun); an unfinished one is resumed.
+Minutes are the wall time between the run's config.json and its last
+metrics record (resumed runs include the gap). The table holds our figure
+(mean +- sample std over the seeds that finished), the same-split baseline
+and, for UCR, the archive's published 1-NN DTW accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# Published 1-NN DTW test accuracy. Univariate: the UCR archive (Dau et al.
+# 2018, www.timeseriesclassification.com, DTW with the learned window).
+# Multivariate: DTW_D of the UEA archive paper (Bagnall et al. 2018,
+# arXiv:1811.00075, Table 3).
+DTW = {
+  "GunPoint": 0.907,
+  "ItalyPowerDemand": 0.950,
+  "ArrowHead": 0.703,
+  "BasicMotions": 0.975,
+  "JapaneseVowels": 0.949,
+}
+
+# name -> (group, config, flags, metric, baseline keys or note, seeds)
+ENTRIES = {
+  "sunspots": ("forecast", "experiments/forecast.py", [], "mae", None, 3),
+  "sunspots_recursive": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive"], "mae", None, 1),
+  "sunspots_recursive_relative": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive", "--config.model.relative=True"], "mae", None, 1),
+  "co2": ("forecast", "experiments/forecast.py:co2", [], "mae", None, 3),
+  **{
+    name: ("ucr", f"experiments/ucr.py:{name}", ["--config.train.steps=1000"], "accuracy", None, 3)
+    for name in DTW
+  },
+  "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py", ["--config.train.steps=2000"], "exact_match", None, 1),
+  "seq2seq_reversal": ("seq2seq", "experiments/seq2seq.py:reversal", ["--config.train.steps=2000"], "exact_match", None, 1),
+  "adding_T200": ("adding", "experiments/adding.py", ["--config.train.steps=2000"], "mse", None, 1),
+  "adding_T400": ("adding", "experiments/adding.py", ["--config.data.seq_len=400", "--config.train.steps=2000"], "mse", None, 1),
+  "copy_T100": ("copy", "experiments/copy.py", [], "ce_ratio", None, 1),
+  "copy_T200": ("copy", "experiments/copy.py", ["--config.data.seq_len=200"], "ce_ratio", None, 1),
+}  # fmt: skip
+
+
+def _test_record(workdir: Path) -> dict | None:
+  path = workdir / "metrics.jsonl"
+  if not path.is_file():
+    return None
+  tests = [json.loads(x) for x in path.read_text().splitlines() if '"test"' in x]
+  tests = [r for r in tests if r.get("split") == "test"]
+  return tests[-1] if tests else None
+
+
+def _minutes(workdir: Path) -> float:
+  start = (workdir / "config.json").stat().st_mtime
+  return ((workdir / "metrics.jsonl").stat().st_mtime - start) / 60
+
+
+def run_entry(
+  name: str, runs_dir: Path, seeds: int, train: bool
+) -> list[tuple[dict, float]]:
+  """(test record, minutes) of each finished seed of `name`."""
+  _, config, flags, *_, n_seeds = ENTRIES[name]
+  out = []
+  for seed in range(min(seeds, n_seeds)):
+    workdir = runs_dir / f"{name}_s{seed}"
+    if _test_record(workdir) is None and train:
+      cmd = [sys.executable, "-m", "lstm_jax.main", f"--config={config}", *flags,
+             f"--config.seed={seed}", f"--workdir={workdir}"]  # fmt: skip
+      print("+", " ".join(cmd), flush=True)
+      subprocess.run(cmd, cwd=REPO, check=False)
+    record = _test_record(workdir)
+    if record is not None:
+      out.append((record, _minutes(workdir)))
+  return out
+
+
+def _stat(values: list[float]) -> str:
+  if not values:
+    return "not run"
+  if len(values) == 1:
+    return f"{values[0]:.4g} (1 seed)"
+  return f"{statistics.mean(values):.4g} +- {statistics.stdev(values):.2g} ({len(values)} seeds)"
+
+
+def baseline(name: str, records: list[dict]) -> str:
+  group = ENTRIES[name][0]
+  if group == "forecast" and records:
+    r = records[0]
+    return (
+      f"seasonal naive {r['seasonal_naive/mae']:.4g}, naive {r['naive/mae']:.4g}, "
+      f"ARIMA {r['arima/mae']:.4g} (same split, same run)"
+    )
+  if group == "ucr":
+    return f"1-NN DTW {DTW[name]:.3f} (published)"
+  if group == "adding":
+    return "always 1: 0.167; target < 0.01"
+  if group == "copy":
+    return "memoryless: 1.0 by definition; target < 0.1"
+  if group == "seq2seq" and records:
+    longer = [r.get("exact_match/longer") for r in records]
+    return f"longer than training: {_stat([x for x in longer if x is not None])}"
+  return ""
+
+
+def write_results(results: dict[str, list[tuple[dict, float]]], path: Path) -> None:
+  lines = [
+    "# Task benchmarks (CPU)",
+    "",
+    "Written by `python benchmarks/tasks.py`; the commands are in its `ENTRIES`.",
+    "Figures are test-split values of each run's `metrics.jsonl` (the best",
+    "checkpoint by validation). Forecast MAE is multi-step over the whole",
+    "holdout (last 20%), original units. Minutes are wall time on the shared",
+    "2-core machine (often under heavy load from other jobs).",
+    "",
+    "| entry | metric | ours | baseline / reference | minutes per run |",
+    "|---|---|---|---|---|",
+  ]
+  for name, got in results.items():
+    metric = ENTRIES[name][3]
+    records = [r for r, _ in got]
+    ours = _stat([r[metric] for r in records if metric in r])
+    mins = _stat([m for _, m in got]).replace(" seeds)", ")").replace(" (1 seed)", "")
+    lines.append(f"| {name} | {metric} | {ours} | {baseline(name, records)} | {mins} |")
+  path.write_text("\n".join(lines) + "\n")
+  print(f"wrote {path}")
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--runs_dir", default=str(REPO / "benchmarks" / "runs"))
+  parser.add_argument("--only", default="", help="comma-separated groups or entries")
+  parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--report_only", action="store_true")
+  parser.add_argument("--out", default=str(REPO / "benchmarks" / "RESULTS.md"))
+  args = parser.parse_args()
+  only = {x for x in args.only.split(",") if x}
+  os.environ.setdefault("JAX_PLATFORMS", "cpu")
+  results = {}
+  for name, entry in ENTRIES.items():
+    if only and name not in only and entry[0] not in only:
+      continue
+    results[name] = run_entry(
+      name, Path(args.runs_dir), args.seeds, not args.report_only
+    )
+  write_results(results, Path(args.out))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,82 @@
+r"""Encoder-decoder LSTM with attention on generated addition or reversal.
+
+  python -m lstm_jax.main --config=experiments/seq2seq.py --workdir=runs/s2s
+  python -m lstm_jax.main --config=experiments/seq2seq.py:reversal --workdir=runs/rev
+  python -m lstm_jax.main --config=experiments/seq2seq.py:tiny --workdir=/tmp/s2s
+
+`arg` is "", "addition", "reversal", "tiny" or e.g. "reversal,tiny". The test
+record holds greedy exact match on held-out examples of the training lengths
+and on `data.extra` longer lengths never seen in training.
+"""
+
+import ml_collections
+
+from experiments import base
+from lstm_jax.layers import lstm_config
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """The seq2seq config; see the module docstring for `arg`."""
+  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
+  unknown = set(parts) - {"addition", "reversal", "tiny"}
+  if unknown:
+    raise ValueError(f"unknown seq2seq variant(s) {sorted(unknown)}")
+  problem = "reversal" if "reversal" in parts else "addition"
+
+  config = base.get_config()
+  config.task = "seq2seq"
+
+  config.data = ml_collections.ConfigDict()
+  # "addition" ("123+45" -> "168") or "reversal" ("abc" -> "cba").
+  config.data.problem = problem
+  # Training lengths: digits of the longer operand, or letters.
+  config.data.min_len = 1
+  config.data.max_len = 4 if problem == "addition" else 8
+  # Held-out lengths up to max_len + extra (never seen in training).
+  config.data.extra = 2
+  # Examples per training batch.
+  config.data.batch_size = 64
+  # Validation batches (training distribution, unreached steps).
+  config.data.eval_batches = 8
+  # Held-out test examples per length.
+  config.data.test_per_length = 200
+
+  config.model = ml_collections.ConfigDict()
+  # Width of the shared token embedding.
+  config.model.embed_dim = 32
+  # The encoder (keys: lstm_jax.layers.lstm_config).
+  config.model.lstm = lstm_config(hidden_size=128, bidirectional=True)
+  # The decoder: unidirectional, as many layers as the encoder.
+  config.model.decoder_lstm = lstm_config(hidden_size=128)
+  # Attention: "luong", "bahdanau" or "" (none).
+  config.model.attention = "bahdanau"
+
+  config.decode = ml_collections.ConfigDict()
+  # Test decoding: 0 = greedy, > 0 samples at this softmax temperature.
+  config.decode.temperature = 0.0
+
+  config.optim.learning_rate = 3e-3
+  config.optim.warmup_steps = 100
+  config.train.steps = 3000
+  config.train.log_every = 50
+  config.train.eval_every = 250
+  config.checkpoint.every_steps = 250
+  config.checkpoint.best_metric = "eval/exact_match"
+  config.checkpoint.best_mode = "max"
+
+  if "tiny" in parts:
+    config.data.max_len = 2 if problem == "addition" else 3
+    config.data.extra = 1
+    config.data.batch_size = 32
+    config.data.eval_batches = 2
+    config.data.test_per_length = 16
+    config.model.embed_dim = 8
+    config.model.lstm.hidden_size = 16
+    config.model.decoder_lstm.hidden_size = 16
+    config.optim.learning_rate = 1e-2
+    config.optim.warmup_steps = 5
+    config.train.steps = 40
+    config.train.log_every = 10
+    config.train.eval_every = 20
+    config.checkpoint.every_steps = 10
+  return config
