@@ -6,7 +6,8 @@ r"""Character-level LSTM language model on the built-in corpus.
       --config.data.path=my.txt --workdir=runs/mine
 
 The default corpus is Python's `pydoc_data.topics` (~465k characters); the
-last 10% is validation. The run's measured time and validation bits per
+last 10% is validation. On another corpus the step count scales with its size
+(`data.min_epochs`; the README's "A larger corpus" has measured figures). The run's measured time and validation bits per
 character are in the README (an interpolated character 5-gram gets 1.905 on
 the same split).
 """
