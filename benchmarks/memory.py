@@ -69,7 +69,7 @@ def main(argv=None):
 
       table[name].append(temp_mib(loss, params, x))
     model = nn.RNN(nn.OptimizedLSTMCell(h))
-    fparams = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    fparams = jax.eval_shape(model.init, jax.random.key(0), x)
     fparams = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), fparams)
     table["flax OptimizedLSTMCell"].append(
       temp_mib(lambda p, x, m=model: jnp.sum(m.apply(p, x)), fparams, x)

@@ -95,8 +95,8 @@ def _jax_impl(name, apply, params, x):
 def lstm_jax_impl(shape, impl="auto", name=None, **kwargs):
   b, t, i, h = shape
   model = lstm_jax.LSTM(h, impl=impl, **kwargs)
-  x = jax.random.normal(jax.random.PRNGKey(0), (b, t, i))
-  params = model.init(jax.random.PRNGKey(1), x)
+  x = jax.random.normal(jax.random.key(0), (b, t, i))
+  params = model.init(jax.random.key(1), x)
   return _jax_impl(
     name or f"lstm_jax ({impl})", lambda p, x: model.apply(p, x)[0], params, x
   )
@@ -105,8 +105,8 @@ def lstm_jax_impl(shape, impl="auto", name=None, **kwargs):
 def flax_impl(shape):
   b, t, i, h = shape
   model = nn.RNN(nn.OptimizedLSTMCell(h))
-  x = jax.random.normal(jax.random.PRNGKey(0), (b, t, i))
-  params = model.init(jax.random.PRNGKey(1), x)
+  x = jax.random.normal(jax.random.key(0), (b, t, i))
+  params = model.init(jax.random.key(1), x)
   return _jax_impl("flax OptimizedLSTMCell", model.apply, params, x)
 
 
@@ -122,7 +122,7 @@ def keras_impl(shape):
   layer.build((b, t, i))
   trainable = [v.value for v in layer.trainable_variables]
   fixed = [v.value for v in layer.non_trainable_variables]
-  x = jax.random.normal(jax.random.PRNGKey(0), (b, t, i))
+  x = jax.random.normal(jax.random.key(0), (b, t, i))
 
   def apply(tv, x):
     return layer.stateless_call(tv, fixed, x)[0]
@@ -142,7 +142,7 @@ def matmul_bound_impl(shape, chunk=16):
   b, t, i, h = shape
   chunk = math.gcd(chunk, t)
   n = t // chunk
-  k = jax.random.split(jax.random.PRNGKey(0), 3)
+  k = jax.random.split(jax.random.key(0), 3)
   xh = jax.random.normal(k[0], (n, chunk * b, i + h))
   w = jax.random.normal(k[1], (i + h, 4 * h)) / (i + h) ** 0.5
 
@@ -237,7 +237,7 @@ def compile_growth(b, i, h, lengths=(64, 1024)):
   for t in lengths:
     model = lstm_jax.LSTM(h)
     x = jnp.zeros((b, t, i))
-    params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+    params = jax.eval_shape(model.init, jax.random.key(0), x)
     grad = jax.jit(
       jax.grad(lambda p, x: jnp.sum(model.apply(p, x)[0]), argnums=(0, 1))  # noqa: B023
     )

@@ -14,9 +14,10 @@ The loop, per step in scan order::
   (c, h) = mask ? (c', h') : (c, h);  y_t = mask ? h' : 0
 
 The `reset` flags do not depend on the carry, so they are computed for all
-steps before the loop from `segment_ids` and `mask` (no integer carry).
+steps before the loop (`cell.segment_resets`, as in the reference scan).
 
-What makes it fast (measurements in `auto_layout` and benchmarks/README.md):
+What makes it fast (measurements here, in `fused_layout.auto_layout` and in
+benchmarks/README.md):
 
 * Weight gradients after the loop. JAX's transpose of the scan accumulates
   `dW_ih`, `dW_hh` and `dbias` inside the reverse loop (small `[K, B] x [B, 4H]`
@@ -28,18 +29,19 @@ What makes it fast (measurements in `auto_layout` and benchmarks/README.md):
   afresh on every call, and above glibc's 32 MiB mmap threshold every page of
   them is faulted in again (~0.5 ms/MiB on the project's VM: with an earlier
   version of this module, the B32 I128 H256 gradient ran at 64K tokens/s at
-  T=80 (31.7 MiB of temporaries) but 47K at T=96 (37.7 MiB)). So: sequences stay batch-major (no time-major copies of inputs,
-  outputs or cotangents), the forward saves the activations `[B, T, 4H]`,
-  `c_in` and `h_in` only (tanh(c') is recomputed), and the reverse loop writes
-  `dgates` over the activations in place.
-* XLA:CPU details: in-loop weight operands are prepared once outside the loops
-  (a transposed operand is re-packed by the dot on every call), large weight
-  matrices go on the left of the dot (`wleft`), and one tanh computes all four
-  gate activations.
+  T=80 (31.7 MiB of temporaries) but 47K at T=96 (37.7 MiB)). So: sequences
+  stay batch-major (no time-major copies of inputs, outputs or cotangents),
+  the forward saves the activations `[B, T, 4H]`, `c_in` and `h_in` only
+  (tanh(c') is recomputed), and the reverse loop writes `dgates` over the
+  activations in place.
+* XLA:CPU tuning (`fused_layout`): where `x_t @ w_ih` is computed, whether
+  the weights are the left operand of the in-loop dots, weight operands
+  prepared once outside the loops, one tanh for all four gate activations.
 
 `remat=True` saves only `c_in` and `h_in` per step: the reverse loop recomputes
 the gates and accumulates the weight gradients inside the loop (about the
-speed of autodiff, less than half the memory of remat=False).
+speed of autodiff, less than half the memory of remat=False). The backward's
+math is derived in `_fused_bwd`.
 
 On CPU keep `unroll=1`: an unrolled reverse loop makes XLA copy the whole
 in-place gradient buffer at every step (3x slower at B32 T128 I128 H256).
@@ -54,7 +56,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.recurrent import LSTMCarry, real_steps, zero_carry
+from lstm_jax.cell import LSTMCarry, dot, real_steps, segment_resets, zero_carry
+from lstm_jax.fused_layout import (
+  PROJS,
+  Layout,
+  activate,
+  auto_layout,
+  cast,
+  loop_weights,
+  preactivations,
+  prepare,
+  step_mm,
+)
 
 Array = jax.Array
 
@@ -74,65 +87,9 @@ class _Config(NamedTuple):
   reverse: bool
   unroll: int
   remat: bool
-  dtype: Any  # np.dtype or None
-  proj: str  # "step": x_t @ w_ih + h @ w_hh; "concat": [x_t, h] @ [w_ih; w_hh];
-  # "hoist": x @ w_ih for all steps before the loop.
-  wleft: bool  # in-loop matmuls as W^T a^T (see `_step_mm`)
+  layout: Layout  # proj, wleft and matmul dtype (`fused_layout`)
   has_mask: bool
   has_reset: bool
-
-
-def _cast(a: Array, dtype: Any) -> Array:
-  return a if dtype is None else a.astype(dtype)
-
-
-def _mm(a: Array, b: Array, dtype: Any) -> Array:
-  """`a @ b` with inputs in `dtype` (None: as given) and a float32 result."""
-  return jnp.dot(_cast(a, dtype), _cast(b, dtype), preferred_element_type=jnp.float32)
-
-
-def _gate_consts(hid: int):
-  """Per-column scale and offset: sigmoid(x) = .5 tanh(.5 x) + .5, g: tanh."""
-  scale = np.full((4, hid), 0.5, np.float32)
-  scale[2] = 1.0
-  offset = np.full((4, hid), 0.5, np.float32)
-  offset[2] = 0.0
-  return jnp.asarray(scale.reshape(-1)), jnp.asarray(offset.reshape(-1))
-
-
-def _activate(gates: Array) -> Array:
-  """Gate activations `[B, 4H]` (i, f, g, o) from pre-activations.
-
-  One tanh over all four gates, sigmoid(x) = 0.5 tanh(0.5 x) + 0.5: a single
-  elementwise loop instead of one per gate (as fast as separate sigmoid/tanh
-  on CPU in our measurements, and it saves a concatenation).
-  """
-  scale, offset = _gate_consts(gates.shape[-1] // 4)
-  return scale * jnp.tanh(scale * gates) + offset
-
-
-def segment_resets(mask: Array, segment_ids: Array, reverse: bool) -> Array:
-  """<bool>[B, T]: true where a real step starts a new segment.
-
-  A real step resets the carry when the previous real step in scan order has a
-  different, non-zero id; the first real step of a row never resets (it starts
-  from the initial carry).
-  """
-  t = mask.shape[1]
-  pos = jnp.arange(t, dtype=jnp.int32)[None, :]
-  if reverse:
-    idx = jnp.where(mask, pos, t)
-    last = jax.lax.cummin(idx, axis=1, reverse=True)  # next real step at/after
-    prev = jnp.concatenate([last[:, 1:], jnp.full_like(last[:, :1], t)], axis=1)
-    has_prev = prev < t
-  else:
-    idx = jnp.where(mask, pos, -1)
-    last = jax.lax.cummax(idx, axis=1)  # last real step at/before
-    prev = jnp.concatenate([jnp.full_like(last[:, :1], -1), last[:, :-1]], axis=1)
-    has_prev = prev >= 0
-  prev_seg = jnp.take_along_axis(segment_ids, jnp.clip(prev, 0, t - 1), axis=1)
-  prev_seg = jnp.where(has_prev, prev_seg, 0)
-  return mask & (prev_seg != 0) & (segment_ids != prev_seg)
 
 
 def _at(seq: Array, k) -> Array:
@@ -145,67 +102,26 @@ def _put(seq: Array, value: Array, k) -> Array:
   return jax.lax.dynamic_update_index_in_dim(seq, value[:, None], k, axis=1)
 
 
-def _step_mm(a: Array, w: Array, wleft: bool, dtype: Any) -> Array:
-  """`a @ W` inside the loop, `w` as prepared by `_weights`.
-
-  wleft: `w` holds W^T and the product is computed as `(W^T a^T)^T`: the CPU
-  dot then packs the small activation operand instead of re-packing the weight
-  matrix at every step (the barrier keeps XLA from folding the transposes
-  back).
-  """
-  if not wleft:
-    return _mm(a, w, dtype)
-  return jax.lax.optimization_barrier(_mm(w, a.T, dtype)).T
-
-
-def _prepare(w: Array, wleft: bool, dtype: Any) -> Array:
-  """A loop-invariant weight operand, cast and (wleft) transposed once."""
-  w = _cast(w, dtype)
-  # The barrier materialises the transpose outside the loop.
-  return jax.lax.optimization_barrier(w.T) if wleft else w
-
-
-def _weights(cfg: _Config, w_ih, w_hh):
-  """The loop-invariant matmul operands of the forward step."""
-  if cfg.proj == "concat":
-    return {"w": _prepare(jnp.concatenate([w_ih, w_hh], axis=0), cfg.wleft, cfg.dtype)}
-  return {
-    "w_ih": _prepare(w_ih, cfg.wleft, cfg.dtype),
-    "w_hh": _prepare(w_hh, cfg.wleft, cfg.dtype),
-  }
-
-
-def _gates(cfg: _Config, w, b, x, h_in):
-  """Gate pre-activations; returns (gates, the matmul's LHS to save or None)."""
-  dt, wl = cfg.dtype, cfg.wleft
-  if cfg.proj == "concat":
-    xh = _cast(jnp.concatenate([_cast(x, dt), _cast(h_in, dt)], axis=-1), dt)
-    return _step_mm(xh, w["w"], wl, dt) + b, xh
-  gh = _step_mm(h_in, w["w_hh"], wl, dt)
-  if cfg.proj == "hoist":  # x is the hoisted x @ w_ih
-    return x + b + gh, None
-  return _step_mm(x, w["w_ih"], wl, dt) + b + gh, None
-
-
 def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool):
   """The forward loop. Returns (ys, (c, h), residuals or None).
 
   Sequences are batch-major `[B, T, ...]`; each step reads and writes its
   slice in place, so no time-major copies of the inputs or outputs are made.
   """
-  dt = cfg.dtype
-  w = _weights(cfg, w_ih, w_hh)
+  lay = cfg.layout
+  dt = lay.dtype
+  w = loop_weights(lay, w_ih, w_hh)
   b = bias.astype(jnp.float32)
   batch, t = xs.shape[:2]
   hid = w_hh.shape[0]
-  if cfg.proj == "hoist":
+  if lay.proj == "hoist":
     # [B, T, 4H], one large matmul; the bias is added per step (as a separate
     # op here it would need a second [B, T, 4H] buffer).
-    xs = _mm(xs, _cast(w_ih, dt), dt)
+    xs = dot(xs, cast(w_ih, dt), dt)
   # Hoisted and saving activations: each step overwrites its slice of the
   # projection with the activations, so the two share one buffer (and it
   # needs no zero-filling).
-  in_place = cfg.proj == "hoist" and save and not cfg.remat
+  in_place = lay.proj == "hoist" and save and not cfg.remat
   zeros = functools.partial(jnp.zeros, dtype=jnp.float32)
   bufs = {"ys": zeros((batch, t, hid))}
   if save:
@@ -223,8 +139,7 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, save: bool
       c_in, h_in = jnp.where(r, 0.0, c), jnp.where(r, 0.0, h)
     else:
       c_in, h_in = c, h
-    gates, _ = _gates(cfg, w, b, nxt if in_place else _at(xs, k), h_in)
-    acts = _activate(gates)
+    acts = activate(preactivations(lay, w, b, nxt if in_place else _at(xs, k), h_in))
     i, f, g, o = jnp.split(acts, 4, axis=-1)
     c_new = f * c_in + i * g
     h_new = o * jnp.tanh(c_new)
@@ -262,10 +177,23 @@ def _fused_fwd(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset):
 
 
 def _gate_grads(acts, c_in, tc, dc, dh):
-  """d gates `[B, 4H]` and d c_in from the step's activations, c_in, tanh(c').
+  """One step's gate gradients d a and the gradient into its `c_in`.
 
-  `dc`, `dh` are the gradients w.r.t. the step's new c and h. The four gate
-  gradients are one [B, 4, H] product so that XLA emits a single loop for them.
+  The formulas of `_fused_bwd`, with `dc` + dh o (1 - tanh^2 c') the total
+  gradient w.r.t. c' and the activation derivatives written through the
+  activations (sigmoid' = s (1 - s), tanh' = 1 - g^2); d c_in = that times f.
+  The four gate gradients are one [B, 4, H] product `deriv * partner` so that
+  XLA emits a single loop for them.
+
+  Args:
+    acts: <float32>[B, 4H] activations [i | f | g | o].
+    c_in: <float32>[B, H] the cell state entering the step (after any reset).
+    tc: <float32>[B, H] tanh(c'), recomputed.
+    dc: <float32>[B, H] gradient w.r.t. c'.
+    dh: <float32>[B, H] gradient w.r.t. h'.
+
+  Returns:
+    (d a <float32>[B, 4H] in gate order, d c_in <float32>[B, H]).
   """
   batch, hid4 = acts.shape
   hid = hid4 // 4
@@ -279,27 +207,72 @@ def _gate_grads(acts, c_in, tc, dc, dh):
 
 
 def _fused_bwd(cfg, saved, cts):
+  """The backward of `_fused`: one reverse loop for dc/dh, weights after it.
+
+  Step t in scan order (with `reverse`, "t - 1" is the step after t in time)
+  enters with the carry (c_in_t, h_in_t), zeros on a reset step, and computes
+  a_t = x_t W_ih + h_in_t W_hh + b = [a_i | a_f | a_g | a_o], i, f, o =
+  sigmoid(a_i, a_f, a_o), g = tanh(a_g), c_t = f c_in_t + i g, h_t = o tanh(c_t).
+  Without padding or resets, h_t reaches y_t and a_{t+1}, and c_t reaches h_t
+  and c_{t+1} = f_{t+1} c_t + ..., so with d v = dL/dv::
+
+    d h_t = d y_t + d a_{t+1} W_hh^T
+    d c_t = d h_t o_t (1 - tanh^2 c_t) + d c_{t+1} f_{t+1}
+    d a_t = [d c_t g_t i_t (1 - i_t), d c_t c_in_t f_t (1 - f_t),
+             d c_t i_t (1 - g_t^2),   d h_t tanh(c_t) o_t (1 - o_t)]
+
+  The loop runs t = T-1 .. 0 carrying (dc, dh), the gradient w.r.t. the carry
+  that leaves step t: at the start the cotangents of the final carry, then
+  d c_{t+1} f_{t+1} and d a_{t+1} W_hh^T. A step adds d y_t to dh, forms d a_t
+  (`_gate_grads`) and hands back the gradient w.r.t. the carry entering it:
+  * padding (mask false): the step passes the carry through and outputs 0, so
+    (dc, dh) pass straight through, d y_t is dropped and d a_t = 0 (padded
+    steps add nothing to the weight gradients);
+  * reset: c_in_t = h_in_t = 0 are constants, so the gradient into the
+    previous segment's carry is zero;
+  * what is left after step 0 is the gradient w.r.t. `initial_carry`.
+
+  a_t is linear in x_t, W_ih, W_hh and b, so with dA <float32>[B*T, 4H] the
+  stacked d a_t (written over the saved activations, in place)::
+
+    dW_ih = sum_t x_t^T d a_t    = X^T dA       [I, 4H]
+    dW_hh = sum_t h_in_t^T d a_t = H_in^T dA    [H, 4H]   (h_in after resets)
+    db    = sum_{t, b} d a_t                    [4H]
+    dx_t  = d a_t W_ih^T                        [B, I]
+
+  as four large matmuls after the loop (module docstring: why that is fast).
+  remat=True: only c_in and h_in were saved, so each step recomputes a_t from
+  x_t and h_in_t, and the four sums accumulate inside the loop (there is no
+  dA buffer). Checked against autodiff in tests/fused_test.py and
+  tests/masking_test.py.
+
+  Args:
+    cfg: the static settings.
+    saved: the residuals of `_fused_fwd`.
+    cts: cotangents of `_fused`'s results, dys <float>[B, T, H] and the final
+      carry's (dc_T, dh_T) <float32>[B, H].
+
+  Returns:
+    Cotangents of w_ih, w_hh, bias, xs, c0, h0 (None for mask and reset).
+  """
   w_ih, w_hh, bias, xs, mask, reset, res = saved
   dys, (dc_t, dh_t) = cts
-  dt = cfg.dtype
+  lay = cfg.layout
+  dt = lay.dtype
   batch, t = xs.shape[:2]
   hid = w_hh.shape[0]
-  w = _weights(cfg, w_ih, w_hh) if cfg.remat else None
+  w = loop_weights(lay, w_ih, w_hh) if cfg.remat else None
   # dh_in = d_gates @ w_hh^T; prepared once (a transposed operand would be
   # re-packed by the CPU dot at every step).
-  whh_t = _prepare(w_hh.T, cfg.wleft, dt)
+  whh_t = prepare(w_hh.T, lay.wleft, dt)
   b = bias.astype(jnp.float32)
   c_ins, h_ins = res["c_in"], res["h_in"]
   if cfg.remat:
     # Only c_in and h_in were saved: recompute the gates at each step and
     # accumulate the weight gradients inside the loop (no [B, T, 4H] buffer).
-    wih = _cast(w_ih, dt)
-    acc = (
-      jnp.zeros(w_ih.shape, jnp.float32),
-      jnp.zeros(w_hh.shape, jnp.float32),
-      jnp.zeros(bias.shape, jnp.float32),
-      jnp.zeros(xs.shape, jnp.float32),  # dxs (dropped by XLA when unused)
-    )
+    wih = cast(w_ih, dt)
+    # dW_ih, dW_hh, db, dxs (dxs is dropped by XLA when unused).
+    acc = tuple(jnp.zeros(a.shape, jnp.float32) for a in (w_ih, w_hh, bias, xs))
   else:
     # The gate gradients overwrite the saved activations step by step.
     acc = res["acts"]
@@ -310,32 +283,32 @@ def _fused_bwd(cfg, saved, cts):
     c_in = _at(c_ins, k)
     if cfg.remat:
       x, h_in = _at(xs, k), _at(h_ins, k)
-      gx = _mm(x, wih, dt) if cfg.proj == "hoist" else x
-      acts = _activate(_gates(cfg, w, b, gx, h_in)[0])
+      gx = dot(x, wih, dt) if lay.proj == "hoist" else x
+      acts = activate(preactivations(lay, w, b, gx, h_in))
     else:
       acts = nxt
     i, f, g, _ = jnp.split(acts, 4, axis=-1)
     tc = jnp.tanh(f * c_in + i * g)
-    dhn = dh + _at(dys, k).astype(jnp.float32)
+    dhn = dh + _at(dys, k).astype(jnp.float32)  # d h_t = d y_t + d a_{t+1} W_hh^T
     dcn = dc
-    if cfg.has_mask:
+    if cfg.has_mask:  # a padded step: no d y_t, d a_t = 0
       m = _at(mask, k)[:, None]
       dhn = jnp.where(m, dhn, 0.0)
       dcn = jnp.where(m, dcn, 0.0)
     dgates, dc_in = _gate_grads(acts, c_in, tc, dcn, dhn)
-    dh_in = _step_mm(dgates, whh_t, cfg.wleft, dt)
-    if cfg.has_reset:
+    dh_in = step_mm(dgates, whh_t, lay.wleft, dt)
+    if cfg.has_reset:  # the carry of the previous segment gets no gradient
       r = _at(reset, k)[:, None]
       dc_in, dh_in = jnp.where(r, 0.0, dc_in), jnp.where(r, 0.0, dh_in)
-    if cfg.has_mask:
+    if cfg.has_mask:  # a held carry passes its gradient straight through
       dc_in, dh_in = jnp.where(m, dc_in, dc), jnp.where(m, dh_in, dh)
     if cfg.remat:
       d_wih, d_whh, d_b, d_xs = acc
       acc = (
-        d_wih + _mm(x.T, dgates, dt),
-        d_whh + _mm(h_in.T, dgates, dt),
+        d_wih + dot(x.T, dgates, dt),
+        d_whh + dot(h_in.T, dgates, dt),
         d_b + jnp.sum(dgates, axis=0),
-        _put(d_xs, _mm(dgates, wih.T, dt), k),
+        _put(d_xs, dot(dgates, wih.T, dt), k),
       )
     else:
       # In place: the only other reader of the buffer is the read of the next
@@ -347,13 +320,8 @@ def _fused_bwd(cfg, saved, cts):
 
   first = 0 if cfg.reverse else t - 1
   nxt = None if cfg.remat else _at(acc, first)
-  dc0, dh0, acc, _ = jax.lax.fori_loop(
-    0,
-    t,
-    body,
-    (dc_t.astype(jnp.float32), dh_t.astype(jnp.float32), acc, nxt),
-    unroll=cfg.unroll,
-  )
+  init = (dc_t.astype(jnp.float32), dh_t.astype(jnp.float32), acc, nxt)
+  dc0, dh0, acc, _ = jax.lax.fori_loop(0, t, body, init, unroll=cfg.unroll)
   if cfg.remat:
     dw_ih, dw_hh, dbias, dxs = acc
   else:
@@ -361,65 +329,15 @@ def _fused_bwd(cfg, saved, cts):
     # The weight gradients contract over B * T rows: XLA:CPU runs that
     # (transposed-operand) dot faster in float32 than in bfloat16 (209 vs 155
     # GFLOP/s, one core), and float32 is the more accurate; so no `dt` here.
-    dw_ih = _mm(xs.reshape(batch * t, -1).T, dg2, None)
-    dw_hh = _mm(h_ins.reshape(batch * t, hid).T, dg2, None)
+    dw_ih = dot(xs.reshape(batch * t, -1).T, dg2, None)
+    dw_hh = dot(h_ins.reshape(batch * t, hid).T, dg2, None)
     dbias = jnp.sum(dg2, axis=0)
-    dxs = _mm(dg2, _cast(w_ih, dt).T, dt).reshape(xs.shape)
-  return (
-    dw_ih.astype(w_ih.dtype),
-    dw_hh.astype(w_hh.dtype),
-    dbias.astype(bias.dtype),
-    dxs.astype(xs.dtype),
-    dc0,
-    dh0,
-    None,
-    None,
-  )
+    dxs = dot(dg2, cast(w_ih, dt).T, dt).reshape(xs.shape)
+  dw = (dw_ih.astype(w_ih.dtype), dw_hh.astype(w_hh.dtype), dbias.astype(bias.dtype))
+  return (*dw, dxs.astype(xs.dtype), dc0, dh0, None, None)
 
 
 _fused.defvjp(_fused_fwd, _fused_bwd)
-
-
-PROJS = ("step", "concat", "hoist")
-
-# CPU thresholds of `auto_layout`: weight matrices at least this large
-# (elements of [I + H, 4H]) are multiplied "weights on the left"; steps with at
-# least this many multiply-adds use two dots.
-_WLEFT_MIN_ELEMENTS = 1_500_000
-_STEP_MIN_MACS = 2_000_000
-
-
-def auto_layout(batch: int, in_features: int, hidden: int, backend: str | None = None):
-  """The (proj, wleft) choice of `lstm_scan_fused` for a shape and backend.
-
-  CPU (measured on this project's 2-core AMD EPYC, XLA:CPU with YNNPACK dots;
-  forward+backward tokens/s, B16 T64 I32 H64 / B32 T128 I128 H256 / B64 T256
-  I256 H512):
-
-  * proj="step" (x_t @ w_ih and h @ w_hh as two dots in the loop). On one core
-    it ties with one dot on [x_t, h] ("concat": 951K/79.8K/20.0K vs step
-    919K/78.4K/19.7K); on two cores the two independent dots run in parallel
-    and "step" wins (B32 T128: 106K vs 95K, quiet machine). Below
-    `_STEP_MIN_MACS` multiply-adds per step the loop is overhead-bound and the
-    single dot wins on two cores too (B16 T64: 504K vs 483K, busy machine).
-    Hoisting x @ w_ih out of the loop ("hoist": 926K/77.8K/19.2K on one core,
-    101K at B32 T128 on two) gains nothing on CPU.
-  * wleft (compute `(W^T a^T)^T`): XLA's CPU dot re-packs its right-hand
-    operand on every call, which for a large weight matrix costs more than the
-    two small transposes: one core, B64 T256 I256 H512 +4% (19.9K vs 19.1K),
-    B16 T256 I512 H1024 +27%, but B32 T128 I128 H256 -7% and B16 T64 I32 H64
-    -25%; hence the threshold on the weight size.
-
-  GPU/TPU: not measured in this project (no accelerator was available). The
-  default follows cuDNN's layout: the input projection as one large matmul
-  before the loop, weights as the right operand.
-  """
-  backend = backend or jax.default_backend()
-  if backend == "cpu":
-    weights = (in_features + hidden) * 4 * hidden
-    proj = "step" if batch * weights >= _STEP_MIN_MACS else "concat"
-    return proj, weights >= _WLEFT_MIN_ELEMENTS
-  return "hoist", False
 
 
 def lstm_scan_fused(
@@ -475,12 +393,14 @@ def lstm_scan_fused(
     reverse=bool(reverse),
     unroll=int(unroll),
     remat=bool(remat),
-    dtype=None if dtype is None else np.dtype(dtype),
-    proj=proj,
-    # With bfloat16 operands XLA:CPU turns the weights-left dot (transposed
-    # activation operand) back into a float32 dot: B64 T256 I256 H512 forward
-    # 55K tokens/s with it, 93K without.
-    wleft=(auto_wleft and dtype is None) if wleft is None else bool(wleft),
+    layout=Layout(
+      proj=proj,
+      # With bfloat16 operands XLA:CPU turns the weights-left dot (transposed
+      # activation operand) back into a float32 dot: B64 T256 I256 H512
+      # forward 55K tokens/s with it, 93K without.
+      wleft=(auto_wleft and dtype is None) if wleft is None else bool(wleft),
+      dtype=None if dtype is None else np.dtype(dtype),
+    ),
     has_mask=mask is not None,
     has_reset=reset is not None,
   )

@@ -27,8 +27,8 @@ import numpy as np
 from ml_collections import config_dict
 
 from lstm_jax import recurrent
+from lstm_jax.cell import LSTMCarry
 from lstm_jax.errors import ConfigError
-from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
 CELLS = ("standard", "layernorm", "peephole")
@@ -108,8 +108,8 @@ class LSTMLayer(nn.Module):
     param_dtype: dtype of the parameters.
     unroll: `lax.scan` unroll factor.
     remat: recompute step activations in the backward pass (saves memory).
-    impl: "auto" (fastest correct path), "fused" or "reference"; see
-      `recurrent.lstm_scan`.
+    impl: "auto" (fastest correct path), "fused", "reference", "pallas"
+      (interpreted on CPU) or "cudnn" (GPU); see `recurrent.lstm_scan`.
   """
 
   hidden_size: int
@@ -326,7 +326,8 @@ def lstm_config(**overrides: Any) -> ml_collections.ConfigDict:
   c.remat = False
   # lax.scan unroll factor of the time loop.
   c.unroll = 1
-  # Implementation: "auto", "fused" or "reference" (see recurrent.lstm_scan).
+  # Implementation: "auto", "fused", "reference", "pallas" or "cudnn" (see
+  # recurrent.lstm_scan; what a path cannot take falls back, reason logged).
   c.impl = "auto"
   for key, value in overrides.items():
     if key not in c:

@@ -34,118 +34,43 @@ carry is reset to zeros first. The first segment of a row starts from
 
 Arrays are batch-major `[batch, time, features]` at the boundary; the scan runs
 time-major inside.
+
+Where things live: the cell (carry, step, real steps, segment resets) is in
+`cell.py`, which every scan imports; this module holds the reference scan and
+the dispatcher `lstm_scan`, which sends the standard cell to the hand-written
+backward of `fused.py`. The cell names stay importable from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-Array = jax.Array
-Params = Mapping[str, Array]
+from lstm_jax import backends
+from lstm_jax.cell import (
+  Array,
+  LSTMCarry,
+  Params,
+  input_projection,
+  lstm_step,
+  real_steps,
+  segment_resets,
+  zero_carry,
+)
 
-_LN_EPS = 1e-5
-
-
-class LSTMCarry(NamedTuple):
-  """The recurrent state of one LSTM layer and direction.
-
-  Attributes:
-    c: <float32>[batch, hidden] cell state.
-    h: <float32>[batch, hidden or proj] hidden state (projected if LSTMP).
-  """
-
-  c: Array
-  h: Array
-
-
-def zero_carry(params: Params, batch: int, dtype: Any = jnp.float32) -> LSTMCarry:
-  """Zero initial state for `params`, shapes `[batch, hidden]`/`[batch, proj]`."""
-  hidden = params["w_ih"].shape[-1] // 4
-  out = params["w_hh"].shape[0]
-  return LSTMCarry(jnp.zeros((batch, hidden), dtype), jnp.zeros((batch, out), dtype))
-
-
-def real_steps(mask: Array | None, segment_ids: Array | None) -> Array | None:
-  """<bool>[batch, time] true on real steps: `mask` and `segment_ids != 0`.
-
-  None when neither is given (every step is real).
-  """
-  if segment_ids is None:
-    return mask
-  seg_mask = segment_ids != 0
-  return seg_mask if mask is None else jnp.logical_and(mask, seg_mask)
-
-
-def _dot(x: Array, w: Array, dtype: Any) -> Array:
-  """`x @ w` computed in `dtype` with a float32 result (bf16 in, f32 out)."""
-  if dtype is not None:
-    x, w = x.astype(dtype), w.astype(dtype)
-  return jnp.dot(x, w, preferred_element_type=jnp.float32)
-
-
-def _layer_norm(x: Array, scale: Array, bias: Array | None = None) -> Array:
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-  y = (x - mean) * jax.lax.rsqrt(var + _LN_EPS) * scale
-  return y if bias is None else y + bias
-
-
-def input_projection(params: Params, x: Array, dtype: Any = None) -> Array:
-  """The input half of the gates, `x @ w_ih` (+ bias unless layer-normalised).
-
-  Args:
-    params: layer parameters.
-    x: <float>[..., in_features].
-    dtype: matmul compute dtype (None keeps the inputs' dtype).
-
-  Returns:
-    <float32>[..., 4 * hidden].
-  """
-  gx = _dot(x, params["w_ih"], dtype)
-  if "ln_ih_scale" in params:
-    return _layer_norm(gx, params["ln_ih_scale"])
-  return gx + params["bias"].astype(jnp.float32)
-
-
-def lstm_step(
-  params: Params, carry: LSTMCarry, gates_x: Array, dtype: Any = None
-) -> tuple[LSTMCarry, Array]:
-  """One LSTM step on pre-projected inputs.
-
-  Args:
-    params: layer parameters (see module docstring).
-    carry: previous state, `c` <float32>[batch, hidden], `h` [batch, out].
-    gates_x: <float32>[batch, 4 * hidden], `input_projection(params, x_t)`.
-    dtype: matmul compute dtype; the state and gate math stay float32.
-
-  Returns:
-    (new carry, output h_t <float32>[batch, out]).
-  """
-  c, h = carry
-  gh = _dot(h, params["w_hh"], dtype)
-  if "ln_hh_scale" in params:
-    gates = gates_x + _layer_norm(gh, params["ln_hh_scale"]) + params["bias"]
-  else:
-    gates = gates_x + gh
-  i, f, g, o = jnp.split(gates.astype(jnp.float32), 4, axis=-1)
-  if "peephole" in params:
-    peep = params["peephole"].astype(jnp.float32)
-    i = i + peep[0] * c
-    f = f + peep[1] * c
-  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  if "peephole" in params:
-    o = o + peep[2] * c
-  c_out = c
-  if "ln_c_scale" in params:
-    c_out = _layer_norm(c, params["ln_c_scale"], params["ln_c_bias"])
-  h = jax.nn.sigmoid(o) * jnp.tanh(c_out)
-  if "w_proj" in params:
-    h = _dot(h, params["w_proj"], dtype)
-  return LSTMCarry(c, h), h
+# Re-exported: code that imported the cell from here keeps working.
+__all__ = [
+  "IMPLS",
+  "LSTMCarry",
+  "input_projection",
+  "lstm_scan",
+  "lstm_scan_reference",
+  "lstm_step",
+  "real_steps",
+  "zero_carry",
+]
 
 
 def _time_major(x: Array | None) -> Array | None:
@@ -201,35 +126,28 @@ def lstm_scan_reference(
   if mask is not None:
     inputs["mask"] = mask
   if segment_ids is not None:
-    inputs["seg"] = segment_ids.astype(jnp.int32)
+    seg = jnp.asarray(segment_ids).astype(jnp.int32)
+    inputs["reset"] = segment_resets(mask, seg, reverse)
   inputs = jax.tree.map(_time_major, inputs)
 
-  def step(state, inp):
-    carry, prev_seg = state
-    if "seg" in inp:
-      # A real step whose id differs from the previous real step's starts a new
-      # sequence. prev_seg == 0 means no real step yet: keep the initial carry.
-      reset = (prev_seg != 0) & (inp["seg"] != prev_seg) & inp["mask"]
-      carry = jax.tree.map(lambda a: jnp.where(reset[:, None], 0.0, a), carry)
-      prev_seg = jnp.where(inp["mask"], inp["seg"], prev_seg)
+  def step(carry, inp):
+    if "reset" in inp:  # a new segment starts from zeros
+      carry = jax.tree.map(lambda a: jnp.where(inp["reset"][:, None], 0.0, a), carry)
     gates_x = inp["x"] if hoist else input_projection(params, inp["x"], dtype)
     new_carry, y = lstm_step(params, carry, gates_x, dtype)
     if "mask" in inp:
       keep = inp["mask"][:, None]
       new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
       y = jnp.where(keep, y, 0.0)
-    return (new_carry, prev_seg), y
+    return new_carry, y
 
   if remat:
     step = jax.checkpoint(step, prevent_cse=False)
-  prev_seg0 = jnp.zeros((batch,), jnp.int32)
-  (carry, _), ys = jax.lax.scan(
-    step, (carry0, prev_seg0), inputs, reverse=reverse, unroll=unroll
-  )
+  carry, ys = jax.lax.scan(step, carry0, inputs, reverse=reverse, unroll=unroll)
   return jnp.swapaxes(ys, 0, 1), carry
 
 
-IMPLS = ("auto", "fused", "reference")
+IMPLS = ("auto", "fused", "reference", "pallas", "cudnn")
 
 
 def lstm_scan(
@@ -241,14 +159,16 @@ def lstm_scan(
     params: layer parameters (see module docstring).
     xs: <float>[batch, time, in_features].
     impl: "reference" is `lstm_scan_reference` (JAX autodiff); "fused" is the
-      hand-written-backward path; "auto" picks the fastest correct one.
+      hand-written-backward scan (`fused.py`); "pallas" the Pallas recurrence
+      kernel (`pallas_lstm.py`; interpreted on CPU); "cudnn" cuDNN through
+      `jax.experimental.rnn` (`cudnn.py`, GPU); "auto" picks by backend and
+      features (`backends.py`). What a path cannot take falls back to the
+      fused or reference scan, with the reason logged once.
     **kwargs: as `lstm_scan_reference`.
 
   Returns:
     (ys <float32>[batch, time, out], final `LSTMCarry`).
   """
-  from lstm_jax import fused  # noqa: PLC0415 (fused imports this module)
-
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
   # Padded steps never reach the outputs, but their inputs do reach the weight
@@ -257,8 +177,9 @@ def lstm_scan(
   real = real_steps(kwargs.get("mask"), kwargs.get("segment_ids"))
   if real is not None:
     xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
-  # The fused path implements the standard cell; projection, peephole and
-  # layer-norm cells always take the reference path (also under "fused").
-  if impl == "reference" or not fused.supports(params):
+  # Projection, peephole and layer-norm cells always take the reference path
+  # (also under "fused"); see `backends.choose` for the rest.
+  chosen = backends.choose(impl, params, xs.shape, kwargs)
+  if chosen == "reference":
     return lstm_scan_reference(params, xs, **kwargs)
-  return fused.lstm_scan_fused(params, xs, **kwargs)
+  return backends.run(chosen, params, xs, **kwargs)

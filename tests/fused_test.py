@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import fused, recurrent
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax import cell, fused, fused_layout, recurrent
+from lstm_jax.cell import LSTMCarry
 
 B, T, IN, H = 3, 7, 5, 4
 F32_TOL = 1e-5
@@ -57,7 +57,7 @@ INPUTS = {
 
 
 def _loss_and_grads(fn, params, xs, carry0, **kwargs):
-  k = jax.random.split(jax.random.PRNGKey(7), 3)
+  k = jax.random.split(jax.random.key(7), 3)
   out = params["w_hh"].shape[0]
   gy = jax.random.normal(k[0], xs.shape[:2] + (out,))
   gc = jax.random.normal(k[1], (B, H))
@@ -84,7 +84,7 @@ def _assert_close(actual, expected, tol):
 
 
 def _setup():
-  k = jax.random.split(jax.random.PRNGKey(0), 4)
+  k = jax.random.split(jax.random.key(0), 4)
   params = _params(k[0])
   xs = jax.random.normal(k[1], (B, T, IN))
   carry0 = LSTMCarry(jax.random.normal(k[2], (B, H)), jax.random.normal(k[3], (B, H)))
@@ -149,7 +149,7 @@ def test_matches_reference_bf16(inputs, reverse, remat):
 
 
 def test_zero_length_rows_return_initial_carry():
-  params = _params(jax.random.PRNGKey(1))
+  params = _params(jax.random.key(1))
   xs = jnp.ones((2, 5, IN))
   carry0 = LSTMCarry(jnp.full((2, H), 0.3), jnp.full((2, H), -0.2))
   ys, carry = fused.lstm_scan_fused(
@@ -162,13 +162,13 @@ def test_zero_length_rows_return_initial_carry():
 
 def test_segment_resets():
   seg = jnp.asarray(SEGS)
-  reset = fused.segment_resets(seg != 0, seg, reverse=False)
+  reset = cell.segment_resets(seg != 0, seg, reverse=False)
   expected = np.zeros_like(SEGS, bool)
   expected[0, 2] = True  # 1 -> 2
   expected[1, 5] = True  # 5 -> (pad) -> 1
   expected[1, 6] = True  # 1 -> 5
   np.testing.assert_array_equal(reset, expected)
-  reset = fused.segment_resets(seg != 0, seg, reverse=True)
+  reset = cell.segment_resets(seg != 0, seg, reverse=True)
   expected = np.zeros_like(SEGS, bool)
   expected[0, 1] = True  # scanning backwards: 2 -> 1
   expected[1, 3] = True  # 1 -> (pad) -> 5
@@ -177,8 +177,8 @@ def test_segment_resets():
 
 
 def test_lstm_scan_dispatch():
-  params = _params(jax.random.PRNGKey(2))
-  xs = jax.random.normal(jax.random.PRNGKey(3), (B, T, IN))
+  params = _params(jax.random.key(2))
+  xs = jax.random.normal(jax.random.key(3), (B, T, IN))
   scan = jax.jit(recurrent.lstm_scan, static_argnames="impl")
   ref, _ = jax.jit(recurrent.lstm_scan_reference)(params, xs)
   for impl in recurrent.IMPLS:
@@ -189,7 +189,7 @@ def test_lstm_scan_dispatch():
   for impl in recurrent.IMPLS:
     np.testing.assert_allclose(scan(peep, xs, impl=impl)[0], ref, atol=1e-6)
   with pytest.raises(ValueError, match="impl"):
-    recurrent.lstm_scan(params, xs, impl="cudnn")
+    recurrent.lstm_scan(params, xs, impl="cuda")  # not an impl (cudnn is)
   with pytest.raises(ValueError, match="standard cell"):
     fused.lstm_scan_fused(peep, xs)
   with pytest.raises(ValueError, match="proj"):
@@ -197,14 +197,14 @@ def test_lstm_scan_dispatch():
 
 
 def test_auto_layout():
-  assert fused.auto_layout(16, 32, 64, "cpu") == ("concat", False)
-  assert fused.auto_layout(32, 128, 256, "cpu") == ("step", False)
-  assert fused.auto_layout(64, 256, 512, "cpu") == ("step", True)
-  assert fused.auto_layout(64, 256, 512, "gpu") == ("hoist", False)
+  assert fused_layout.auto_layout(16, 32, 64, "cpu") == ("concat", False)
+  assert fused_layout.auto_layout(32, 128, 256, "cpu") == ("step", False)
+  assert fused_layout.auto_layout(64, 256, 512, "cpu") == ("step", True)
+  assert fused_layout.auto_layout(64, 256, 512, "gpu") == ("hoist", False)
 
 
 def _grad_temp_bytes(remat):
-  params = _params(jax.random.PRNGKey(4), hidden=64, inputs=32)
+  params = _params(jax.random.key(4), hidden=64, inputs=32)
   xs = jnp.ones((16, 256, 32))
 
   def loss(params, xs):

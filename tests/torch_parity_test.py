@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import lstm_jax
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.cell import LSTMCarry
 
 OUT_TOL = 1e-5
 GRAD_TOL = 1e-4

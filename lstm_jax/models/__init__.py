@@ -1,5 +1,8 @@
 """Task networks built from `lstm_jax.layers`."""
 
+from lstm_jax.models.classifier import SequenceClassifier
+from lstm_jax.models.forecaster import Forecaster
 from lstm_jax.models.lm import LanguageModel, LMCarry
+from lstm_jax.models.seq2seq import Seq2Seq
 
-__all__ = ["LMCarry", "LanguageModel"]
+__all__ = ["Forecaster", "LMCarry", "LanguageModel", "Seq2Seq", "SequenceClassifier"]

@@ -21,8 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lstm_jax.cell import LSTMCarry
 from lstm_jax.layers import LSTM
-from lstm_jax.recurrent import LSTMCarry
 
 Array = jax.Array
 

@@ -1,0 +1,68 @@
+"""Sequence classifier: LSTM encoder -> masked readout -> logits.
+
+Built by whoever owns the config, with the LSTM passed in::
+
+  model = SequenceClassifier(lstm=lstm_jax.LSTM(64, bidirectional=True),
+                             num_classes=9, pooling="mean")
+  logits, carry = model.apply(variables, {"inputs": x, "mask": mask})
+
+Variable-length series are padded on the right with `mask` false there; the
+LSTM holds its carry through padding and outputs zeros there, and every
+readout ignores padded steps, so a padded row's logits equal those of the
+same row alone.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lstm_jax.layers import LSTM
+from lstm_jax.models.pooling import POOLINGS, pool
+
+Array = jax.Array
+
+
+class SequenceClassifier(nn.Module):
+  """LSTM encoder, masked readout, linear layer to class logits.
+
+  Attributes:
+    lstm: the encoder (any `lstm_jax.LSTM`, bidirectional or not).
+    num_classes: output classes.
+    pooling: "mean" or "max" over real steps, or "last" (forward state at the
+      last real step, backward state at the first).
+    dropout: on the pooled features, before the output layer.
+  """
+
+  lstm: LSTM
+  num_classes: int
+  pooling: str = "mean"
+  dropout: float = 0.0
+
+  @nn.compact
+  def __call__(
+    self, batch: dict[str, Array], carry=None, deterministic: bool = True
+  ) -> tuple[Array, tuple]:
+    """Class logits.
+
+    Args:
+      batch: "inputs" <float>[batch, time, channels], optional "mask"
+        <bool>[batch, time].
+      carry: initial LSTM carry (one `LSTMCarry` per layer and direction) or
+        None for zeros.
+      deterministic: disables dropout; otherwise needs a 'dropout' rng.
+
+    Returns:
+      logits <float32>[batch, num_classes] and the LSTM's final carry.
+    """
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+    mask = batch.get("mask")
+    y, finals = self.lstm(
+      batch["inputs"], mask=mask, initial_carry=carry, deterministic=deterministic
+    )
+    feats = pool(y.astype(jnp.float32), mask, self.pooling, self.lstm.num_directions)
+    if self.dropout > 0:
+      feats = nn.Dropout(self.dropout)(feats, deterministic=deterministic)
+    return nn.Dense(self.num_classes, name="out")(feats), finals

@@ -1,0 +1,107 @@
+"""Forecaster: LSTM over a window of float features -> the next `horizon` values.
+
+  model = Forecaster(lstm=lstm_jax.LSTM(32), horizon=1)
+  preds, carry = model.apply(variables, {"inputs": window})  # [batch, horizon]
+
+`horizon > 1` is the direct multi-output strategy (one head for every future
+step). `rollout` extends any horizon over a longer span by feeding forecasts
+back into the window: `horizon = 1` is the recursive strategy, `horizon = h`
+the direct one applied block by block.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lstm_jax.layers import LSTM
+from lstm_jax.models.pooling import last_real
+
+Array = jax.Array
+
+
+class Forecaster(nn.Module):
+  """LSTM over the window, its last state, a linear head of `horizon` values.
+
+  Attributes:
+    lstm: the encoder over the window (unidirectional is the usual choice; a
+      bidirectional one reads the backward state at the window's first step).
+    horizon: values predicted per call (the direct head's width).
+  """
+
+  lstm: LSTM
+  horizon: int = 1
+
+  @nn.compact
+  def __call__(
+    self, batch: dict[str, Array], carry=None, deterministic: bool = True
+  ) -> tuple[Array, tuple]:
+    """Next values of the target (in the scaled units of the inputs).
+
+    Args:
+      batch: "inputs" <float>[batch, window, channels], optional "mask"
+        <bool>[batch, window] (left padding for short histories).
+      carry: initial LSTM carry or None.
+      deterministic: disables dropout.
+
+    Returns:
+      <float32>[batch, horizon] and the LSTM's final carry.
+    """
+    x = batch["inputs"]
+    mask = batch.get("mask")
+    y, finals = self.lstm(
+      x, mask=mask, initial_carry=carry, deterministic=deterministic
+    )
+    if mask is None:
+      mask = jnp.ones(x.shape[:2], bool)
+    h = last_real(y.astype(jnp.float32), mask, self.lstm.num_directions)
+    return nn.Dense(self.horizon, name="head")(h), finals
+
+
+def rollout(
+  model: Forecaster,
+  variables,
+  window: Array,
+  steps: int,
+  target: int = 0,
+  covariates: Array | None = None,
+) -> Array:
+  """Forecasts `steps` values by feeding the model's forecasts back in.
+
+  Each call predicts `model.horizon` values; they enter the window's target
+  channel (the other channels come from `covariates`), the window slides by
+  that many steps, and the next call follows. Runs in one `lax.scan`.
+
+  Args:
+    model, variables: a `Forecaster` and its variables.
+    window: <float>[batch, window, channels] the last observed window.
+    steps: values to forecast.
+    target: the target channel in `window`.
+    covariates: <float>[batch, >= steps rounded up to horizon, channels] known
+      future values of the other channels; needed when channels > 1.
+
+  Returns:
+    <float32>[batch, steps].
+  """
+  batch, _, channels = window.shape
+  h = model.horizon
+  blocks = -(-steps // h)
+  if covariates is None:
+    if channels > 1:
+      raise ValueError(
+        f"a {channels}-channel window needs covariates for the non-target channels"
+      )
+    covariates = jnp.zeros((batch, blocks * h, channels), window.dtype)
+  if covariates.shape[1] < blocks * h:
+    raise ValueError(f"covariates cover {covariates.shape[1]} steps, need {blocks * h}")
+  future = covariates[:, : blocks * h].reshape(batch, blocks, h, channels)
+
+  def step(win, fut):
+    preds, _ = model.apply(variables, {"inputs": win})
+    new = fut.at[:, :, target].set(preds.astype(fut.dtype))
+    win = jnp.concatenate([win, new], axis=1)[:, h:]
+    return win, preds
+
+  _, preds = jax.lax.scan(step, window, jnp.swapaxes(future, 0, 1))
+  return jnp.swapaxes(preds, 0, 1).reshape(batch, blocks * h)[:, :steps]
