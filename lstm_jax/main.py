@@ -1,16 +1,6 @@
-r"""Command line: train an experiment config in a workdir.
+r"""Train an experiment: `python -m lstm_jax.main --config=... --workdir=...`.
 
-  python -m lstm_jax.main --config=experiments/charlm.py --workdir=runs/charlm
-  python -m lstm_jax.main --config=experiments/charlm.py:tiny --workdir=/tmp/t \
-      --config.train.steps=100 --config.model.lstm.hidden_size=128
-
-Running the same command again resumes the run. Exit status: 0 when the run
-finished (or stopped early); 75 (`preemption.EXIT_PREEMPTED`) when SIGTERM or
-Ctrl-C stopped it after saving a checkpoint (rerun to resume); 1 with one
-`error: ...` line for a user error (bad config, bad data, a workdir holding
-another run or in use by another trainer, a full or read-only disk); 130 after a second Ctrl-C (no
-save; the earlier checkpoints are intact). This file is kept short: the logic
-is in `lstm_jax.train`, importable from notebooks.
+from lstm_jax import cli, distributed, errors, experiment, preemption, train
 """
 
 import logging as logging_std
@@ -20,12 +10,12 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lstm_jax import distributed, errors, experiment, preemption, train
+from lstm_jax import cli, distributed, errors, experiment, preemption, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
   None,
-  "Experiment config file[:arg], e.g. experiments/charlm.py:tiny.",
+  "Experiment file, optionally with a variant: experiments/charlm.py:tiny.",
   lock_config=True,
 )
 # ml_collections' own parser lets a missing file, a syntax error or a failing
@@ -33,7 +23,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 # ConfigError naming the file, the line and the error.
 flags.FLAGS["config"].parser = experiment.ExperimentParser()
 _WORKDIR = flags.DEFINE_string(
-  "workdir", None, "Run directory (created; resumed if present)."
+  "workdir", None, "Run directory: created, or resumed if it holds this run."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -72,10 +62,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _WORKDIR.value:
     sys.exit("error: --workdir is empty; pass the run directory, e.g. --workdir=runs/x")
-  if not flags.FLAGS["verbosity"].present:
-    # Orbax logs every save at INFO; the progress bar and the end-of-run
-    # report are the default output (--verbosity=0 shows the INFO log).
-    logging.set_verbosity(logging.WARNING)
+  # The progress bar and the end-of-run report are the default output;
+  # --verbosity=0 shows the INFO log (absl, Orbax, JAX).
+  cli.quiet_logs()
   logging_std.getLogger("absl").addFilter(_QuietUserOsErrors())
   errors.silence_orbax_unraisable()
   try:
@@ -100,5 +89,40 @@ def main(argv: list[str]) -> None:
     sys.exit(preemption.EXIT_PREEMPTED)
 
 
+_USAGE = """\
+usage: python -m lstm_jax.main --config=EXPERIMENT[:VARIANT] --workdir=DIR
+                               [--config.KEY=VALUE ...] [--verbosity=0]
+
+Trains an experiment in a run directory: a progress bar while it trains, an
+evaluation (and a checkpoint) every train.eval_every steps, and a report at the
+end (the char-LM prints a sample and its validation bits per character).
+Metrics go to DIR/metrics.jsonl and TensorBoard events in DIR."""
+
+_OVERRIDES = """\
+Overrides: --config.KEY=VALUE, any number of them, e.g.
+  --config.train.steps=2000 --config.model.lstm.hidden_size=512
+  --config.data.path=my_corpus.txt
+Each key is declared once, with its meaning, in experiments/base.py (the
+trainer's: seed, optim.*, train.*, checkpoint.*, parallel.*) or in the
+experiment file (the task's: data.*, model.*, ...). A misspelt key or a value
+of the wrong type is an error naming the key.
+
+Resuming: the workdir is the run's identity. Running the same command again
+resumes from the latest good checkpoint and ends with the same parameters as
+an uninterrupted run; a different config or corpus in an existing workdir is
+refused, naming what differs (a moved corpus file may be resumed from)."""
+
+
+def _help_page() -> str:
+  return "\n\n".join(
+    [
+      _USAGE,
+      cli.experiments_overview(),
+      _OVERRIDES,
+      "Flags:\n" + cli.flag_lines(["config", "workdir"]) + cli.COMMON_FLAGS,
+    ]
+  )
+
+
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _help_page, flags_parser=_parse_flags)

@@ -1,10 +1,8 @@
-r"""Command line: sample text from a trained character LM.
-
-  python -m lstm_jax.sample --workdir=runs/charlm --prompt="def " \
-      --length=300 --temperature=0.8 [--seed=0] [--checkpoint=latest|best]
+r"""Sample text from a trained char-LM: `python -m lstm_jax.sample --workdir=...`.
 
 Opens the run read-only (`lstm_jax.runs.open_run`: safe while it is still
-training) and generates with `lstm_jax.generate.sample_text`.
+training) and generates with `lstm_jax.generate.sample_text`; `--help` prints
+the user's page (`_USAGE` and the flags).
 """
 
 from __future__ import annotations
@@ -15,9 +13,9 @@ import sys
 from typing import Any
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 
-from lstm_jax import errors, generate, rundir, runs
+from lstm_jax import cli, errors, generate, rundir, runs
 from lstm_jax.data.text import Vocab
 from lstm_jax.tasks.charlm import VOCAB_FILE
 
@@ -25,12 +23,35 @@ from lstm_jax.tasks.charlm import VOCAB_FILE
 def _define_flags() -> None:
   # Defined only when run as a program: importing this module must not add
   # flags to the global registry.
-  flags.DEFINE_string("workdir", None, "Directory of a training run.", required=True)
-  flags.DEFINE_string("prompt", "The ", "Text to continue (non-empty).")
+  flags.DEFINE_string(
+    "workdir", None, "Run directory of a char-LM training run.", required=True
+  )
+  flags.DEFINE_string("prompt", "The ", "Text to continue (corpus characters).")
   flags.DEFINE_integer("length", 300, "Characters to generate.")
-  flags.DEFINE_float("temperature", 0.8, "0 = greedy (argmax).")
-  flags.DEFINE_integer("seed", 0, "Sampling seed.")
-  flags.DEFINE_enum("checkpoint", "latest", ["latest", "best"], "Which checkpoint.")
+  flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 = greedy.")
+  flags.DEFINE_integer("seed", 0, "Sampling seed (same seed, same text).")
+  flags.DEFINE_enum(
+    "checkpoint", "latest", ["latest", "best"], "Which checkpoint to sample."
+  )
+
+
+_USAGE = """\
+usage: python -m lstm_jax.sample --workdir=DIR [--prompt=TEXT] [--length=N]
+                                 [--temperature=T] [--seed=S]
+                                 [--checkpoint=latest|best] [--verbosity=0]
+
+Continues a prompt with a character language model trained by
+`python -m lstm_jax.main --config=experiments/charlm.py --workdir=DIR`. The run
+is opened read-only, so it can be sampled while it is still training. The
+text goes to stdout, the step and temperature to stderr.
+
+Example:
+  python -m lstm_jax.sample --workdir=runs/charlm --prompt="def " --length=300 --temperature=0.8"""
+
+
+def _help_page() -> str:
+  names = ["workdir", "prompt", "length", "temperature", "seed", "checkpoint"]
+  return f"{_USAGE}\n\nFlags:\n{cli.flag_lines(names)}{cli.COMMON_FLAGS}"
 
 
 class _NoReadOnlyNotice(logging_std.Filter):
@@ -88,19 +109,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.quiet_logs()
   if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
-  logging_std.getLogger("absl").addFilter(_NoReadOnlyNotice())
+    logging_std.getLogger("absl").addFilter(_NoReadOnlyNotice())
   errors.silence_orbax_unraisable()
   f = flags.FLAGS
-  if not f["verbosity"].present:
-    # As in `lstm_jax.main`: Orbax logs ~30 INFO lines per restore, and warns
-    # on every read-only open; warnings of our own (a step skipped as
-    # unreadable) still show. --verbosity=0 shows everything.
-    logging.set_verbosity(logging.WARNING)
-    logging.get_absl_logger().addFilter(
-      lambda record: "is read only" not in record.getMessage()
-    )
   try:
     # Checked before the (slow) restore; generate.sample_text checks them too.
     if f.length < 0:
@@ -137,4 +150,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _help_page, flags_parser=_parse_flags)

@@ -1,13 +1,21 @@
-"""colab/quickstart.ipynb runs top to bottom in a fresh kernel and samples text.
+"""Every colab/*.ipynb runs top to bottom in a fresh kernel, from a directory
+with no checkout above it, as a user who installed the package would.
 
 The kernel is the `python3` kernelspec that ipykernel installs into the venv;
-jupyter_client starts it with this interpreter (`sys.executable`), so the test
-sees the same packages as the rest of the suite. The notebook runs from
-`colab/`, finds the checkout one level up and installs nothing.
+jupyter_client starts it with this interpreter (`sys.executable`). Each
+notebook is copied into a temporary directory and run there: its set-up cell
+must then find the installed package (the venv's editable install; PYTHONPATH
+points it at this checkout) and its `experiments/` beside it, clone nothing and
+install nothing. The quickstart must also draw its plot, sample text and
+delete its temporary workdir.
 """
 
 from __future__ import annotations
 
+import configparser
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,7 +25,8 @@ from experiments import charlm
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "colab" / "quickstart.ipynb"
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "colab").glob("*.ipynb"))
 TIMEOUT = 300  # seconds per cell
 
 
@@ -31,29 +40,65 @@ def _text(outputs) -> str:
   return "".join(parts)
 
 
-def test_quickstart_notebook_runs(monkeypatch):
+def _repo_url() -> str:
+  cfg = configparser.ConfigParser()
+  cfg.read(REPO / "setup.cfg")
+  return cfg["metadata"]["url"]
+
+
+def test_notebooks_exist():
+  assert [p.name for p in NOTEBOOKS] == ["quickstart.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_repository_url_is_defined_once(path):
+  """setup.cfg's url is the README's address, the notebook's fallback
+  constant and the base of the README's Open-in-Colab link."""
+  url = _repo_url()
+  readme = (REPO / "README.md").read_text()
+  assert url in readme
+  nb = nbformat.read(path, as_version=4)
+  setup = nb.cells[2].source
+  assert f'REPO_URL = "{url}"' in setup
+  assert "YOUR_ORG" not in path.read_text()
+  owner_repo = url.removeprefix("https://github.com/")
+  link = (
+    f"https://colab.research.google.com/github/{owner_repo}/blob/main/colab/{path.name}"
+  )
+  assert link in readme
+  assert "notebooks" in nb.cells[0].source  # says which extra it needs
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_outside_a_checkout(path, tmp_path, monkeypatch):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  nb = nbformat.read(NOTEBOOK, as_version=4)
+  monkeypatch.setenv("PYTHONPATH", str(REPO))
+  run_dir = tmp_path / "somewhere"
+  run_dir.mkdir()
+  shutil.copy(path, run_dir / path.name)
+  before = set(Path(tempfile.gettempdir()).glob("lstm_jax_tiny_*"))
+  nb = nbformat.read(run_dir / path.name, as_version=4)
   # The notebook only imports the library: no function or class definitions.
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-  assert "def " not in code and "class " not in code
+  assert not re.search(r"^\s*(def|class) ", code, flags=re.M)
 
   client = nbclient.NotebookClient(
     nb,
     timeout=TIMEOUT,
     kernel_name="python3",
-    resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    resources={"metadata": {"path": str(run_dir)}},
   )
   client.execute()  # raises CellExecutionError, with the traceback, on error
 
-  errors = [
-    out
-    for c in nb.cells
-    if c.cell_type == "code"
-    for out in c.outputs
-    if out.get("output_type") == "error"
-  ]
-  assert not errors
+  setup = _text(nb.cells[2].outputs)
+  assert f"from {REPO} (already installed)" in setup, setup
+  assert sorted(p.name for p in run_dir.iterdir()) == [path.name]  # no clone
+  assert set(Path(tempfile.gettempdir()).glob("lstm_jax_tiny_*")) == before
+  if path.name == "quickstart.ipynb":
+    _check_quickstart(nb)
+
+
+def _check_quickstart(nb) -> None:
   plots = [
     out
     for c in nb.cells
@@ -64,7 +109,10 @@ def test_quickstart_notebook_runs(monkeypatch):
   assert plots, "the loss curve was not drawn"
   (cell,) = [c for c in nb.cells if "sample" in c.metadata.get("tags", [])]
   output = _text(cell.outputs)
-  steps = charlm.get_config("tiny").train.steps
+  config = charlm.get_config("tiny")
+  steps = config.train.steps
   assert f"restored step {steps}:" in output, output
+  seen = steps * config.data.batch_size * config.data.seq_len  # 76,800
+  assert f"trained on {seen:,} characters" in output, output
   sample_text = output.split("The ", 1)[1]
   assert len(sample_text.strip()) > 20, output

@@ -76,7 +76,12 @@ class TaskModule(Protocol):
   """
 
   def make_datasets(self, config: Config) -> Datasets:
-    """Loads the data; raises `errors.DataError` naming the file on bad input."""
+    """Loads the data; raises `errors.DataError` naming the file on bad input.
+
+    The one place a task may set a trainer key from the data: it may raise
+    `config.train.steps` to scale the budget with the data size (the
+    char-LM's `data.min_epochs`), documented by a key of its own. The trainer
+    reads `train.steps` after this call and `config.json` records the value."""
 
   def make_model(self, config: Config, info: dict[str, Any]) -> nn.Module:
     """The model; `__call__(batch, carry=None, deterministic=True) -> (outputs,

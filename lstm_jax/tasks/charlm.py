@@ -43,6 +43,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"data.valid_fraction must be in (0, 1), got {data.valid_fraction}"
     )
+  if not data.min_epochs >= 0:  # also catches NaN
+    raise ConfigError(f"data.min_epochs must be >= 0, got {data.min_epochs}")
   for key in ("seq_len", "batch_size", "eval_batch_size"):
     if data[key] < 1:
       raise ConfigError(f"data.{key} must be >= 1, got {data[key]}")
@@ -58,8 +60,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"sample.length must be >= 0, got {sample.length}")
 
 
+def budget_steps(
+  train_chars: int, min_epochs: float, batch_size: int, seq_len: int
+) -> int:
+  """Steps for `min_epochs` passes over `train_chars` characters.
+
+  A step reads `batch_size * seq_len` target characters (random windows, so a
+  "pass" counts characters read, not each character once).
+  """
+  return math.ceil(min_epochs * train_chars / (batch_size * seq_len))
+
+
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
-  """Loads the corpus, builds the vocabulary and the batch functions."""
+  """Loads the corpus, builds the vocabulary and the batch functions.
+
+  Also applies the data-scaled budget: raises `config.train.steps` (in place,
+  before the trainer reads it) to `budget_steps` of `data.min_epochs` when
+  that is more, so a larger corpus gets proportionally more steps.
+  """
   corpus = text.load_corpus(config.data.path)
   vocab, ids = text.encode_corpus(corpus)
   data = text.CharData(
@@ -83,6 +101,11 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
         f"text; these characters are not in the corpus: {missing} (or set "
         "sample.length=0)"
       )
+  steps = budget_steps(
+    data.split, config.data.min_epochs, config.data.batch_size, config.data.seq_len
+  )
+  if steps > config.train.steps:
+    config.train.steps = steps
   info = {
     **corpus.info,
     "vocab_size": len(vocab),
