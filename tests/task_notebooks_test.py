@@ -1,7 +1,9 @@
 """colab/forecasting.ipynb and colab/classification.ipynb run top to bottom.
 
-Like notebook_test.py: a fresh `python3` kernel from this venv, run from
-`colab/` so the notebooks use this checkout and install nothing. Each must
+Like notebook_test.py: a fresh `python3` kernel from this venv, each notebook
+copied into a directory with no checkout above it, so its set-up cell must
+find the installed package (PYTHONPATH points at this checkout) and install
+nothing. Each must
 draw a figure, restore the best checkpoint (the one the test record names)
 and recompute its test figure from it to the value the run logged.
 """
@@ -9,6 +11,7 @@ and recompute its test figure from it to the value the run logged.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,14 +32,16 @@ def _text(outputs) -> str:
 
 
 @pytest.mark.parametrize("name", ["forecasting", "classification"])
-def test_task_notebook_runs(name, monkeypatch):
+def test_task_notebook_runs(name, monkeypatch, tmp_path):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  nb = nbformat.read(COLAB / f"{name}.ipynb", as_version=4)
+  monkeypatch.setenv("PYTHONPATH", str(COLAB.parent))
+  shutil.copy(COLAB / f"{name}.ipynb", tmp_path / f"{name}.ipynb")
+  nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   assert "def " not in code and "class " not in code  # the library does the work
   nbclient.NotebookClient(
     nb, timeout=300, kernel_name="python3",
-    resources={"metadata": {"path": str(COLAB)}},
+    resources={"metadata": {"path": str(tmp_path)}},
   ).execute()  # fmt: skip
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
   assert not [o for o in outputs if o.get("output_type") == "error"]
