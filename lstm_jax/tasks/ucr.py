@@ -75,8 +75,20 @@ def _sha256(path: str) -> str:
 def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], dict]:
   """The train/valid/test arrays of `data.ucr.prepare` and the run's data info."""
   d = config.data
-  if d.train_path:
+  if d.train_path or d.test_path:
+    if not (d.train_path and d.test_path):
+      raise ConfigError(
+        "data.train_path and data.test_path go together; got "
+        f"train_path={d.train_path!r}, test_path={d.test_path!r}"
+      )
     train_path, test_path = d.train_path, d.test_path
+  elif not d.name:
+    shipped = ", ".join(ucr.shipped_datasets()) or "none (pip install 'lstm_jax[ucr]')"
+    raise ConfigError(
+      "no UCR/UEA data: name a shipped set (experiments/ucr.py:GunPoint or "
+      "GunPoint,tiny) or pass --config.data.train_path=... "
+      f"--config.data.test_path=...; shipped: {shipped}"
+    )
   else:
     train_path, test_path = ucr.resolve(d.name)
   train = ucr.load_ts(train_path, d.fill_missing)
