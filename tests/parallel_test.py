@@ -101,8 +101,10 @@ def test_grad_accumulation_equals_the_whole_batch(stateful):
     s1.params,
   )
   if stateful:  # the final carry: every row continued its own stream
+    # Same bound as the params: after 3 windows one of 1024 carry elements
+    # differs by 1.08e-5 (the micro-batch scan sums in another order).
     jax.tree.map(
-      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=PARAM_ATOL),
       s4.carry,
       s1.carry,
     )
