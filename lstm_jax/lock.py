@@ -63,10 +63,15 @@ class WorkdirLock:
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, LOCK_FILE)
     self._fd: int | None = None
+    # The lock file as it was before this process wrote its note (None: it
+    # did not exist), put back when the run fails: a run that stops on an
+    # error leaves the workdir byte-identical, the lock file included.
+    self._previous: bytes | None = None
 
   def _acquire(self) -> str | None:
     """Takes the lock on process 0; None, or the refusal message."""
     os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+    existed = os.path.exists(self.path)
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -94,6 +99,7 @@ class WorkdirLock:
       "host": socket.gethostname(),
       "since": since.strftime("%Y-%m-%d %H:%M:%S UTC"),
     }
+    self._previous = os.pread(fd, 1 << 16, 0) if existed else None
     os.ftruncate(fd, 0)
     os.pwrite(fd, (json.dumps(note) + "\n").encode("utf-8"), 0)
     self._fd = fd
@@ -118,5 +124,17 @@ class WorkdirLock:
       os.close(self._fd)
       self._fd = None
 
-  def __exit__(self, *exc_info) -> None:
+  def _restore_previous(self) -> None:
+    """Puts the lock file back as it was (still holding the lock)."""
+    if self._fd is None:
+      return
+    if self._previous is None:
+      os.remove(self.path)
+    else:
+      os.ftruncate(self._fd, 0)
+      os.pwrite(self._fd, self._previous, 0)
+
+  def __exit__(self, exc_type, exc, tb) -> None:
+    if exc_type is not None and issubclass(exc_type, errors.LstmJaxError):
+      self._restore_previous()
     self.release()

@@ -62,6 +62,17 @@ def _start(workdir, env, log):
   )
 
 
+def _wait_until_stopped(pid: int, timeout: float = 30.0) -> None:
+  """Waits until the kernel reports `pid` stopped (state T in /proc)."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    with open(f"/proc/{pid}/stat") as f:
+      if f.read().rsplit(")", 1)[1].split()[0] == "T":
+        return
+    time.sleep(0.01)
+  raise AssertionError(f"process {pid} did not stop within {timeout} s")
+
+
 def test_second_trainer_refused_first_finishes_identical(tmp_path, env, tiny_reference):
   workdir = tmp_path / "run"
   err = tmp_path / "first.txt"
@@ -71,6 +82,7 @@ def test_second_trainer_refused_first_finishes_identical(tmp_path, env, tiny_ref
     _wait_for_checkpoints(first, workdir, 1, err)
     assert _holder_pid(workdir) == first.pid
     first.send_signal(signal.SIGSTOP)  # holds the lock, writes nothing meanwhile
+    _wait_until_stopped(first.pid)  # the signal is asynchronous
     before = tiny_run.tree_snapshot(workdir)
     started = time.monotonic()
     second = subprocess.run(
