@@ -22,6 +22,7 @@ import os
 import pathlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -124,3 +125,19 @@ def experiments_overview() -> str:
     [f"Experiments ({folder}; a variant follows a colon):", *rows, "", "Examples:"]
     + examples
   )
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+  """Prints `error: message` and ends the process at once with `status`.
+
+  `os._exit`, not `sys.exit`: after a failed restore, TensorStore's reader
+  threads still complete futures on Orbax's closed asyncio loop while the
+  interpreter shuts down, and each prints a `RuntimeError: Event loop is
+  closed` traceback after our one line. Nothing is left to flush by then: the
+  trainer has closed its writers and waited for its checkpoints before the
+  error reached the entry point.
+  """
+  sys.stdout.flush()
+  sys.stderr.write(f"error: {message}\n")
+  sys.stderr.flush()
+  os._exit(status)

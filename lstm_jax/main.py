@@ -33,7 +33,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except errors.LstmJaxError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   except flags.Error as e:
     sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
   except (KeyError, AttributeError) as e:  # ml_collections: no such config key
@@ -76,7 +76,7 @@ def main(argv: list[str]) -> None:
     )
     results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except errors.LstmJaxError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   except KeyboardInterrupt as e:
     print(f"error: interrupted ({e or 'SIGINT'}); not saved.", file=sys.stderr)
     sys.exit(130)
@@ -84,7 +84,7 @@ def main(argv: list[str]) -> None:
     message = errors.os_error_message(e)
     if message is None:
       raise  # a bug: keep the traceback
-    sys.exit(f"error: {message}")
+    cli.fail(message)
   if results["stopped"] == "preempted":
     sys.exit(preemption.EXIT_PREEMPTED)
 

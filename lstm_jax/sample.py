@@ -143,7 +143,7 @@ def main(argv: list[str]) -> None:
       jax.random.key(f.seed),
     )
   except errors.LstmJaxError as e:
-    sys.exit(f"error: {e}")
+    cli.fail(str(e))
   print(f"# {f.workdir} step {run.step}, temperature {f.temperature}", file=sys.stderr)
   print(f.prompt + text)
 
