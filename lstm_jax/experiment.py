@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import traceback
 from typing import Any
 
@@ -35,6 +36,22 @@ def _describe(exc: BaseException) -> str:
   return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def _package_root(path: str) -> str | None:
+  """The directory above the packages holding `path`, if it is in one.
+
+  `experiments/charlm.py` does `from experiments import base`; that works
+  from the repository root only, unless the directory that holds
+  `experiments/` is importable. So `--config=/abs/repo/experiments/x.py`
+  run from anywhere else finds its siblings too.
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  if not os.path.isfile(os.path.join(directory, "__init__.py")):
+    return None
+  while os.path.isfile(os.path.join(directory, "__init__.py")):
+    directory = os.path.dirname(directory)
+  return directory
+
+
 def load(spec: str) -> Any:
   """The config of `spec` = `file.py` or `file.py:arg` (`get_config(arg)`).
 
@@ -56,6 +73,9 @@ def load(spec: str) -> Any:
   if module_spec is None or module_spec.loader is None:
     raise ConfigError(f"config file {path} cannot be imported (is it a .py file?).")
   module = importlib.util.module_from_spec(module_spec)
+  root = _package_root(path)
+  if root is not None and root not in map(os.path.abspath, sys.path):
+    sys.path.insert(0, root)
   try:
     module_spec.loader.exec_module(module)
   except SyntaxError as e:

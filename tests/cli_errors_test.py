@@ -13,6 +13,7 @@ truth) against the workdir of a finished tiny run, and checks that:
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,19 @@ def test_bad_input_creates_no_workdir(case, data_files, tmp_path, env):
   assert proc.returncode != 0
   assert phrases[0] in proc.stderr
   assert not workdir.exists()
+
+
+def test_config_by_absolute_path_from_another_directory(tmp_path, env):
+  """`--config=/abs/repo/experiments/adding.py` from outside the clone finds
+  its sibling `experiments.base` (the loader puts the clone on sys.path)."""
+  env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+  config = Path(tiny_run.REPO) / "experiments" / "adding.py"
+  code = (
+    "from lstm_jax import experiment\n"
+    f"print(experiment.load({str(config) + ':tiny'!r}).data.seq_len)\n"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.split() == ["20"]  # experiments/adding.py's tiny seq_len

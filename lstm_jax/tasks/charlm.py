@@ -186,9 +186,10 @@ def report(
     scored = int(results.get("eval/tokens", total))
     # train.eval_batches may limit the evaluation to the first batches.
     what = (
-      f"all {total} validation characters"
+      f"all {total:,} validation characters"
       if scored >= total
-      else f"{scored} of the {total} validation characters (train.eval_batches)"
+      else f"{scored:,} of the {total:,} validation characters; "
+      "train.eval_batches limits it"
     )
     print(
       f"validation bpc {results['eval/bpc']:.4f} at step {results['step']} "
