@@ -70,7 +70,16 @@ def commands(args: argparse.Namespace, exists: bool) -> list[list[str]]:
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-    prog="python -m lstm_jax.launch", description=__doc__.split("\n\n")[0]
+    prog="python -m lstm_jax.launch",
+    description=__doc__.split("\n\n")[0],
+    # The example and the steps of the module docstring; after `--` come
+    # lstm_jax.main's flags (`python -m lstm_jax.main --help`: the
+    # experiments and the --config.KEY=VALUE overrides).
+    epilog="example:\n"
+    + __doc__.split("\n\n", 1)[1]
+    + "\nAfter --: lstm_jax.main's flags; `python -m lstm_jax.main --help` lists"
+    " the experiments and the --config.KEY=VALUE overrides.",
+    formatter_class=argparse.RawDescriptionHelpFormatter,
   )
   parser.add_argument("--name", required=True, help="TPU VM name")
   parser.add_argument("--zone", required=True)

@@ -52,7 +52,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lstm_jax import errors, sweep_spec, sweep_table, tasks, train
+from lstm_jax import cli, errors, sweep_spec, sweep_table, tasks, train
 from lstm_jax.sweep_spec import Trial
 
 
@@ -268,6 +268,30 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"error: unknown config key {e} (in {overrides})")
 
 
+def _help_page() -> str:
+  sweeps = cli.experiments_dir()
+  files = sorted(sweeps.glob("sweeps/*.py")) if sweeps else []
+  listed = "\n".join(
+    f"  experiments/sweeps/{p.name}" for p in files if p.name != "__init__.py"
+  )
+  return "\n\n".join(
+    [
+      "usage: python -m lstm_jax.sweep --config=FILE[:VARIANT] --sweep=FILE "
+      "--workdir=DIR [--config.KEY=VALUE ...] [--shard=i/n] [--table_only]",
+      __doc__.strip(),
+      "Sweep files (a sweep file sets the trials' --config.KEY values):\n"
+      + (listed or "  (none found: run from a clone, experiments/sweeps/)"),
+      cli.experiments_overview(),
+      "Overrides: --config.KEY=VALUE (any number, e.g. --config.train.steps=20)\n"
+      "apply to every trial; the keys are declared in experiments/base.py and\n"
+      "the experiment file. `python -m lstm_jax.main --help` explains them.",
+      "Flags:\n"
+      + cli.flag_lines(["config", "sweep", "workdir", "shard", "table_only"])
+      + cli.COMMON_FLAGS,
+    ]
+  )
+
+
 if __name__ == "__main__":
   _define_flags()
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, _help_page, flags_parser=_parse_flags)

@@ -66,6 +66,37 @@ def test_sample_help_is_a_users_page(env, tmp_path):
   assert "None" not in proc.stdout
 
 
+@pytest.mark.parametrize(
+  "module, phrases",
+  [
+    (
+      "lstm_jax.sweep",
+      [
+        "usage: python -m lstm_jax.sweep --config=FILE",
+        "experiments/sweeps/charlm_lr.py",  # the sweep files, listed
+        "experiments/charlm.py",  # the experiments
+        "--config.KEY=VALUE",  # the override syntax
+        "--sweep=experiments/sweeps/charlm_lr.py --workdir=runs/sweep",  # example
+      ],
+    ),
+    (
+      "lstm_jax.launch",
+      [
+        "usage: python -m lstm_jax.launch",
+        "--config=experiments/",
+        "--config.KEY=VALUE",
+      ],
+    ),
+  ],
+)
+def test_other_entry_points_help_is_a_users_page(module, phrases, env, tmp_path):
+  proc = _run(["-m", module, "--help"], env, tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  for phrase in phrases:
+    assert phrase in proc.stdout, f"{phrase!r} missing from:\n{proc.stdout}"
+  assert "(default: 'None')" not in proc.stdout
+
+
 @pytest.fixture(scope="module")
 def tiny_workdir(tmp_path_factory, env):
   workdir = tmp_path_factory.mktemp("help") / "run"
