@@ -4,6 +4,7 @@ kernel is started)."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ def test_remedies_notebook_runs(monkeypatch):
   nb = nbformat.read(NOTEBOOK, as_version=4)
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   assert "def " not in code and "class " not in code
+  before = set(Path(tempfile.gettempdir()).glob("lstm_jax_sweep_*"))
   nbclient.NotebookClient(
     nb,
     timeout=300,
@@ -27,6 +29,8 @@ def test_remedies_notebook_runs(monkeypatch):
     resources={"metadata": {"path": str(NOTEBOOK.parent)}},
   ).execute()
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+  # The last cell deletes the sweep's directory.
+  assert set(Path(tempfile.gettempdir()).glob("lstm_jax_sweep_*")) == before
   assert not [o for o in outputs if o.get("output_type") == "error"]
   assert (
     sum("image/png" in o.get("data", {}) for o in outputs) >= 2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,11 +40,15 @@ def test_task_notebook_runs(name, monkeypatch, tmp_path):
   nb = nbformat.read(tmp_path / f"{name}.ipynb", as_version=4)
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   assert "def " not in code and "class " not in code  # the library does the work
+  leftovers = f"lstm_jax_{'ucr' if name == 'classification' else 'forecast'}_*"
+  before = set(Path(tempfile.gettempdir()).glob(leftovers))
   nbclient.NotebookClient(
     nb, timeout=300, kernel_name="python3",
     resources={"metadata": {"path": str(tmp_path)}},
   ).execute()  # fmt: skip
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+  # The last cell deletes the notebook's workdir.
+  assert set(Path(tempfile.gettempdir()).glob(leftovers)) == before
   assert not [o for o in outputs if o.get("output_type") == "error"]
   assert [o for o in outputs if "image/png" in o.get("data", {})], "no figure drawn"
   (cell,) = [c for c in nb.cells if "restore" in c.metadata.get("tags", [])]
