@@ -49,6 +49,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.horizon = 11 if dataset == "sunspots" else 12
   # Training windows per batch (drawn f(seed, step)).
   config.data.batch_size = 32
+  # "" (none), "sqrt" or "log1p" of the target before scaling; forecasts are
+  # transformed back before scoring.
+  config.data.transform = ""
 
   config.model = ml_collections.ConfigDict()
   # The LSTM over the window (keys: lstm_jax.layers.lstm_config).
@@ -57,6 +60,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (co2); on stationary sunspots it loses the level (holdout MAE 53.5 vs
   # 52.9 absolute, recursive, seed 0).
   config.model.relative = dataset == "co2"
+  # Predict a correction to the seasonal naive forecast of the window (the
+  # target one season back), like SARIMA's seasonal difference; the untrained
+  # model is seasonal naive. Needs data.input_len >= the season.
+  config.model.seasonal_residual = False
 
   config.forecast = ml_collections.ConfigDict()
   # Multi-step strategy over the holdout: "recursive" (one step at a time,
