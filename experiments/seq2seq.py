@@ -4,7 +4,8 @@ r"""Encoder-decoder LSTM with attention on generated addition or reversal.
   python -m lstm_jax.main --config=experiments/seq2seq.py:reversal --workdir=runs/rev
   python -m lstm_jax.main --config=experiments/seq2seq.py:tiny --workdir=/tmp/s2s
 
-`arg` is "", "addition", "reversal", "tiny" or e.g. "reversal,tiny". The test
+`arg` is "", "addition", "addition_lsb", "reversal", "tiny" or e.g.
+"reversal,tiny". The test
 record holds greedy exact match on held-out examples of the training lengths
 and on `data.extra` longer lengths never seen in training.
 """
@@ -18,20 +19,25 @@ from lstm_jax.layers import lstm_config
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seq2seq config; see the module docstring for `arg`."""
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  unknown = set(parts) - {"addition", "reversal", "tiny"}
+  problems = ("addition", "addition_lsb", "reversal")
+  unknown = set(parts) - {*problems, "tiny"}
   if unknown:
     raise ValueError(f"unknown seq2seq variant(s) {sorted(unknown)}")
-  problem = "reversal" if "reversal" in parts else "addition"
+  chosen = [p for p in parts if p in problems]
+  if len(chosen) > 1:
+    raise ValueError(f"choose one seq2seq problem, got {chosen}")
+  problem = chosen[0] if chosen else "addition"
 
   config = base.get_config()
   config.task = "seq2seq"
 
   config.data = ml_collections.ConfigDict()
-  # "addition" ("123+45" -> "168") or "reversal" ("abc" -> "cba").
+  # "addition" ("123+45" -> "168"), "addition_lsb" (digits least significant
+  # first: "321+54" -> "861") or "reversal" ("abc" -> "cba").
   config.data.problem = problem
   # Training lengths: digits of the longer operand, or letters.
   config.data.min_len = 1
-  config.data.max_len = 4 if problem == "addition" else 8
+  config.data.max_len = 8 if problem == "reversal" else 4
   # Held-out lengths up to max_len + extra (never seen in training).
   config.data.extra = 2
   # Examples per training batch.
@@ -65,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_mode = "max"
 
   if "tiny" in parts:
-    config.data.max_len = 2 if problem == "addition" else 3
+    config.data.max_len = 3 if problem == "reversal" else 2
     config.data.extra = 1
     config.data.batch_size = 32
     config.data.eval_batches = 2
