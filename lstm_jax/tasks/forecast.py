@@ -70,6 +70,18 @@ DEFAULTS = {
 }
 
 
+# Default `data.transform` (unset) per source: sqrt counts for sunspots (skewed,
+# as in the classical sunspot models); none for co2 and CSVs (may be negative).
+TRANSFORM_DEFAULTS = {"sunspots": "sqrt"}
+
+
+def transform_name(config: ml_collections.ConfigDict) -> str:
+  """`data.transform`, or the source's default when unset."""
+  if config.data.transform is not None:
+    return config.data.transform
+  return TRANSFORM_DEFAULTS.get(config.data.dataset or "csv", "")
+
+
 def settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The `forecast.*` values with unset keys filled from `DEFAULTS`."""
   f = config.forecast
@@ -105,7 +117,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("input_len", "horizon", "batch_size"):
     if d[key] < 1:
       raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
-  if d.transform not in series.TRANSFORMS:
+  if transform_name(config) not in series.TRANSFORMS:
     raise ConfigError(
       f"data.transform must be one of {series.TRANSFORMS}, got {d.transform!r}"
     )
@@ -134,7 +146,7 @@ class Prepared:
   def __init__(self, config: ml_collections.ConfigDict):
     d = config.data
     self.series = series.load_series(d.dataset or d.path, d.columns or "", d.target)
-    self.transform = d.transform or ""
+    self.transform = transform_name(config)
     values = self.series.values.copy()
     t = self.series.target
     values[:, t] = series.transform(values[:, t], self.transform, self.series.source)
