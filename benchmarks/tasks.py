@@ -40,6 +40,7 @@ DTW = {
 # name -> (group, config, flags, metric, baseline keys or note, seeds)
 ENTRIES = {
   "sunspots": ("forecast", "experiments/forecast.py", [], "mae", None, 3),
+  "sunspots_no_sqrt": ("forecast", "experiments/forecast.py", ["--config.data.transform="], "mae", None, 1),
   "sunspots_recursive": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive"], "mae", None, 1),
   "sunspots_recursive_relative": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive", "--config.model.relative=True"], "mae", None, 1),
   "co2": ("forecast", "experiments/forecast.py:co2", [], "mae", None, 3),
@@ -47,8 +48,9 @@ ENTRIES = {
     name: ("ucr", f"experiments/ucr.py:{name}", ["--config.train.steps=1000"], "accuracy", None, 3)
     for name in DTW
   },
-  "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py", ["--config.train.steps=2000"], "exact_match", None, 1),
-  "seq2seq_reversal": ("seq2seq", "experiments/seq2seq.py:reversal", ["--config.train.steps=2000"], "exact_match", None, 1),
+  "seq2seq_addition_lsb": ("seq2seq", "experiments/seq2seq.py", [], "exact_match", None, 1),
+  "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py:addition", [], "exact_match", None, 1),
+  "seq2seq_reversal": ("seq2seq", "experiments/seq2seq.py:reversal", [], "exact_match", None, 1),
   "adding_T200": ("adding", "experiments/adding.py", ["--config.train.steps=2000"], "mse", None, 1),
   "adding_T400": ("adding", "experiments/adding.py", ["--config.data.seq_len=400", "--config.train.steps=2000"], "mse", None, 1),
   "copy_T100": ("copy", "experiments/copy.py", [], "ce_ratio", None, 1),

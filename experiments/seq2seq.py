@@ -4,9 +4,26 @@ r"""Encoder-decoder LSTM with attention on generated addition or reversal.
   python -m lstm_jax.main --config=experiments/seq2seq.py:reversal --workdir=runs/rev
   python -m lstm_jax.main --config=experiments/seq2seq.py:tiny --workdir=/tmp/s2s
 
-`arg` is "", "addition", "reversal", "tiny" or e.g. "reversal,tiny". The test
-record holds greedy exact match on held-out examples of the training lengths
-and on `data.extra` longer lengths never seen in training.
+`arg` is "" (= "addition_lsb"), "addition", "addition_lsb", "reversal",
+"tiny" or e.g. "reversal,tiny". The test record holds greedy exact match on
+held-out examples of the training lengths and on `data.extra` longer lengths
+never seen in training.
+
+Measured (seed 0, greedy, 200 held-out examples per length, 2 shared CPUs):
+
+| problem (steps)          | held-out 1..max | by length            | longer (+1, +2)   |
+| addition_lsb (6000)      | 0.9988          | 1, 1, 1, 0.995       | 0.065 (0.13, 0)   |
+| addition_lsb (3000)      | 0.9487          |                      | 0.1175            |
+| addition (6000)          | 0.9775          | 1, 1, 0.99, 0.92     | 0.035 (0.07, 0)   |
+| addition (3000)          | 0.8588          | 1, 1, 0.845, 0.59    | 0.02 (0.04, 0)    |
+| reversal (2000), 2 runs  | 1.0, 1.0        | 1 for lengths 1-8    | 0.4925 (0.985, 0),|
+|                          |                 |                      | 0.4425 (0.885, 0) |
+
+addition_lsb at 6000 steps: 2.0 CPU-minutes (5.3 min wall under load, ~21
+steps/s); reversal is solved on validation by step 500. Lengths beyond
+training barely generalise (the +2 length is 0 everywhere). The two reversal
+runs share config and seed: training was not bitwise
+reproducible on this CPU (cause not investigated; the longer lengths move).
 """
 
 import ml_collections
@@ -18,20 +35,27 @@ from lstm_jax.layers import lstm_config
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seq2seq config; see the module docstring for `arg`."""
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  unknown = set(parts) - {"addition", "reversal", "tiny"}
+  problems = ("addition", "addition_lsb", "reversal")
+  unknown = set(parts) - {*problems, "tiny"}
   if unknown:
     raise ValueError(f"unknown seq2seq variant(s) {sorted(unknown)}")
-  problem = "reversal" if "reversal" in parts else "addition"
+  chosen = [p for p in parts if p in problems]
+  if len(chosen) > 1:
+    raise ValueError(f"choose one seq2seq problem, got {chosen}")
+  problem = chosen[0] if chosen else "addition_lsb"
 
   config = base.get_config()
   config.task = "seq2seq"
 
   config.data = ml_collections.ConfigDict()
-  # "addition" ("123+45" -> "168") or "reversal" ("abc" -> "cba").
+  # "addition" ("123+45" -> "168"), "addition_lsb" (digits least significant
+  # first: "321+54" -> "861"; the default, the carry then flows in emission
+  # order: 0.999 vs 0.978 held-out at 6000 steps, 0.95 vs 0.86 at 3000) or
+  # "reversal" ("abc" -> "cba").
   config.data.problem = problem
   # Training lengths: digits of the longer operand, or letters.
   config.data.min_len = 1
-  config.data.max_len = 4 if problem == "addition" else 8
+  config.data.max_len = 8 if problem == "reversal" else 4
   # Held-out lengths up to max_len + extra (never seen in training).
   config.data.extra = 2
   # Examples per training batch.
@@ -57,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.optim.learning_rate = 3e-3
   config.optim.warmup_steps = 100
-  config.train.steps = 3000
+  config.train.steps = 2000 if problem == "reversal" else 6000
   config.train.log_every = 50
   config.train.eval_every = 250
   config.checkpoint.every_steps = 250
@@ -65,7 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_mode = "max"
 
   if "tiny" in parts:
-    config.data.max_len = 2 if problem == "addition" else 3
+    config.data.max_len = 3 if problem == "reversal" else 2
     config.data.extra = 1
     config.data.batch_size = 32
     config.data.eval_batches = 2

@@ -91,3 +91,22 @@ def test_window_batches_are_f_of_seed_and_step():
   np.testing.assert_array_equal(a["inputs"], b["inputs"])
   assert not np.array_equal(a["inputs"], series.window_batch(x, y, 0, 4, 8)["inputs"])
   np.testing.assert_array_equal(a["targets"][:, 0], a["inputs"][:, -1, 0] + 1)
+
+
+@pytest.mark.parametrize(
+  "name,fn", [("sqrt", np.sqrt), ("log1p", np.log1p), ("", None)]
+)
+def test_transform_matches_numpy_and_inverts(name, fn):
+  x = np.array([0.0, 0.5, 4.0, 190.2])
+  got = series.transform(x, name)
+  np.testing.assert_allclose(got, fn(x) if fn else x)
+  np.testing.assert_allclose(series.untransform(got, name), x, rtol=1e-12)
+
+
+def test_transform_domain():
+  with pytest.raises(DataError, match="sqrt.*>= 0"):
+    series.transform(np.array([1.0, -0.5]), "sqrt", "mine.csv")
+  with pytest.raises(DataError, match="log1p"):
+    series.transform(np.array([-1.0]), "log1p")
+  # A forecast below 0 in sqrt units is 0 on the original (non-negative) scale.
+  np.testing.assert_allclose(series.untransform(np.array([-2.0, 3.0]), "sqrt"), [0, 9])

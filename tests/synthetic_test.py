@@ -71,6 +71,21 @@ def test_seq2seq_addition_examples_are_correct_sums():
   assert (b["mask"] == (b["targets"] != synthetic.PAD)).all()
 
 
+def test_seq2seq_addition_lsb_is_addition_with_digits_reversed():
+  b = synthetic.seq2seq_batch(0, 0, 200, "addition_lsb", 1, 5)
+  assert b["inputs"].shape == (200, 11) and b["targets"].shape == (200, 7)
+  for src, tgt in zip(b["inputs"], b["targets"]):
+    left, right = synthetic.decode(src).split("+")
+    assert int(synthetic.decode(tgt)[::-1]) == int(left[::-1]) + int(right[::-1])
+    # No leading zero in the usual order = no trailing zero unless the number is 0.
+    assert all(n == "0" or n[-1] != "0" for n in (left, right))
+  # Same draws as "addition": the same numbers, written the other way round.
+  plain = synthetic.seq2seq_batch(0, 0, 200, "addition", 1, 5)
+  for s1, s2 in zip(b["inputs"], plain["inputs"]):
+    pairs = zip(synthetic.decode(s1).split("+"), synthetic.decode(s2).split("+"))
+    assert all(x[::-1] == y for x, y in pairs)
+
+
 def test_seq2seq_reversal_and_heldout_longer_lengths():
   b = synthetic.seq2seq_batch(0, 0, 50, "reversal", 2, 6)
   for src, tgt in zip(b["inputs"], b["targets"]):

@@ -118,6 +118,30 @@ def test_forecaster_direct_head_and_recursive_rollout(horizon):
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("horizon,season", [(1, 4), (4, 4), (6, 4)])
+def test_seasonal_residual_starts_as_seasonal_naive(horizon, season):
+  """Untrained (zero head), the rollout is `baselines.seasonal_naive`; a
+  nonzero head shifts each call's output by exactly the head's correction."""
+  from lstm_jax import baselines
+
+  rng = np.random.default_rng(5)
+  window = rng.normal(size=(3, 9, 1))
+  x = jnp.asarray(window, jnp.float32)
+  model = Forecaster(lstm=LSTM(4), horizon=horizon, season=season)
+  variables = model.init(jax.random.key(0), {"inputs": x})
+  got = np.asarray(rollout(model, variables, x, steps=11))
+  for row in range(3):
+    want = baselines.seasonal_naive(window[row, :, 0], np.zeros(11), season, False)
+    np.testing.assert_allclose(got[row], want, rtol=1e-6, atol=1e-6)
+  bias = dict(variables["params"]["head"], bias=jnp.full((horizon,), 0.5))
+  shifted = {"params": dict(variables["params"], head=bias)}
+  preds, _ = model.apply(shifted, {"inputs": x})
+  idx = 9 - season + np.arange(horizon) % season
+  np.testing.assert_allclose(preds, window[:, idx, 0] + 0.5, rtol=1e-6, atol=1e-6)
+  with pytest.raises(ValueError, match="window >= season"):
+    model.apply(variables, {"inputs": x[:, : season - 1]})
+
+
 def test_rollout_with_covariates():
   rng = np.random.default_rng(3)
   window = jnp.asarray(rng.normal(size=(2, 6, 2)), jnp.float32)

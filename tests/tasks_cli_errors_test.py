@@ -99,6 +99,13 @@ CASES = {
     lambda t: _forecast(_csv(t / "s.csv", "y\n" + "1\n2\n3\n" * 4)),
     ["s.csv", "shorter than one"],
   ),
+  "sqrt_of_negative_series": (
+    lambda t: [
+      *_forecast(_csv(t / "neg.csv", SERIES.replace("\n5,2\n", "\n5,-2\n", 1))),
+      "--config.data.transform=sqrt",
+    ],
+    ["neg.csv", "'sqrt'", "-2"],
+  ),
   "unknown_ucr_name": (
     lambda t: ["--config=experiments/ucr.py:NoSuchSet,tiny"],
     ["NoSuchSet", "GunPoint"],

@@ -138,17 +138,32 @@ def test_forecast_against_statsmodels(reference):
   np.testing.assert_allclose(
     test["seasonal_naive/mase"], np.abs(snaive - holdout).mean() / scale
   )
-  # The model's recursive forecast, one call at a time.
-  mean, std = y[:v0].mean(), y[:v0].std()
-  window = list((history[-run.config.data.input_len :] - mean) / std)
-  preds = []
-  for _ in range(n_test):
-    x = np.asarray(window[-run.config.data.input_len :], np.float32)[None, :, None]
-    nxt = float(_apply(run, {"inputs": x})[0, 0])
-    window.append(nxt)
-    preds.append(nxt * std + mean)
   np.testing.assert_allclose(
-    test["mae"], np.abs(np.array(preds) - holdout).mean(), rtol=RTOL
+    test["valid_multi/seasonal_naive/mae"],
+    np.abs(np.resize(y[v0 - season : v0], t0 - v0) - y[v0:t0]).mean(),
+  )
+  # The model's recursive forecast, one call at a time, on sqrt counts
+  # standardised with the training part's statistics.
+  assert run.config.data.transform is None  # unset: sunspots default to sqrt
+  z = np.sqrt(y)
+  mean, std, L = z[:v0].mean(), z[:v0].std(), run.config.data.input_len
+
+  def recursive(origin, n):
+    window, preds = list((z[origin - L : origin] - mean) / std), []
+    for _ in range(n):
+      x = np.asarray(window[-L:], np.float32)[None, :, None]
+      nxt = float(_apply(run, {"inputs": x})[0, 0])
+      window.append(nxt)
+      preds.append(max(nxt * std + mean, 0.0) ** 2)
+    return np.array(preds)
+
+  np.testing.assert_allclose(
+    test["mae"], np.abs(recursive(t0, n_test) - holdout).mean(), rtol=RTOL
+  )
+  np.testing.assert_allclose(
+    test["valid_multi/mae"],
+    np.abs(recursive(v0, t0 - v0) - y[v0:t0]).mean(),
+    rtol=RTOL,
   )
   assert (workdir / "forecast.png").stat().st_size > 1000
 

@@ -17,7 +17,8 @@ Sources:
 Splits are chronological: the last `holdout` fraction (default 20%) is the
 test part, the `valid` fraction before it the validation part, the rest
 training. The scaler (per-channel mean and std) is fit on the training part
-only. Windows: `input_len` steps of every channel in, the next `horizon` values
+only; an optional `transform` ("sqrt", "log1p") of the target channel comes
+before it (and is undone on the forecasts). Windows: `input_len` steps of every channel in, the next `horizon` values
 of the target out. Training batches are pure f(seed, step).
 """
 
@@ -35,6 +36,7 @@ from lstm_jax.errors import DataError
 
 Batch = dict[str, np.ndarray]
 SHORTCUTS = ("sunspots", "co2")
+TRANSFORMS = ("", "sqrt", "log1p")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +156,36 @@ def split_points(n: int, holdout: float = 0.2, valid: float = 0.1) -> tuple[int,
   test_start = n - int(round(holdout * n))
   valid_start = test_start - int(round(valid * n))
   return valid_start, test_start
+
+
+def transform(values: np.ndarray, name: str, source: str = "series") -> np.ndarray:
+  """A variance-stabilising transform of a non-negative series ("" = none).
+
+  Raises:
+    DataError: a value below the transform's domain (sqrt: < 0, log1p: <= -1).
+  """
+  if name not in TRANSFORMS:
+    raise ValueError(f"transform must be one of {TRANSFORMS}, got {name!r}")
+  values = np.asarray(values, np.float64)
+  if not name:
+    return values
+  low = 0.0 if name == "sqrt" else -1.0
+  bad = values < low if name == "sqrt" else values <= low
+  if np.any(bad):
+    raise DataError(
+      f"{source}: transform {name!r} needs values {'>=' if name == 'sqrt' else '>'} "
+      f"{low:g}, got {values[bad].min():g}"
+    )
+  return np.sqrt(values) if name == "sqrt" else np.log1p(values)
+
+
+def untransform(values: np.ndarray, name: str) -> np.ndarray:
+  """The inverse of `transform`; a negative forecast in sqrt units maps to 0
+  (the original series is non-negative there, and squaring would flip it)."""
+  values = np.asarray(values, np.float64)
+  if name == "sqrt":
+    return np.square(np.maximum(values, 0.0))
+  return np.expm1(values) if name == "log1p" else values
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,8 +16,10 @@ Batches are numpy dicts, batch-major.
   for T + 10 steps and then the 10 symbols. Total length T + 20. The
   memoryless baseline (blank for T + 10 steps, then uniform over the 8
   categories) has cross-entropy 10 log 8 / (T + 20).
-* Seq2seq: multi-digit addition ("123+45" -> "168") or string reversal, with
-  variable lengths; `seq2seq_heldout` draws lengths up to `max_len + extra`.
+* Seq2seq: multi-digit addition ("123+45" -> "168"), the same with every
+  number written least-significant digit first ("addition_lsb": "321+54" ->
+  "861", as in Zaremba & Sutskever 2014: the carry then flows in the order the
+  answer is emitted) or string reversal, with variable lengths; `seq2seq_heldout` draws lengths up to `max_len + extra`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ COPY_DELIMITER = 9  # symbols are 1..8, so the vocabulary is 10
 PAD, BOS, EOS = 0, 1, 2
 SEQ2SEQ_CHARS = "0123456789+abcdefghijklmnopqrstuvwxyz"
 SEQ2SEQ_VOCAB = 3 + len(SEQ2SEQ_CHARS)
-SEQ2SEQ_TASKS = ("addition", "reversal")
+SEQ2SEQ_TASKS = ("addition", "addition_lsb", "reversal")
 
 
 def _rng(tag: int, seed: int, step: int) -> np.random.Generator:
@@ -117,12 +119,14 @@ def _example(rng: np.random.Generator, task: str, length: int) -> tuple[str, str
   """A (source, target) pair whose size parameter is `length`.
 
   addition: two numbers of 1..length digits each (at least one has `length`),
-  no leading zeros; reversal: a lowercase string of exactly `length` letters.
+  no leading zeros (addition_lsb: each number's digits reversed); reversal: a lowercase string of exactly `length` letters.
   """
-  if task == "addition":
+  if task.startswith("addition"):
     digits = [length, int(rng.integers(1, length + 1))]
     rng.shuffle(digits)
     a, b = (int(rng.integers(10 ** (d - 1) if d > 1 else 0, 10**d)) for d in digits)
+    if task == "addition_lsb":
+      return f"{str(a)[::-1]}+{str(b)[::-1]}", str(a + b)[::-1]
     return f"{a}+{b}", str(a + b)
   letters = rng.integers(0, 26, length)
   src = "".join(chr(ord("a") + int(c)) for c in letters)
@@ -131,7 +135,7 @@ def _example(rng: np.random.Generator, task: str, length: int) -> tuple[str, str
 
 def max_lengths(task: str, max_len: int) -> tuple[int, int]:
   """Padded (source, target-with-EOS) lengths for size parameter `max_len`."""
-  if task == "addition":
+  if task.startswith("addition"):
     return 2 * max_len + 1, max_len + 2
   return max_len, max_len + 1
 

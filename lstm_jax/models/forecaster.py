@@ -7,6 +7,11 @@
 step). `rollout` extends any horizon over a longer span by feeding forecasts
 back into the window: `horizon = 1` is the recursive strategy, `horizon = h`
 the direct one applied block by block.
+
+`season = m > 0` makes the head a correction to the seasonal naive forecast
+read off the window (the target's values one season back, the last season
+repeated over the horizon), as a seasonal difference does for SARIMA. The head
+starts at zero, so the untrained model is exactly seasonal naive.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lstm_jax.layers import LSTM
 from lstm_jax.models.pooling import last_real
@@ -28,10 +34,15 @@ class Forecaster(nn.Module):
     lstm: the encoder over the window (unidirectional is the usual choice; a
       bidirectional one reads the backward state at the window's first step).
     horizon: values predicted per call (the direct head's width).
+    season: 0, or m > 0 to predict the residual over the seasonal naive
+      forecast of the window's `target` channel (needs window >= m).
+    target: the target channel (read only when `season > 0`).
   """
 
   lstm: LSTM
   horizon: int = 1
+  season: int = 0
+  target: int = 0
 
   @nn.compact
   def __call__(
@@ -56,7 +67,18 @@ class Forecaster(nn.Module):
     if mask is None:
       mask = jnp.ones(x.shape[:2], bool)
     h = last_real(y.astype(jnp.float32), mask, self.lstm.num_directions)
-    return nn.Dense(self.horizon, name="head")(h), finals
+    if not self.season:
+      return nn.Dense(self.horizon, name="head")(h), finals
+    m, window = self.season, x.shape[1]
+    if window < m:
+      raise ValueError(
+        f"a seasonal residual needs a window >= season {m}, got {window}"
+      )
+    # Step j ahead repeats the value at window position window - m + (j mod m).
+    idx = window - m + np.arange(self.horizon) % m  # static: numpy or jax inputs
+    naive = jnp.asarray(x)[:, idx, self.target].astype(jnp.float32)
+    head = nn.Dense(self.horizon, kernel_init=nn.initializers.zeros, name="head")
+    return naive + head(h), finals
 
 
 def rollout(

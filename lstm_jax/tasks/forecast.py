@@ -3,7 +3,9 @@
 Config (declared in `experiments/forecast.py`): the source (`data.dataset`
 shortcut or `data.path` + `data.columns` [+ `data.target`]), the
 chronological split (`data.holdout`, `data.valid`), the windows
-(`data.input_len`, `data.horizon`) and `forecast.*`: the multi-step strategy,
+(`data.input_len`, `data.horizon`), `data.transform` (sqrt or log1p of
+the target before scaling), `model.seasonal_residual` (the model predicts a
+correction to the seasonal naive forecast) and `forecast.*`: the multi-step strategy,
 the season and the ARIMA orders of the baselines (unset = the dataset's
 defaults in `DEFAULTS`).
 
@@ -20,6 +22,9 @@ fraction):
 * `mae`, `rmse`, `mase`: the multi-step forecast from the end of the
   validation part, no holdout value seen ("recursive": one step at a time,
   each forecast fed back; "direct": `horizon` values per call, block by block);
+* `valid_multi/mae`, `valid_multi/seasonal_naive/mae`: the same multi-step
+  forecast over the validation part, from the end of the training part (for
+  choosing a configuration without looking at the holdout);
 * `one_step/mae` ...: each holdout step forecast from the observed values
   before it;
 * `naive/*`, `seasonal_naive/*`, `arima/*` (multi-step) and
@@ -65,6 +70,18 @@ DEFAULTS = {
 }
 
 
+# Default `data.transform` (unset) per source: sqrt counts for sunspots (skewed,
+# as in the classical sunspot models); none for co2 and CSVs (may be negative).
+TRANSFORM_DEFAULTS = {"sunspots": "sqrt"}
+
+
+def transform_name(config: ml_collections.ConfigDict) -> str:
+  """`data.transform`, or the source's default when unset."""
+  if config.data.transform is not None:
+    return config.data.transform
+  return TRANSFORM_DEFAULTS.get(config.data.dataset or "csv", "")
+
+
 def settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The `forecast.*` values with unset keys filled from `DEFAULTS`."""
   f = config.forecast
@@ -100,6 +117,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("input_len", "horizon", "batch_size"):
     if d[key] < 1:
       raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
+  if transform_name(config) not in series.TRANSFORMS:
+    raise ConfigError(
+      f"data.transform must be one of {series.TRANSFORMS}, got {d.transform!r}"
+    )
   if f.strategy not in STRATEGIES:
     raise ConfigError(
       f"forecast.strategy must be one of {STRATEGIES}, got {f.strategy!r}"
@@ -112,6 +133,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "forecast.arima_order needs (p, d, q) and forecast.seasonal_order "
       f"(P, D, Q, m); got {s['arima_order']} and {s['seasonal_order']}"
     )
+  if config.model.seasonal_residual and d.input_len < s["season"]:
+    raise ConfigError(
+      f"model.seasonal_residual needs data.input_len >= the season "
+      f"({s['season']}), got {d.input_len}"
+    )
 
 
 class Prepared:
@@ -120,7 +146,10 @@ class Prepared:
   def __init__(self, config: ml_collections.ConfigDict):
     d = config.data
     self.series = series.load_series(d.dataset or d.path, d.columns or "", d.target)
-    values = self.series.values
+    self.transform = transform_name(config)
+    values = self.series.values.copy()
+    t = self.series.target
+    values[:, t] = series.transform(values[:, t], self.transform, self.series.source)
     self.valid_start, self.test_start = series.split_points(
       len(values), d.holdout, d.valid
     )
@@ -162,6 +191,11 @@ class Prepared:
       "num_channels": v.shape[1],
     }
 
+  def back(self, scaled_target: Any) -> np.ndarray:
+    """Scaled (transformed) target values -> the original scale."""
+    x = self.scaler.inverse(np.asarray(scaled_target, np.float64), self.target)
+    return series.untransform(x, self.transform)
+
 
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   p = Prepared(config)
@@ -192,12 +226,19 @@ class RelativeForecaster(nn.Module):
   lstm: LSTM
   horizon: int = 1
   target: int = 0
+  season: int = 0
 
   @nn.compact
   def __call__(self, batch: Batch, carry=None, deterministic: bool = True):
     x = batch["inputs"]
     last = x[:, -1:, :]
-    inner = Forecaster(lstm=self.lstm, horizon=self.horizon, name="forecaster")
+    inner = Forecaster(
+      lstm=self.lstm,
+      horizon=self.horizon,
+      season=self.season,
+      target=self.target,
+      name="forecaster",
+    )
     preds, finals = inner({"inputs": x - last}, carry, deterministic)
     return preds + last[:, 0, self.target][:, None], finals
 
@@ -205,10 +246,10 @@ class RelativeForecaster(nn.Module):
 def make_model(config: ml_collections.ConfigDict, info: dict[str, Any]) -> nn.Module:
   """`Forecaster`, or `RelativeForecaster` when model.relative is set."""
   lstm = lstm_from_config(config.model.lstm)
-  if not config.model.relative:
-    return Forecaster(lstm=lstm, horizon=horizon(config))
   target = info["columns"].index(info["target"])
-  return RelativeForecaster(lstm=lstm, horizon=horizon(config), target=target)
+  season = settings(config)["season"] if config.model.seasonal_residual else 0
+  cls = RelativeForecaster if config.model.relative else Forecaster
+  return cls(lstm=lstm, horizon=horizon(config), season=season, target=target)
 
 
 def loss_and_metrics(preds: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
@@ -227,20 +268,24 @@ def forecasts(
   Returns:
     {"multi": <float64>[holdout], "one_step": <float64>[holdout]}.
   """
-  n_test = len(p.scaled) - p.test_start
-  L, h = config.data.input_len, model.horizon
-  window = jnp.asarray(p.scaled[p.test_start - L : p.test_start][None], jnp.float32)
-  blocks = -(-n_test // h)
-  future = np.zeros((1, blocks * h, p.scaled.shape[1]), np.float32)
-  future[0, :n_test] = p.scaled[p.test_start :]  # known covariates; target replaced
   variables = {"params": params}
-  multi = jax.jit(rollout, static_argnums=(0, 3, 4))(
-    model, variables, window, n_test, p.target, jnp.asarray(future)
-  )
-  inputs = series.one_step_inputs(p.scaled, p.test_start, L)
+  multi = multi_step(config, model, variables, p, p.test_start, len(p.scaled))
+  inputs = series.one_step_inputs(p.scaled, p.test_start, config.data.input_len)
   one, _ = jax.jit(model.apply)(variables, {"inputs": jnp.asarray(inputs)})
-  back = lambda x: p.scaler.inverse(np.asarray(x, np.float64), p.target)  # noqa: E731
-  return {"multi": back(multi[0]), "one_step": back(one[:, 0])}
+  return {"multi": multi, "one_step": p.back(one[:, 0])}
+
+
+def multi_step(config, model, variables, p: Prepared, start: int, stop: int):
+  """<float64>[stop - start] the multi-step forecast of steps start..stop-1 from
+  the observed values before `start`, on the original scale."""
+  n, L, h = stop - start, config.data.input_len, model.horizon
+  window = jnp.asarray(p.scaled[start - L : start][None], jnp.float32)
+  future = np.zeros((1, -(-n // h) * h, p.scaled.shape[1]), np.float32)
+  future[0, :n] = p.scaled[start:stop]  # known covariates; target replaced
+  multi = jax.jit(rollout, static_argnums=(0, 3, 4))(
+    model, variables, window, n, p.target, jnp.asarray(future)
+  )
+  return p.back(multi[0])
 
 
 def baseline_forecasts(
@@ -305,7 +350,16 @@ def final_evaluation(
   test, train = y[p.test_start :], y[: p.valid_start]
   ours = forecasts(config, model, params, p)
   others = baseline_forecasts(config, p)
-  out = {}
+  valid = y[p.valid_start : p.test_start]
+  out = {
+    "valid_multi/mae": baselines.mae(
+      valid,
+      multi_step(config, model, {"params": params}, p, p.valid_start, p.test_start),
+    ),
+    "valid_multi/seasonal_naive/mae": baselines.mae(
+      valid, baselines.seasonal_naive(train, valid, s["season"], False)
+    ),
+  }
   for name, fc in (("", ours), *((f"{k}/", v) for k, v in others.items())):
     for mode in ("multi", "one_step"):
       prefix = name if mode == "multi" else f"{name}one_step/"

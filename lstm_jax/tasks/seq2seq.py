@@ -1,7 +1,8 @@
 """Sequence to sequence on generated data: multi-digit addition or reversal.
 
 Config (declared in `experiments/seq2seq.py`): `data.problem` ("addition":
-"123+45" -> "168"; "reversal": "abc" -> "cba"), the training lengths
+"123+45" -> "168"; "addition_lsb": the same numbers written least-significant
+digit first, "321+54" -> "861"; "reversal": "abc" -> "cba"), the training lengths
 `data.min_len`..`data.max_len` (digits of the longer operand, or letters),
 `data.extra` (held-out lengths beyond training), batch sizes; `model.lstm`
 (encoder), `model.decoder_lstm` (unidirectional, as many layers),
