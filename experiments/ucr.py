@@ -45,6 +45,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.batch_size = 16
   # Series per validation/test batch.
   config.data.eval_batch_size = 256
+  # Training-batch augmentation (lstm_jax/data/ts_augment.py), in units of the
+  # normalised inputs: additive Gaussian noise per value, and a N(1, std^2)
+  # magnitude factor per series and channel. 0 = off.
+  config.data.jitter_std = 0.0
+  config.data.scale_std = 0.0
 
   config.model = ml_collections.ConfigDict()
   # The LSTM (keys: lstm_jax.layers.lstm_config); bidirectional reads the
