@@ -9,7 +9,8 @@ r"""UCR/UEA time-series classification: a shipped set by NAME, or any .ts pair.
 NAME is looked up inside the installed aeon/sktime wheel (nothing is
 downloaded); an unknown NAME lists the shipped ones. The official split is
 kept; validation is a stratified part of the training file. Test accuracy is
-computed once, on the best checkpoint by validation accuracy.
+computed once, on the best checkpoint by validation accuracy (per-dataset
+budgets and flags of the benchmark: ENTRIES in benchmarks/tasks.py).
 """
 
 import ml_collections

@@ -11,7 +11,8 @@ Variable-length series are padded on the right with a mask; the LSTM and
 every readout skip padding, so nothing is truncated or resampled. Per-channel
 normalisation is fit on the training part only (`data.ucr.prepare`). The
 official test file is scored once, at the end, on the best checkpoint by
-validation accuracy (the trainer's `test_batches` evaluation; split "test").
+`checkpoint.best_metric` (validation accuracy unless set otherwise; the
+trainer's `test_batches` evaluation; split "test"). Never selected on test.
 
 Metrics (per series): `accuracy` (top-1) and `loss` (cross-entropy, nats).
 """
