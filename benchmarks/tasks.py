@@ -25,10 +25,12 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Published 1-NN DTW test accuracy. Univariate: the UCR archive (Dau et al.
-# 2018, www.timeseriesclassification.com, DTW with the learned window).
+# Published 1-NN DTW test accuracy. Univariate: 1 - the "DTW (w=100)" error
+# (full window, unconstrained) of the UCR archive's DataSummary.csv (Dau et al.
+# 2018, arXiv:1810.07758): GunPoint 0.0933, ItalyPowerDemand 0.0496, ArrowHead
+# 0.2971; the learned-window column is stricter (0.913, 0.955, 0.800).
 # Multivariate: DTW_D of the UEA archive paper (Bagnall et al. 2018,
-# arXiv:1811.00075, Table 3).
+# arXiv:1811.00075).
 DTW = {
   "GunPoint": 0.907,
   "ItalyPowerDemand": 0.950,
@@ -45,8 +47,22 @@ ENTRIES = {
   "sunspots_recursive_relative": ("forecast", "experiments/forecast.py", ["--config.forecast.strategy=recursive", "--config.model.relative=True"], "mae", None, 1),
   "co2": ("forecast", "experiments/forecast.py:co2", [], "mae", None, 3),
   **{
-    name: ("ucr", f"experiments/ucr.py:{name}", ["--config.train.steps=1000"], "accuracy", None, 3)
-    for name in DTW
+    name: ("ucr", f"experiments/ucr.py:{name}", flags, "accuracy", None, 3)
+    for name, flags in {
+      # The config's defaults (bi-LSTM 64, mean pooling, best by val accuracy).
+      "GunPoint": ["--config.train.steps=1000"],
+      # Val accuracy saturates at 1.0 on 13 series: 30% held out (20 series),
+      # evaluated every 25 steps; the readout is the end states (forward last,
+      # backward first) and the LSTM gets locked input/recurrent dropout.
+      "ItalyPowerDemand": ["--config.train.steps=1000", "--config.train.eval_every=25", "--config.checkpoint.every_steps=25", "--config.data.valid_fraction=0.3", "--config.model.pooling=last", "--config.model.dropout=0.3", "--config.model.lstm.input_dropout=0.1", "--config.model.lstm.recurrent_dropout=0.1"],
+      # 29 training series of 251 steps are fit exactly by step 700: jitter and
+      # per-series scaling of the training batches (data/ts_augment.py).
+      "ArrowHead": ["--config.train.steps=1000", "--config.train.eval_every=25", "--config.checkpoint.every_steps=25", "--config.data.jitter_std=0.1", "--config.data.scale_std=0.1"],
+      # 8 val series are all right from step 50 on: best by val loss instead,
+      # max pooling over steps.
+      "BasicMotions": ["--config.train.steps=600", "--config.train.eval_every=25", "--config.checkpoint.every_steps=25", "--config.checkpoint.best_metric=eval/loss", "--config.checkpoint.best_mode=min", "--config.model.pooling=max"],
+      "JapaneseVowels": ["--config.train.steps=1000"],
+    }.items()
   },
   "seq2seq_addition_lsb": ("seq2seq", "experiments/seq2seq.py", [], "exact_match", None, 1),
   "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py:addition", [], "exact_match", None, 1),
@@ -108,7 +124,7 @@ def baseline(name: str, records: list[dict]) -> str:
       f"ARIMA {r['arima/mae']:.4g} (same split, same run)"
     )
   if group == "ucr":
-    return f"1-NN DTW {DTW[name]:.3f} (published)"
+    return f"1-NN DTW {DTW[name]:.3f} (published, full window)"
   if group == "adding":
     return "always 1: 0.167; target < 0.01"
   if group == "copy":

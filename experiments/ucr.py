@@ -9,7 +9,8 @@ r"""UCR/UEA time-series classification: a shipped set by NAME, or any .ts pair.
 NAME is looked up inside the installed aeon/sktime wheel (nothing is
 downloaded); an unknown NAME lists the shipped ones. The official split is
 kept; validation is a stratified part of the training file. Test accuracy is
-computed once, on the best checkpoint by validation accuracy.
+computed once, on the best checkpoint by validation accuracy (per-dataset
+budgets and flags of the benchmark: ENTRIES in benchmarks/tasks.py).
 """
 
 import ml_collections
@@ -45,6 +46,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.batch_size = 16
   # Series per validation/test batch.
   config.data.eval_batch_size = 256
+  # Training-batch augmentation (lstm_jax/data/ts_augment.py), in units of the
+  # normalised inputs: additive Gaussian noise per value, and a N(1, std^2)
+  # magnitude factor per series and channel. 0 = off.
+  config.data.jitter_std = 0.0
+  config.data.scale_std = 0.0
 
   config.model = ml_collections.ConfigDict()
   # The LSTM (keys: lstm_jax.layers.lstm_config); bidirectional reads the

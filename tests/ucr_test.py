@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_jax.data import ucr
+from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import DataError
 
 HEADER = (
@@ -142,4 +142,31 @@ def test_epoch_batch_visits_every_row_once_per_epoch():
   assert sorted(seen.tolist()) == list(range(10))
   np.testing.assert_array_equal(
     ucr.epoch_batch(arrays, 3, 7, 4)["x"], ucr.epoch_batch(arrays, 3, 7, 4)["x"]
+  )
+
+
+def test_jitter_scale_moments_padding_and_seeding():
+  # Independent check: the noise's sample moments against the requested stds.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(400, 50, 3)).astype(np.float32)
+  mask = np.arange(50)[None, :] < rng.integers(10, 51, size=(400, 1))
+  x[~mask] = 0
+  batch = {"inputs": x, "mask": mask, "labels": np.zeros(400, np.int32)}
+  assert ts_augment.jitter_scale(batch, 0, 5, 0.0, 0.0) is batch
+  jit = ts_augment.jitter_scale(batch, 0, 5, 0.3, 0.0)
+  noise = (jit["inputs"] - x)[mask]
+  np.testing.assert_allclose([noise.mean(), noise.std()], [0, 0.3], atol=0.005)
+  assert (jit["inputs"][~mask] == 0).all() and jit["mask"] is mask
+  ones = {**batch, "inputs": np.where(mask[..., None], 1.0, 0.0).astype(np.float32)}
+  scaled = ts_augment.jitter_scale(ones, 0, 5, 0.0, 0.2)["inputs"]
+  # One factor per series and channel: constant over the series' real steps.
+  factors = scaled.max(1)
+  np.testing.assert_allclose(scaled.min(1, where=mask[..., None], initial=9), factors)
+  np.testing.assert_allclose([factors.mean(), factors.std()], [1, 0.2], atol=0.02)
+  again = ts_augment.jitter_scale(batch, 0, 5, 0.3, 0.2)["inputs"]
+  np.testing.assert_array_equal(
+    again, ts_augment.jitter_scale(batch, 0, 5, 0.3, 0.2)["inputs"]
+  )
+  assert not np.array_equal(
+    again, ts_augment.jitter_scale(batch, 0, 6, 0.3, 0.2)["inputs"]
   )

@@ -3,14 +3,16 @@
 Config (declared in `experiments/ucr.py`): `data.name` (a set shipped inside
 an installed aeon/sktime wheel) or `data.train_path` + `data.test_path`;
 `data.valid_fraction` (stratified validation carved from the official train
-file), `data.fill_missing`, `data.batch_size`; `model.lstm`, `model.pooling`,
-`model.dropout`.
+file), `data.fill_missing`, `data.batch_size`, `data.jitter_std` and
+`data.scale_std` (training-batch augmentation, `data.ts_augment`);
+`model.lstm`, `model.pooling`, `model.dropout`.
 
 Variable-length series are padded on the right with a mask; the LSTM and
 every readout skip padding, so nothing is truncated or resampled. Per-channel
 normalisation is fit on the training part only (`data.ucr.prepare`). The
 official test file is scored once, at the end, on the best checkpoint by
-validation accuracy (the trainer's `test_batches` evaluation; split "test").
+`checkpoint.best_metric` (validation accuracy unless set otherwise; the
+trainer's `test_batches` evaluation; split "test"). Never selected on test.
 
 Metrics (per series): `accuracy` (top-1) and `loss` (cross-entropy, nats).
 """
@@ -26,7 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from lstm_jax.data import ucr
+from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import ConfigError
 from lstm_jax.layers import lstm_from_config
 from lstm_jax.models.classifier import SequenceClassifier
@@ -58,6 +60,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"data.fill_missing must be one of {ucr.FILL_MISSING}, got {d.fill_missing!r}"
     )
+  for key in ("jitter_std", "scale_std"):
+    if d[key] < 0:
+      raise ConfigError(f"data.{key} must be >= 0, got {d[key]}")
   for key in ("batch_size", "eval_batch_size"):
     if d[key] < 1:
       raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
@@ -123,9 +128,14 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
       f"data.valid_fraction={config.data.valid_fraction} leaves no validation "
       f"series out of {info['sizes']['train']}"
     )
-  train, size = splits["train"], config.data.batch_size
+  train, size, d = splits["train"], config.data.batch_size, config.data
+
+  def train_batch(step: int) -> Batch:
+    batch = ucr.epoch_batch(train, config.seed, step, size)
+    return ts_augment.jitter_scale(batch, config.seed, step, d.jitter_std, d.scale_std)
+
   return Datasets(
-    train_batch=lambda step: ucr.epoch_batch(train, config.seed, step, size),
+    train_batch=train_batch,
     eval_batches=_batches(splits["valid"], config.data.eval_batch_size),
     test_batches=_batches(splits["test"], config.data.eval_batch_size),
     info=info,
