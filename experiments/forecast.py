@@ -42,6 +42,9 @@ from ml_collections import config_dict
 from experiments import base
 from lstm_jax.layers import lstm_config
 
+# The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
+VARIANTS = ("sunspots", "co2", "tiny")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The forecasting config; see the module docstring for `arg`."""

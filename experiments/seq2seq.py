@@ -31,11 +31,14 @@ import ml_collections
 from experiments import base
 from lstm_jax.layers import lstm_config
 
+# The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
+VARIANTS = ("addition", "addition_lsb", "reversal", "tiny")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seq2seq config; see the module docstring for `arg`."""
   parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  problems = ("addition", "addition_lsb", "reversal")
+  problems = VARIANTS[:3]
   unknown = set(parts) - {*problems, "tiny"}
   if unknown:
     raise ValueError(f"unknown seq2seq variant(s) {sorted(unknown)}")

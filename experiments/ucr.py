@@ -19,6 +19,9 @@ from ml_collections import config_dict
 from experiments import base
 from lstm_jax.layers import lstm_config
 
+# The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
+VARIANTS = ("NAME", "tiny", "NAME,tiny")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """`arg` is "", "tiny", "NAME" or "NAME,tiny"."""

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import runpy
 import subprocess
 import sys
 
@@ -34,6 +35,23 @@ def _keys(config, prefix=""):
   for k, v in config.items():
     out |= _keys(v, f"{prefix}{k}.") if hasattr(v, "items") else {f"{prefix}{k}"}
   return out
+
+
+def _variants(path):
+  """The `VARIANTS` an experiment file lists for --help (NAME: GunPoint)."""
+  names = runpy.run_path(path, run_name="experiment").get("VARIANTS", ())
+  return [v.replace("NAME", "GunPoint") for v in names]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
+def test_every_listed_variant_loads(path):
+  for variant in _variants(path):
+    config = _load(f"{path}:{variant}")
+    assert config.task in tasks.available(), variant
+  if path.endswith("ucr.py"):
+    return  # any NAME is a dataset name, checked when the run starts
+  with pytest.raises(Exception, match="variant|NAME|one|unknown"):
+    _load(f"{path}:no_such_variant")
 
 
 def test_there_are_experiments():
