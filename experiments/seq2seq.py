@@ -22,8 +22,9 @@ Measured (seed 0, greedy, 200 held-out examples per length, 2 shared CPUs):
 addition_lsb at 6000 steps: 2.0 CPU-minutes (5.3 min wall under load, ~21
 steps/s); reversal is solved on validation by step 500. Lengths beyond
 training barely generalise (the +2 length is 0 everywhere). The two reversal
-runs share config and seed: training was not bitwise
-reproducible on this CPU (cause not investigated; the longer lengths move).
+runs share config and seed but one ran pinned to one core: XLA:CPU's results
+depend on the cores a process may use (README, "exact resume"), and the
+longer lengths move with that last-bit difference.
 """
 
 import ml_collections
