@@ -49,10 +49,14 @@ ENTRIES = {
   },
   "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py", ["--config.train.steps=2000"], "exact_match", None, 1),
   "seq2seq_reversal": ("seq2seq", "experiments/seq2seq.py:reversal", ["--config.train.steps=2000"], "exact_match", None, 1),
-  "adding_T200": ("adding", "experiments/adding.py", ["--config.train.steps=2000"], "mse", None, 1),
+  "adding_T200": ("adding", "experiments/adding.py", [], "mse", None, 1),
   "adding_T400": ("adding", "experiments/adding.py", ["--config.data.seq_len=400", "--config.train.steps=2000"], "mse", None, 1),
   "copy_T100": ("copy", "experiments/copy.py", [], "ce_ratio", None, 1),
   "copy_T200": ("copy", "experiments/copy.py", ["--config.data.seq_len=200"], "ce_ratio", None, 1),
+  # The same runs with the plain init (forget_bias 1, no chrono): the
+  # vanishing-gradient comparison that the chrono defaults above fix.
+  "adding_T400_plain": ("adding", "experiments/adding.py:plain", ["--config.data.seq_len=400", "--config.train.steps=2000"], "mse", None, 1),
+  "copy_T200_plain": ("copy", "experiments/copy.py:plain", ["--config.data.seq_len=200"], "ce_ratio", None, 1),
 }  # fmt: skip
 
 

@@ -33,8 +33,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   # Width of the symbol embedding.
   config.model.embed_dim = 16
-  # The LSTM (keys: lstm_jax.layers.lstm_config).
+  # The LSTM (keys: lstm_jax.layers.lstm_config). Chrono init with T_max =
+  # seq_len + 20, the whole sequence (a reference: it follows
+  # --config.data.seq_len), so some cells hold a symbol across the T blanks
+  # from the start; the `plain` variant keeps the
+  # plain init (forget_bias 1).
   config.model.lstm = lstm_config(hidden_size=128, forget_bias=1.0)
+  config.model.lstm.chrono_max_len = config.data.get_ref("seq_len") + 20
 
   config.optim.learning_rate = 2e-3
   config.optim.warmup_steps = 100
@@ -58,6 +63,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.log_every = 10
     config.train.eval_every = 20
     config.checkpoint.every_steps = 10
+  elif arg == "plain":
+    # The comparison run: the plain init (forget_bias 1, no chrono).
+    config.model.lstm.chrono_max_len = None
   elif arg:
-    raise ValueError(f"unknown copy variant {arg!r}; use 'tiny' or nothing")
+    raise ValueError(f"unknown copy variant {arg!r}; use 'tiny', 'plain' or nothing")
   return config
