@@ -16,8 +16,11 @@ jobs; CPU = user + sys of the whole run):
 * T=400, the second command with --config.train.steps=2000: test MSE 0.00071
   (best step 2000); validation 0.0097 at step 1000. 18.2 min wall, 6.8 min
   CPU.
-The `plain` variant (forget_bias 1, no chrono) is the comparison run
-(`adding_T400_plain` in benchmarks/tasks.py).
+The `plain` variant (forget_bias 1, no chrono) is the vanishing-gradient
+comparison (`adding_T400_plain` in benchmarks/tasks.py): the T=400 command
+with `adding.py:plain` stays at the always-1 baseline, test MSE 0.168 after
+2000 steps (validation 0.170, still falling slowly); 6.4 min wall, 6.4 min
+CPU.
 """
 
 import ml_collections
