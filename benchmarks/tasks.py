@@ -72,10 +72,13 @@ ENTRIES = {
   "seq2seq_addition_lsb": ("seq2seq", "experiments/seq2seq.py", [], "exact_match", None, 1),
   "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py:addition", [], "exact_match", None, 1),
   "seq2seq_reversal": ("seq2seq", "experiments/seq2seq.py:reversal", [], "exact_match", None, 1),
-  "adding_T200": ("adding", "experiments/adding.py", ["--config.train.steps=2000"], "mse", None, 1),
+  "adding_T200": ("adding", "experiments/adding.py", [], "mse", None, 1),
   "adding_T400": ("adding", "experiments/adding.py", ["--config.data.seq_len=400", "--config.train.steps=2000"], "mse", None, 1),
   "copy_T100": ("copy", "experiments/copy.py", [], "ce_ratio", None, 1),
   "copy_T200": ("copy", "experiments/copy.py", ["--config.data.seq_len=200"], "ce_ratio", None, 1),
+  # adding_T400 with the plain init (forget_bias 1, no chrono): the
+  # vanishing-gradient comparison.
+  "adding_T400_plain": ("adding", "experiments/adding.py:plain", ["--config.data.seq_len=400", "--config.train.steps=2000"], "mse", None, 1),
 }  # fmt: skip
 
 

@@ -135,3 +135,20 @@ def test_cli_unknown_key_is_one_clear_line(tmp_path):
 def test_unknown_variant():
   with pytest.raises(flags.IllegalFlagValueError, match="huge"):
     _load(os.path.join(ROOT, "experiments", "charlm.py:huge"))
+
+
+@pytest.mark.parametrize("name, extra", [("adding.py", 0), ("copy.py", 20)])
+def test_chrono_horizon_follows_seq_len(name, extra):
+  """The long-range tasks' chrono T_max is the sequence's length (T, or T + 20
+  for copy's symbols and recall) at any data.seq_len, and the `plain` variant
+  has no chrono init (the forget_bias comparison runs)."""
+  path = os.path.join(ROOT, "experiments", name)
+  config = _load(path)
+  assert config.model.lstm.chrono_max_len == config.data.seq_len + extra
+  config.data.seq_len = 400  # what --config.data.seq_len=400 does
+  assert config.model.lstm.chrono_max_len == 400 + extra
+  assert config.to_dict()["model"]["lstm"]["chrono_max_len"] == 400 + extra
+  plain = _load(path + ":plain")
+  plain.data.seq_len = 400
+  assert plain.model.lstm.chrono_max_len is None and plain.data.seq_len == 400
+  assert plain.model.lstm.forget_bias == 1.0
