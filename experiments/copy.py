@@ -23,6 +23,9 @@ import ml_collections
 from experiments import base
 from lstm_jax.layers import lstm_config
 
+# The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
+VARIANTS = ("tiny", "plain")
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The copy-memory config; `arg="tiny"` trains in seconds."""
