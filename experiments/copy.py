@@ -8,14 +8,20 @@ r"""Copy memory (Arjovsky et al. 2016): 10 symbols across T blanks.
 The memoryless baseline's cross-entropy is 10 log 8 / (T + 20); the target is
 below 10% of it (`eval/ce_ratio` < 0.1).
 
-Not met yet. Measured (seed 0, T=100, the shared 2-core CPU): the first
-command (chrono, Adam 2e-3, 3000 steps) sits on the memoryless plateau
-(ratio 1.00) until step ~2000 and ends at test ratio 0.968 (copy accuracy
-0.21, chance 0.125); 6.7 min wall, 2.5 min CPU, ~7 steps/s. With
---config.optim.learning_rate=1e-2 --config.train.steps=1500 it leaves the
-plateau by step 750 and ends at 0.946 (3.5 min wall). Leaving the plateau
-is the slow part of this task for LSTMs (Arjovsky et al. 2016); reaching
-0.1 needs a longer run (many thousand steps) than this budget allowed.
+Measured (seed 0, chrono init, Adam 1e-2, 15000 steps, the shared 2-core
+CPU; `copy_T100`/`copy_T200` in benchmarks/tasks.py):
+
+| T   | test ce_ratio | copy accuracy | best step | wall (CPU) minutes |
+| 100 | 0.0062        | 0.996         | 13500     | 16.5 (11.3)        |
+| 200 | 0.107         | 0.906         | 15000     | 29.7 (27.3)        |
+
+T=200 misses the target by 0.007: validation was still falling at the end
+(0.140 at 12500, 0.114 at 14500); a longer run (`--config.train.steps=25000`)
+is the next thing to try. At T=100 validation passes 0.1 by step ~5500 (0.050; 0.028 at 6000).
+Shorter or slower runs stay near the memoryless plateau: lr 2e-3 for 3000
+steps ends at 0.968 (it leaves the plateau only at step ~2000); lr 1e-2 for
+6000 steps (the cosine decay then ends the descent early) at 0.161. Leaving
+the plateau is the slow part of this task for LSTMs (Arjovsky et al. 2016).
 """
 
 import ml_collections
@@ -53,13 +59,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.lstm = lstm_config(hidden_size=128, forget_bias=1.0)
   config.model.lstm.chrono_max_len = config.data.get_ref("seq_len") + 20
 
-  config.optim.learning_rate = 2e-3
+  # lr 1e-2 leaves the memoryless plateau by step ~750 (2e-3: ~2000); the
+  # ratio then falls steadily (0.17 at step 5500 of a 6000-step run).
+  config.optim.learning_rate = 1e-2
   config.optim.warmup_steps = 100
   config.optim.clip_norm = 1.0
-  config.train.steps = 3000
-  config.train.log_every = 50
-  config.train.eval_every = 250
-  config.checkpoint.every_steps = 250
+  config.train.steps = 15000
+  config.train.log_every = 100
+  config.train.eval_every = 500
+  config.checkpoint.every_steps = 500
   config.checkpoint.best_metric = "eval/ce_ratio"
   config.checkpoint.best_mode = "min"
 
