@@ -10,7 +10,7 @@ resumed run sees exactly the batches of an uninterrupted one.
 
 Metrics: `loss` = `mse` (mean squared error per sequence) and `baseline_mse`
 (always predicting 1, on the same batches). Validation and test are fixed sets
-drawn from step indices no training run reaches (`EVAL_STEP`, `TEST_STEP`).
+drawn from step indices no training run reaches (`tasks.base.EVAL_STEP`, `TEST_STEP`).
 """
 
 from __future__ import annotations
@@ -25,13 +25,11 @@ from lstm_jax.data import synthetic
 from lstm_jax.errors import ConfigError
 from lstm_jax.layers import lstm_from_config
 from lstm_jax.models.classifier import SequenceClassifier
-from lstm_jax.tasks.base import Batch, Datasets, Metrics
+from lstm_jax.tasks.base import Batch, Datasets, Metrics, generated_datasets
 
 TOKEN_METRIC = "mse"  # a "token" is one sequence
 RESUMABLE_KEYS = ("data.eval_batches", "data.test_batches")
 BASELINE_MSE = 1.0 / 6.0
-# Held-out batches come from step indices far beyond any training run.
-EVAL_STEP, TEST_STEP = 2**31, 2**32
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -51,13 +49,10 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   def batch(step: int) -> Batch:
     return synthetic.adding_batch(config.seed, step, d.batch_size, d.seq_len)
 
-  def fixed(start: int, count: int):
-    return lambda: (batch(start + i) for i in range(count))
-
-  return Datasets(
-    train_batch=batch,
-    eval_batches=fixed(EVAL_STEP, d.eval_batches),
-    test_batches=fixed(TEST_STEP, d.test_batches),
+  return generated_datasets(
+    batch,
+    d.eval_batches,
+    d.test_batches,
     info={"generator": "adding", "seq_len": d.seq_len, "baseline_mse": BASELINE_MSE},
   )
 

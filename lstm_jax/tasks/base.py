@@ -65,6 +65,32 @@ class Datasets:
   test_batches: Callable[[], Iterable[Batch]] | None = None
 
 
+# Generated tasks draw their validation and test batches from step indices
+# no training run reaches, so neither overlaps the training stream.
+EVAL_STEP, TEST_STEP = 2**31, 2**32
+
+
+def generated_datasets(
+  batch: Callable[[int], Batch],
+  eval_batches: int,
+  test_batches: int,
+  info: dict[str, Any],
+) -> Datasets:
+  """`Datasets` of a generator `batch(step)` (a pure f(seed, step)): train on
+  steps 0, 1, ...; validate on `eval_batches` steps from `EVAL_STEP`; test on
+  `test_batches` steps from `TEST_STEP`."""
+
+  def fixed(start: int, count: int) -> Callable[[], Iterable[Batch]]:
+    return lambda: (batch(start + i) for i in range(count))
+
+  return Datasets(
+    train_batch=batch,
+    eval_batches=fixed(EVAL_STEP, eval_batches),
+    test_batches=fixed(TEST_STEP, test_batches),
+    info=info,
+  )
+
+
 class TaskModule(Protocol):
   """What a task module provides. The first three are required.
 

@@ -26,12 +26,11 @@ import optax
 from lstm_jax.data import synthetic
 from lstm_jax.errors import ConfigError
 from lstm_jax.layers import LSTM, lstm_from_config
-from lstm_jax.tasks.base import Batch, Datasets, Metrics
+from lstm_jax.tasks.base import Batch, Datasets, Metrics, generated_datasets
 
 TOKEN_METRIC = "loss"  # a "token" is one scored time step
 RESUMABLE_KEYS = ("data.eval_batches", "data.test_batches")
 VOCAB = synthetic.COPY_DELIMITER + 1
-EVAL_STEP, TEST_STEP = 2**31, 2**32
 
 
 class CopyModel(nn.Module):
@@ -64,13 +63,10 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   def batch(step: int) -> Batch:
     return synthetic.copy_batch(config.seed, step, d.batch_size, d.seq_len)
 
-  def fixed(start: int, count: int):
-    return lambda: (batch(start + i) for i in range(count))
-
-  return Datasets(
-    train_batch=batch,
-    eval_batches=fixed(EVAL_STEP, d.eval_batches),
-    test_batches=fixed(TEST_STEP, d.test_batches),
+  return generated_datasets(
+    batch,
+    d.eval_batches,
+    d.test_batches,
     info={
       "generator": "copy",
       "seq_len": d.seq_len,
