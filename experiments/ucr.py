@@ -63,6 +63,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.pooling = "mean"
   # Dropout on the pooled features.
   config.model.dropout = 0.1
+  # Filters of an FCN branch beside the LSTM (LSTM-FCN, Karim et al. 2018;
+  # lstm_jax/models/fcn.py; the papers use 128); 0 = the LSTM alone.
+  config.model.fcn_width = 0
+  # Non-overlapping patches of this many steps are the LSTM's inputs (251
+  # ArrowHead steps -> 51 of 5 x channels); values are regrouped, never
+  # resampled, and a patch is real when any of its steps is. 1 = off.
+  config.model.patch = 1
 
   config.optim.learning_rate = 3e-3
   config.optim.warmup_steps = 50

@@ -106,6 +106,10 @@ CASES = {
     ],
     ["neg.csv", "'sqrt'", "-2"],
   ),
+  "ucr_patch_zero": (
+    lambda t: ["--config=experiments/ucr.py:GunPoint,tiny", "--config.model.patch=0"],
+    ["model.patch", "0"],
+  ),
   "unknown_ucr_name": (
     lambda t: ["--config=experiments/ucr.py:NoSuchSet,tiny"],
     ["NoSuchSet", "GunPoint"],

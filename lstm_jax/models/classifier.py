@@ -19,9 +19,26 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.layers import LSTM
+from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS, pool
 
 Array = jax.Array
+
+
+def patchify(x: Array, mask: Array | None, k: int) -> tuple[Array, Array]:
+  """<float>[batch, ceil(time / k), k * channels] non-overlapping patches.
+
+  Padding (and the end of the last patch) is zero; a patch is real when any of
+  its steps is. Lossless: the values are only regrouped, never resampled.
+  """
+  b, t, c = x.shape
+  if mask is None:
+    mask = jnp.ones((b, t), bool)
+  x = jnp.where(mask[..., None], x, 0)
+  pad = -t % k
+  x = jnp.pad(x, ((0, 0), (0, pad), (0, 0))).reshape(b, (t + pad) // k, k * c)
+  mask = jnp.pad(mask, ((0, 0), (0, pad))).reshape(b, -1, k).any(-1)
+  return x, mask
 
 
 class SequenceClassifier(nn.Module):
@@ -33,12 +50,18 @@ class SequenceClassifier(nn.Module):
     pooling: "mean" or "max" over real steps, or "last" (forward state at the
       last real step, backward state at the first).
     dropout: on the pooled features, before the output layer.
+    fcn: an optional convolutional branch (LSTM-FCN, `models.fcn`) whose
+      features are concatenated with the LSTM's before the dropout.
+    patch: the LSTM reads `patchify(inputs, mask, patch)` (1: the steps
+      themselves); the FCN branch always reads the steps.
   """
 
   lstm: LSTM
   num_classes: int
   pooling: str = "mean"
   dropout: float = 0.0
+  fcn: FCN | None = None
+  patch: int = 1
 
   @nn.compact
   def __call__(
@@ -59,10 +82,16 @@ class SequenceClassifier(nn.Module):
     if self.pooling not in POOLINGS:
       raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
     mask = batch.get("mask")
+    x = batch["inputs"]
+    if self.patch > 1:
+      x, mask = patchify(x, mask, self.patch)
     y, finals = self.lstm(
-      batch["inputs"], mask=mask, initial_carry=carry, deterministic=deterministic
+      x, mask=mask, initial_carry=carry, deterministic=deterministic
     )
     feats = pool(y.astype(jnp.float32), mask, self.pooling, self.lstm.num_directions)
+    if self.fcn is not None:
+      fcn_feats = self.fcn(batch["inputs"], batch.get("mask"))
+      feats = jnp.concatenate([feats, fcn_feats], -1)
     if self.dropout > 0:
       feats = nn.Dropout(self.dropout)(feats, deterministic=deterministic)
     return nn.Dense(self.num_classes, name="out")(feats), finals

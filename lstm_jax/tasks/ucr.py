@@ -5,7 +5,8 @@ an installed aeon/sktime wheel) or `data.train_path` + `data.test_path`;
 `data.valid_fraction` (stratified validation carved from the official train
 file), `data.fill_missing`, `data.batch_size`, `data.jitter_std` and
 `data.scale_std` (training-batch augmentation, `data.ts_augment`);
-`model.lstm`, `model.pooling`, `model.dropout`.
+`model.lstm`, `model.pooling`, `model.dropout`, `model.fcn_width` (0: LSTM
+only; > 0: LSTM-FCN, `models.fcn`), `model.patch` (steps per LSTM input).
 
 Variable-length series are padded on the right with a mask; the LSTM and
 every readout skip padding, so nothing is truncated or resampled. Per-channel
@@ -32,6 +33,7 @@ from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import ConfigError
 from lstm_jax.layers import lstm_from_config
 from lstm_jax.models.classifier import SequenceClassifier
+from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
@@ -66,6 +68,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "eval_batch_size"):
     if d[key] < 1:
       raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
+  if config.model.patch < 1:
+    raise ConfigError(
+      f"model.patch must be >= 1 (1 = no patches), got {config.model.patch}"
+    )
+  if config.model.fcn_width < 0:
+    raise ConfigError(
+      f"model.fcn_width must be >= 0 (0 = no FCN branch), got {config.model.fcn_width}"
+    )
   if config.model.pooling not in POOLINGS:
     raise ConfigError(
       f"model.pooling must be one of {POOLINGS}, got {config.model.pooling!r}"
@@ -145,12 +155,15 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
 def make_model(
   config: ml_collections.ConfigDict, info: dict[str, Any]
 ) -> SequenceClassifier:
-  """(bi)LSTM -> masked `model.pooling` readout -> class logits."""
+  """(bi)LSTM [+ FCN] -> masked `model.pooling` readout -> class logits."""
+  width = config.model.fcn_width
   return SequenceClassifier(
     lstm=lstm_from_config(config.model.lstm),
     num_classes=len(info["classes"]),
     pooling=config.model.pooling,
     dropout=config.model.dropout,
+    fcn=FCN(width) if width else None,
+    patch=config.model.patch,
   )
 
 
