@@ -8,16 +8,18 @@ r"""Copy memory (Arjovsky et al. 2016): 10 symbols across T blanks.
 The memoryless baseline's cross-entropy is 10 log 8 / (T + 20); the target is
 below 10% of it (`eval/ce_ratio` < 0.1).
 
-Measured (seed 0, chrono init, Adam 1e-2, 15000 steps, the shared 2-core
+Measured (seed 0, chrono init, Adam 1e-2, the shared 2-core
 CPU; `copy_T100`/`copy_T200` in benchmarks/tasks.py):
 
-| T   | test ce_ratio | copy accuracy | best step | wall (CPU) minutes |
-| 100 | 0.0062        | 0.996         | 13500     | 16.5 (11.3)        |
-| 200 | 0.107         | 0.906         | 15000     | 29.7 (27.3)        |
+| T   | steps | test ce_ratio | copy accuracy | best step | wall (CPU) minutes |
+| 100 | 15000 | 0.0062        | 0.996         | 13500     | 16.5 (11.3)        |
+| 200 | 15000 | 0.107         | 0.906         | 15000     | 29.7 (27.3)        |
+| 200 | 25000 | 0.0118        | 0.990         | 24000     | 48.7 (wall)        |
 
-T=200 misses the target by 0.007: validation was still falling at the end
-(0.140 at 12500, 0.114 at 14500); a longer run (`--config.train.steps=25000`)
-is the next thing to try. At T=100 validation passes 0.1 by step ~5500 (0.050; 0.028 at 6000).
+At T=200, 15000 steps miss the target by 0.007 (validation still falling);
+25000 steps (`--config.train.steps=25000`, the benchmark's `copy_T200`)
+pass 0.1 on validation at step ~10000 (0.095) and end at 0.012.
+At T=100 validation passes 0.1 by step ~5500 (0.050; 0.028 at 6000).
 Shorter or slower runs stay near the memoryless plateau: lr 2e-3 for 3000
 steps ends at 0.968 (it leaves the plateau only at step ~2000); lr 1e-2 for
 6000 steps (the cosine decay then ends the descent early) at 0.161. Leaving
