@@ -109,20 +109,23 @@ def silence_orbax_unraisable() -> None:
       and frames[-1].filename.endswith(os.path.join("asyncio", "base_events.py"))
     )
 
+  def in_orbax(filename: str) -> bool:
+    return f"{os.sep}orbax{os.sep}" in filename
+
   def orbax_read(kind, value, tb) -> bool:
     # The same abandoned reads, reported with no coroutine object (seen once in
     # CI): Orbax's own "Encountered error while reading array index" wrapper.
     del kind
     frames = traceback.extract_tb(tb) if tb is not None else []
     return str(value).startswith("Encountered error while reading array index") and any(
-      f"{os.sep}orbax{os.sep}" in f.filename for f in frames
+      in_orbax(f.filename) for f in frames
     )
 
   def hook(unraisable) -> None:
     if orbax_read(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback):
       return
     code = getattr(unraisable.object, "cr_code", None)
-    if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+    if code is not None and in_orbax(code.co_filename):
       return
     # TensorStore reports a failed callback with PyErr_WriteUnraisable(NULL):
     # no object, only the traceback (seen 1 run in 6 after "none restorable").
