@@ -9,7 +9,7 @@ For each shape, the temporary memory (`compiled.memory_analysis()
 parameters, for lstm_jax's fused path with and without remat, the reference
 path with and without remat, and Flax `nn.RNN(nn.OptimizedLSTMCell)`. Nothing is
 run, only compiled. On XLA:CPU the temporaries are allocated on every call, so
-they are also a speed matter (see lstm_jax/fused.py).
+they are also a speed matter (see lstm_jax/kernels/fused/scan.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from lstm_jax import recurrent  # noqa: E402
+from lstm_jax.ops import recurrent  # noqa: E402
 
 SHAPES = ((16, 64, 32, 64), (32, 128, 128, 256), (64, 256, 256, 512))
 

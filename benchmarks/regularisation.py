@@ -22,7 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.layers import LSTM
+from lstm_jax.nn.layers import LSTM
 
 METHODS = {
   "none": {},

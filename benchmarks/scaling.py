@@ -6,7 +6,7 @@
   python benchmarks/scaling.py time       # data-parallel step time, 1/2/4/8 devices
 
 * memory: `jax.eval_shape` of the train state of a 2-layer, hidden-4096 LSTM
-  language model (nothing is allocated), sharded by `lstm_jax.sharding.RULES`
+  language model (nothing is allocated), sharded by `lstm_jax.parallel.sharding.RULES`
   on a (1, model) mesh of CPU devices, model = 1, 2, 4; bytes of one device's
   shard of every leaf of params and optimizer state.
 * hlo: the tiny char-LM's train step compiled for mesh (2, 4); the number of
@@ -40,7 +40,9 @@ def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
   import jax  # noqa: PLC0415
 
   from experiments import charlm  # noqa: PLC0415
-  from lstm_jax import optim, parallel, steps, tasks  # noqa: PLC0415
+  from lstm_jax import tasks  # noqa: PLC0415
+  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
+  from lstm_jax.training import optim, steps  # noqa: PLC0415
 
   config = charlm.get_config("tiny")
   for key, value in overrides.items():
@@ -100,7 +102,8 @@ def hlo(mesh_shape: tuple[int, int] = (2, 4)) -> None:
   jax, config, task, model, tx, mesh, datasets, init, abstract, state_sh = _setup(
     {"model.lstm.dropout": 0.0}, mesh_shape
   )
-  from lstm_jax import parallel, steps  # noqa: PLC0415
+  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
+  from lstm_jax.training import steps  # noqa: PLC0415
 
   batch = datasets.train_batch(0)
   repl = parallel.replicated(mesh)
@@ -128,7 +131,8 @@ def step_time(devices: int) -> None:
   )
   import numpy as np  # noqa: PLC0415
 
-  from lstm_jax import parallel, steps  # noqa: PLC0415
+  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
+  from lstm_jax.training import steps  # noqa: PLC0415
 
   batch = datasets.train_batch(0)
   batch_sh = parallel.batch_sharding(mesh, batch)

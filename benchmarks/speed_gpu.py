@@ -18,7 +18,7 @@ matmuls. For each it prints one Markdown row per implementation:
 
 Implementations: `lstm_jax.LSTM(impl=...)` for "pallas", "cudnn" and "fused"
 (the column "runs" names what actually ran: a path that cannot take the call
-falls back, see lstm_jax/backends.py); Flax `nn.RNN(nn.OptimizedLSTMCell)`;
+falls back, see lstm_jax/ops/backends.py); Flax `nn.RNN(nn.OptimizedLSTMCell)`;
 PyTorch `nn.LSTM` on CUDA (cuDNN) when a CUDA device is visible to torch, else
 on CPU. bfloat16: lstm_jax `dtype=bfloat16` (bf16 matmuls, f32 carry), Flax
 `OptimizedLSTMCell(dtype=bfloat16)`, PyTorch the module and input in bfloat16.
@@ -43,7 +43,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import lstm_jax  # noqa: E402
-from lstm_jax import backends  # noqa: E402
+from lstm_jax.ops import backends  # noqa: E402
 
 SHAPES = ((64, 512, 512, 1024), (16, 1024, 256, 256), (64, 128, 64, 384))
 DRY_SHAPES = ((4, 6, 5, 16),)

@@ -26,7 +26,7 @@ CPU.
 import ml_collections
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 # The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
 VARIANTS = ("tiny", "plain")
@@ -48,7 +48,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.test_batches = 16
 
   config.model = ml_collections.ConfigDict()
-  # The LSTM (keys: lstm_jax.layers.lstm_config). Chrono init with T_max =
+  # The LSTM (keys: lstm_jax.nn.layers.lstm_config). Chrono init with T_max =
   # seq_len (a reference: it follows --config.data.seq_len) spreads the
   # forget gates' memory over 1..T steps, so gradient reaches the markers
   # from the first update; the `plain` variant

@@ -91,7 +91,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint.best_mode = "min"
 
   config.diagnostics = ml_collections.ConfigDict()
-  # Gradient-flow diagnostics (lstm_jax.diagnostics) every N steps on the
+  # Gradient-flow diagnostics (lstm_jax.training.diagnostics) every N steps on the
   # current batch: dLoss/dh_t per step, per-module gradient norms, clipping
   # rate, forget gates; to metrics.jsonl ("diagnostics") and
   # gradient_flow.png. 0 = off (they cost about one reference-path step).
@@ -108,7 +108,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Device mesh (data, model) over all devices of all processes; -1 = the
   # remaining devices; the product must be the device count. Batches are
   # split over "data"; the LSTM's gates (H/model units of every gate) and
-  # large embedding/softmax matrices over "model" (lstm_jax/sharding.py).
+  # large embedding/softmax matrices over "model" (lstm_jax/parallel/sharding.py).
   config.parallel.mesh_shape = (-1, 1)
   # "jit" (sharded jax.jit over the mesh) or "pmap" (jax.pmap with the
   # gradients combined by lax.psum; data parallel, one process).

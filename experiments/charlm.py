@@ -16,7 +16,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 # The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
 VARIANTS = ("tiny",)
@@ -62,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Embedding dropout: in training, drop whole symbols (rows of the embedding
   # matrix) at this rate, one mask per batch (Merity et al., 2017); 0 = off.
   config.model.embed_dropout = 0.0
-  # The LSTM stack (keys and their meaning: lstm_jax.layers.lstm_config).
+  # The LSTM stack (keys and their meaning: lstm_jax.nn.layers.lstm_config).
   # bfloat16 matmul inputs; the carry and the softmax stay float32.
   config.model.lstm = lstm_config(
     hidden_size=384, num_layers=2, dropout=0.3, dtype="bfloat16"

@@ -29,7 +29,7 @@ the plateau is the slow part of this task for LSTMs (Arjovsky et al. 2016).
 import ml_collections
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 # The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
 VARIANTS = ("tiny", "plain")
@@ -53,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   # Width of the symbol embedding.
   config.model.embed_dim = 16
-  # The LSTM (keys: lstm_jax.layers.lstm_config). Chrono init with T_max =
+  # The LSTM (keys: lstm_jax.nn.layers.lstm_config). Chrono init with T_max =
   # seq_len + 20, the whole sequence (a reference: it follows
   # --config.data.seq_len), so some cells hold a symbol across the T blanks
   # from the start; the `plain` variant keeps the

@@ -40,7 +40,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 # The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
 VARIANTS = ("sunspots", "co2", "tiny")
@@ -86,7 +86,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.transform = config_dict.placeholder(str)
 
   config.model = ml_collections.ConfigDict()
-  # The LSTM over the window (keys: lstm_jax.layers.lstm_config).
+  # The LSTM over the window (keys: lstm_jax.nn.layers.lstm_config).
   config.model.lstm = lstm_config(hidden_size=32 if sunspots else 64)
   # Read windows relative to their last step: needed for a trending series
   # (co2); on stationary sunspots it loses the level (holdout MAE 40.3 vs

@@ -30,7 +30,7 @@ longer lengths move with that last-bit difference.
 import ml_collections
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 # The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
 VARIANTS = ("addition", "addition_lsb", "reversal", "tiny")
@@ -72,7 +72,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   # Width of the shared token embedding.
   config.model.embed_dim = 32
-  # The encoder (keys: lstm_jax.layers.lstm_config).
+  # The encoder (keys: lstm_jax.nn.layers.lstm_config).
   config.model.lstm = lstm_config(hidden_size=128, bidirectional=True)
   # The decoder: unidirectional, as many layers as the encoder.
   config.model.decoder_lstm = lstm_config(hidden_size=128)

@@ -17,7 +17,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 # The `:variant`s of get_config (listed by `python -m lstm_jax.main --help`).
 VARIANTS = ("NAME", "tiny", "NAME,tiny")
@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.scale_std = 0.0
 
   config.model = ml_collections.ConfigDict()
-  # The LSTM (keys: lstm_jax.layers.lstm_config); bidirectional reads the
+  # The LSTM (keys: lstm_jax.nn.layers.lstm_config); bidirectional reads the
   # whole series both ways before the readout.
   config.model.lstm = lstm_config(hidden_size=64, bidirectional=True)
   # Readout over real steps: "mean", "max" or "last".

@@ -1,6 +1,6 @@
 """User errors: mistakes a person can fix, reported without a traceback.
 
-`lstm_jax.main` catches `LstmJaxError`, prints its message as one paragraph and
+`lstm_jax.cli.main` catches `LstmJaxError`, prints its message as one paragraph and
 exits non-zero. So does an OS error that is the machine's state rather than a
 bug (a full disk, a read-only or forbidden directory: `os_error_message`).
 Everything else (a bug) keeps its traceback. A message names
@@ -94,7 +94,7 @@ def silence_orbax_unraisable() -> None:
   prints each one's exception as "Exception ignored in: <coroutine ...>" with
   a traceback, around the clean "none restorable" message. The CLIs install
   this hook: such reports from Orbax's own coroutines are dropped (the
-  failure is already reported, per step, by `lstm_jax.checkpoint`); every
+  failure is already reported, per step, by `lstm_jax.workdir.checkpoint`); every
   other unraisable exception still goes to Python's default hook.
   """
   default = sys.__unraisablehook__

@@ -1,4 +1,4 @@
-"""Every bad input to `lstm_jax.main` and `lstm_jax.sample`: one `error:` line.
+"""Every bad input to `lstm_jax.cli.main` and `lstm_jax.cli.sample`: one `error:` line.
 
 Each case is a real command in its own subprocess (the exit status is the
 truth) against its own copy of one finished tiny run (`finished_run` in
@@ -444,7 +444,7 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
   after the disk is enlarged, ends bit-identical to an uninterrupted run."""
   from resume_test import assert_bit_identical, metrics_history  # noqa: PLC0415
 
-  from lstm_jax import runs  # noqa: PLC0415
+  from lstm_jax.workdir import reader as runs  # noqa: PLC0415
 
   mount = tmp_path / "disk"
   # One checkpoint of the tiny run is ~440 kB; 1200 kB holds steps 5 and 10.

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lstm_jax import baselines
+from lstm_jax.baselines import forecast as baselines
 
 
 def test_metrics_by_hand():

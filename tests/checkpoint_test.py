@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from lstm_jax import checkpoint, fingerprint, preemption
+from lstm_jax.workdir import checkpoint, fingerprint, preemption
 
 # A failed Orbax restore leaves its reader coroutines to be garbage-collected;
 # pytest reports that as "unraisable". The failure itself is what we test.

@@ -12,7 +12,9 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import base
-from lstm_jax import layers, parallel, tasks
+from lstm_jax import tasks
+from lstm_jax.nn import layers
+from lstm_jax.parallel import mesh as parallel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(
@@ -23,7 +25,7 @@ EXPERIMENTS = sorted(
 
 
 def _load(path_and_arg, *overrides):
-  """Loads a config the way lstm_jax.main does (locked), in a private registry."""
+  """Loads a config the way lstm_jax.cli.main does (locked), in a private registry."""
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
   fv(["prog", f"--config={path_and_arg}", *overrides])

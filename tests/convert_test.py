@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import lstm_jax
-from lstm_jax import convert
+from lstm_jax.nn import convert
 
 pytestmark = pytest.mark.filterwarnings(
   "ignore:LSTM with projections is not supported with oneDNN:UserWarning"
@@ -39,7 +39,7 @@ def _torch_outputs(torch, torch_lstm, x):
 
 
 def test_import_does_not_import_torch():
-  code = "import sys, lstm_jax.convert; assert 'torch' not in sys.modules"
+  code = "import sys, lstm_jax.nn.convert; assert 'torch' not in sys.modules"
   subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from jax.experimental import rnn
 
-from lstm_jax import backends, cudnn, recurrent
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.kernels import cudnn
+from lstm_jax.ops import backends, recurrent
+from lstm_jax.ops.recurrent import LSTMCarry
 
 B, T, IN, H = 3, 6, 5, 8
 # Right-padded rows of lengths 6, 3 and 0.

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lstm_jax import metrics, runs
+from lstm_jax.training import metrics
+from lstm_jax.workdir import reader as runs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax import diagnostics, metrics, recurrent, train
+from lstm_jax.ops import recurrent
+from lstm_jax.training import diagnostics, metrics, train
 from tests.toy import recall_config, recall_task
 
 

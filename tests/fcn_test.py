@@ -4,9 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.layers import LSTM
 from lstm_jax.models.classifier import SequenceClassifier
 from lstm_jax.models.fcn import FCN, KERNELS
+from lstm_jax.nn.layers import LSTM
 
 
 def _np_conv_same(x, kernel, bias):

@@ -17,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import cell, fused, fused_layout, recurrent
-from lstm_jax.cell import LSTMCarry
+from lstm_jax.kernels.fused import layout as fused_layout
+from lstm_jax.kernels.fused import scan as fused
+from lstm_jax.ops import cell, recurrent
+from lstm_jax.ops.cell import LSTMCarry
 
 B, T, IN, H = 3, 7, 5, 4
 F32_TOL = 1e-5

@@ -2,7 +2,7 @@
 
 Real runs in subprocesses, real Orbax checkpoints on disk, no mocks:
 
-* readers (`lstm_jax.sample`, `runs.open_run`) write nothing: a snapshot of
+* readers (`lstm_jax.cli.sample`, `runs.open_run`) write nothing: a snapshot of
   every path, size, mtime and hash is unchanged after sampling from a workdir
   with a save in progress (a `*.orbax-checkpoint-tmp*` directory) and a
   damaged newest step, over which they still fall back;
@@ -29,13 +29,21 @@ import pytest
 import tiny_run
 from resume_test import _finalized_steps, assert_bit_identical, metrics_history
 
-from lstm_jax import checkpoint, errors, runs
+from lstm_jax import errors
+from lstm_jax.workdir import checkpoint
+from lstm_jax.workdir import reader as runs
 
 TIMEOUT = 300
 
 
 def _sample(workdir, env, *args) -> subprocess.CompletedProcess:
-  cmd = [sys.executable, "-m", "lstm_jax.sample", f"--workdir={workdir}", "--length=5"]
+  cmd = [
+    sys.executable,
+    "-m",
+    "lstm_jax.sample",
+    f"--workdir={workdir}",
+    "--length=5",
+  ]
   return subprocess.run(
     [*cmd, *args],
     cwd=tiny_run.REPO,

@@ -21,7 +21,8 @@ import pytest
 from resume_test import read_tensorboard_scalars
 
 from experiments import base
-from lstm_jax import errors, metrics, optim, steps
+from lstm_jax import errors
+from lstm_jax.training import metrics, optim, steps
 
 
 def _optim_config(**overrides) -> ml_collections.ConfigDict:
@@ -93,7 +94,7 @@ def test_metrics_jsonl_is_strict_json(tmp_path):
 def test_tensorboard_survives_sigkill_after_sync(tmp_path, env):
   script = textwrap.dedent(f"""
     import os, signal
-    from lstm_jax import metrics
+    from lstm_jax.training import metrics
     writer = metrics.MetricWriter({str(tmp_path)!r}, 10)
     writer.write(3, "eval", {{"bpc": 1.25}})
     writer.sync()  # what the trainer does before every checkpoint save

@@ -13,7 +13,7 @@ import pytest
 
 import lstm_jax
 from lstm_jax import LSTM, LSTMCarry, LSTMLayer
-from lstm_jax.layers import CELLS, orthogonal_blocks
+from lstm_jax.nn.layers import CELLS, orthogonal_blocks
 
 # Measured max |bf16 - f32| of the outputs (the default init; B=16, T=128,
 # I=64, H=128, CPU): 0.0075 (mean 6e-4); up to 0.011 for T<=512, H<=512.
@@ -307,7 +307,8 @@ def test_bad_inputs(model, x, kwargs, match):
 def test_package_exports():
   # The public API the README documents, spelled out here (not read from
   # lstm_jax/__init__.py): a name added, dropped or rebound there fails.
-  from lstm_jax import layers, recurrent  # noqa: PLC0415
+  from lstm_jax.nn import layers  # noqa: PLC0415
+  from lstm_jax.ops import recurrent  # noqa: PLC0415
 
   expected = {
     "LSTM": layers.LSTM,

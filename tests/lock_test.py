@@ -1,4 +1,4 @@
-"""One trainer per workdir: `lstm_jax.lock` (real flock, real processes).
+"""One trainer per workdir: `lstm_jax.workdir.lock` (real flock, real processes).
 
 * Two locks on one workdir conflict even within a process (flock is per open
   file), and the refusal names the holder.
@@ -28,7 +28,7 @@ from resume_test import (
   metrics_history,
 )
 
-from lstm_jax import lock
+from lstm_jax.workdir import lock
 
 TIMEOUT = 300
 

@@ -90,7 +90,7 @@ def grads_as_ours(torch_lstm) -> dict[str, Any]:
   d/d(bias) of our summed bias equals torch's d/d(bias_ih) (= d/d(bias_hh)), so
   the copy gets bias_ih = grad and bias_hh = 0 before the weight mapping.
   """
-  from lstm_jax import convert
+  from lstm_jax.nn import convert
 
   g = copy.deepcopy(torch_lstm)
   for (name, p), (_, pg) in zip(
@@ -176,7 +176,7 @@ def unflatten(flat: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
 
 
 def main(path: str = REFERENCE_PATH) -> None:
-  from lstm_jax import convert
+  from lstm_jax.nn import convert
 
   flat: dict[str, np.ndarray] = {"configs": np.asarray(json.dumps(CONFIGS))}
   for i, (name, cfg) in enumerate(CONFIGS.items()):

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from lstm_jax import LSTM, LSTMCarry, LSTMLayer, recurrent
+from lstm_jax import LSTM, LSTMCarry, LSTMLayer
+from lstm_jax.ops import recurrent
 
 IMPLS = ("reference", "fused")
 F, H = 3, 4  # input features, hidden size

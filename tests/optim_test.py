@@ -10,10 +10,10 @@ import pytest
 from absl.testing import parameterized
 
 from experiments import base
-from lstm_jax import optim
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import LSTM
 from lstm_jax.models.lm import LanguageModel
+from lstm_jax.nn.layers import LSTM
+from lstm_jax.training import optim
 
 
 def _cfg(**overrides):

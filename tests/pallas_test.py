@@ -20,8 +20,9 @@ import pytest
 from jax import export
 
 import lstm_jax
-from lstm_jax import pallas_lstm, recurrent
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.kernels.pallas import scan as pallas_lstm
+from lstm_jax.ops import recurrent
+from lstm_jax.ops.recurrent import LSTMCarry
 
 B, T, IN, H = 3, 6, 5, 8
 OUT_TOL, GRAD_TOL, BF16_TOL = 1e-5, 1e-4, 2e-2

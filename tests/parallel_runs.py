@@ -22,10 +22,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from experiments import charlm  # noqa: E402
-from lstm_jax import checkpoint, metrics, train  # noqa: E402
-from lstm_jax.sharding import path_name  # noqa: E402
+from lstm_jax.parallel.sharding import path_name  # noqa: E402
+from lstm_jax.training import metrics, train  # noqa: E402
+from lstm_jax.workdir import checkpoint  # noqa: E402
 
-# Dropout 0: pmap draws its masks per device (lstm_jax/pmap_step.py).
+# Dropout 0: pmap draws its masks per device (lstm_jax/parallel/pmap_step.py).
 BASE = {
   "train.steps": 4,
   "train.log_every": 1,

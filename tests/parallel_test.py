@@ -22,7 +22,10 @@ import pytest
 import tiny_run
 from jax.sharding import PartitionSpec as P
 
-from lstm_jax import launch, optim, sharding, steps, tasks
+from lstm_jax import tasks
+from lstm_jax.cli import launch
+from lstm_jax.parallel import sharding
+from lstm_jax.training import optim, steps
 
 REPO = tiny_run.REPO
 TIMEOUT = 600
@@ -310,7 +313,7 @@ def _wait(procs):
 
 
 def _final(workdir):
-  from lstm_jax import metrics  # noqa: PLC0415
+  from lstm_jax.training import metrics  # noqa: PLC0415
 
   records = metrics.read_jsonl(str(workdir / "metrics.jsonl"))
   drop = ("tokens_per_sec", "steps_per_sec", "seconds")
@@ -396,7 +399,7 @@ def test_checkpoint_reshards_between_8_devices_and_one(tmp_path, env):
   proc = _run(out, [f"a={keep}"], 1, env)  # a: 8 -> 1
   assert "Resuming" in proc.stdout and "at step 2/4" in proc.stdout
   # The restore itself is exact (each leaf's checksum is verified after
-  # restoring into the new shardings, lstm_jax/fingerprint.py); the last two
+  # restoring into the new shardings, lstm_jax/workdir/fingerprint.py); the last two
   # steps then run on another device count: measured max |diff| 1.2e-6 (one
   # embedding element of 1648).
   for resumed, whole in (("a", "a_whole"), ("b", "b_whole")):

@@ -3,7 +3,7 @@
 The reference is the ordinary trainer's own pieces (`optim.make_optimizer`
 with Python floats and `steps.make_train_step` on a model built with each
 member's dropout rate), run one member at a time: nothing of
-`lstm_jax.population` takes part in it.
+`lstm_jax.sweep.population` takes part in it.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import optim, population, steps, sweep_spec, sweep_table, tasks
+from lstm_jax import tasks
 from lstm_jax.errors import ConfigError
+from lstm_jax.sweep import population
+from lstm_jax.sweep import spec as sweep_spec
+from lstm_jax.sweep import table as sweep_table
+from lstm_jax.training import optim, steps
 from tests.toy import sign_config
 
 MEMBERS = [

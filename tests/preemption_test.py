@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import tiny_run
 
-from lstm_jax import checkpoint
+from lstm_jax.workdir import checkpoint
 
 TIMEOUT = 300
 STEPS = 400

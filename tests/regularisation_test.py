@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import recurrent
-from lstm_jax import regularisation as reg
-from lstm_jax.cell import LSTMCarry
-from lstm_jax.layers import LSTM, LSTMLayer
 from lstm_jax.models.lm import LanguageModel
+from lstm_jax.nn.layers import LSTM, LSTMLayer
+from lstm_jax.ops import recurrent
+from lstm_jax.ops import regularisation as reg
+from lstm_jax.ops.cell import LSTMCarry
 
 B, T, IN, H = 4, 6, 3, 5
 ALL_ON = dict(

@@ -34,7 +34,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tiny_run
 
-from lstm_jax import checkpoint
+from lstm_jax.workdir import checkpoint
 
 STEPS = tiny_run.STEPS
 TIMEOUT = 240  # seconds per subprocess; a hung run fails instead of stalling CI

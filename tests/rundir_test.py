@@ -9,7 +9,8 @@ import os
 import ml_collections
 import pytest
 
-from lstm_jax import errors, rundir
+from lstm_jax import errors
+from lstm_jax.workdir import rundir
 
 DATA = {"path": "/data/corpus.txt", "sha256": "ab" * 32, "num_bytes": 1234}
 

@@ -6,11 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import generate, runs
 from lstm_jax.data.text import Vocab
 from lstm_jax.errors import ConfigError, LstmJaxError
-from lstm_jax.layers import LSTM
+from lstm_jax.models import generate
 from lstm_jax.models.lm import LanguageModel
+from lstm_jax.nn.layers import LSTM
+from lstm_jax.workdir import reader as runs
 
 VOCAB = Vocab(list(" abcdefgh"))
 

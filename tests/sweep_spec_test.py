@@ -8,9 +8,9 @@ import math
 import pytest
 
 from experiments import charlm
-from lstm_jax import sweep_spec
 from lstm_jax.errors import ConfigError
-from lstm_jax.sweep_spec import IntUniform, LogUniform, Uniform
+from lstm_jax.sweep import spec as sweep_spec
+from lstm_jax.sweep.spec import IntUniform, LogUniform, Uniform
 
 
 def test_grid_is_every_combination_in_order():

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from lstm_jax import errors, sweep, sweep_spec
+from lstm_jax import errors
+from lstm_jax.cli import sweep
+from lstm_jax.sweep import spec as sweep_spec
 from tests.toy import sign_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax.layers import LSTM
 from lstm_jax.models.classifier import SequenceClassifier
 from lstm_jax.models.forecaster import Forecaster, rollout
 from lstm_jax.models.seq2seq import Seq2Seq, generate
+from lstm_jax.nn.layers import LSTM
 
 
 def _jit(model, method=None):
@@ -122,7 +122,7 @@ def test_forecaster_direct_head_and_recursive_rollout(horizon):
 def test_seasonal_residual_starts_as_seasonal_naive(horizon, season):
   """Untrained (zero head), the rollout is `baselines.seasonal_naive`; a
   nonzero head shifts each call's output by exactly the head's correction."""
-  from lstm_jax import baselines
+  from lstm_jax.baselines import forecast as baselines
 
   rng = np.random.default_rng(5)
   window = rng.normal(size=(3, 9, 1))

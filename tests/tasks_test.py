@@ -29,8 +29,8 @@ import pytest
 import task_runs
 from resume_test import _finalized_steps, final_state
 
-from lstm_jax import runs
 from lstm_jax.data import synthetic, ucr
+from lstm_jax.workdir import reader as runs
 
 _REFERENCES: dict[str, Path] = {}
 # Float metrics: float32 sums on the trainer's side.

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import lstm_jax
-from lstm_jax.cell import LSTMCarry
+from lstm_jax.ops.cell import LSTMCarry
 
 OUT_TOL = 1e-5
 GRAD_TOL = 1e-4
@@ -141,7 +141,7 @@ def _cfg(**overrides):
 
 
 def _live(cfg, impl, seed=0, bias=True):
-  from lstm_jax import convert
+  from lstm_jax.nn import convert
 
   torch_lstm = ref.make_torch_lstm(cfg, seed=seed, bias=bias)
   arrays = ref.make_inputs(cfg, seed=seed + 1)

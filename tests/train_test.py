@@ -15,12 +15,13 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from experiments import charlm
-from lstm_jax import metrics as metrics_lib
-from lstm_jax import optim, steps, tasks, train
+from lstm_jax import tasks
 from lstm_jax.errors import DivergenceError
-from lstm_jax.layers import LSTM
 from lstm_jax.models.lm import LanguageModel
+from lstm_jax.nn.layers import LSTM
 from lstm_jax.tasks import charlm as charlm_task
+from lstm_jax.training import metrics as metrics_lib
+from lstm_jax.training import optim, steps, train
 
 
 def _tiny(**overrides):

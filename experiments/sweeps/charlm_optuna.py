@@ -6,7 +6,7 @@ r"""Optuna (TPE) over the tiny char-LM's learning rate and dropout.
 Needs `pip install optuna`; Optuna's MedianPruner hears eval/bpc at each eval.
 """
 
-from lstm_jax.sweep_spec import LogUniform
+from lstm_jax.sweep.spec import LogUniform
 
 
 def get_sweep() -> dict:

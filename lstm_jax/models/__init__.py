@@ -1,4 +1,4 @@
-"""Task networks built from `lstm_jax.layers`."""
+"""Task networks built from `lstm_jax.nn.layers`."""
 
 from lstm_jax.models.classifier import SequenceClassifier
 from lstm_jax.models.forecaster import Forecaster

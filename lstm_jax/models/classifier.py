@@ -18,9 +18,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.layers import LSTM
 from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS, pool
+from lstm_jax.nn.layers import LSTM
 
 Array = jax.Array
 

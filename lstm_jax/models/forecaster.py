@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.layers import LSTM
 from lstm_jax.models.pooling import last_real
+from lstm_jax.nn.layers import LSTM
 
 Array = jax.Array
 

@@ -21,9 +21,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax import regularisation as reg
-from lstm_jax.cell import LSTMCarry
-from lstm_jax.layers import LSTM
+from lstm_jax.nn.layers import LSTM
+from lstm_jax.ops import regularisation as reg
+from lstm_jax.ops.cell import LSTMCarry
 
 Array = jax.Array
 

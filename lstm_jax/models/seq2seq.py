@@ -28,8 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.layers import LSTM
-from lstm_jax.recurrent import LSTMCarry
+from lstm_jax.nn.layers import LSTM
+from lstm_jax.ops.recurrent import LSTMCarry
 
 Array = jax.Array
 ATTENTION = (None, "luong", "bahdanau")

@@ -23,8 +23,8 @@ import ml_collections
 
 from lstm_jax.data import synthetic
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import lstm_from_config
 from lstm_jax.models.classifier import SequenceClassifier
+from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics, generated_datasets
 
 TOKEN_METRIC = "mse"  # a "token" is one sequence

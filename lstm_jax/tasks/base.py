@@ -96,7 +96,7 @@ class TaskModule(Protocol):
 
   Optional module attributes:
     RESUMABLE_KEYS: fnmatch patterns of the task's own config keys that may
-      change when a run is resumed (see `lstm_jax.rundir`), e.g. a data path.
+      change when a run is resumed (see `lstm_jax.workdir.rundir`), e.g. a data path.
     TOKEN_METRIC: the metric whose weight counts the tokens of
       `tokens_per_sec` (default "loss": whatever its weight counts).
   """

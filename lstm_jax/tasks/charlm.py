@@ -22,11 +22,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from lstm_jax import generate
 from lstm_jax.data import text
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import lstm_from_config
+from lstm_jax.models import generate
 from lstm_jax.models.lm import LanguageModel
+from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 VOCAB_FILE = "vocab.json"

@@ -25,7 +25,7 @@ import optax
 
 from lstm_jax.data import synthetic
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import LSTM, lstm_from_config
+from lstm_jax.nn.layers import LSTM, lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics, generated_datasets
 
 TOKEN_METRIC = "loss"  # a "token" is one scored time step

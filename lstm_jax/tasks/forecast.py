@@ -29,7 +29,7 @@ fraction):
   before it;
 * `naive/*`, `seasonal_naive/*`, `arima/*` (multi-step) and
   `<baseline>/one_step/*`, fit on the same history in the same run
-  (`lstm_jax.baselines`).
+  (`lstm_jax.baselines.forecast`).
 
 `forecast.png` in the workdir plots the holdout with every multi-step forecast.
 A multivariate model is fed the observed future values of the other channels
@@ -48,11 +48,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from lstm_jax import baselines
+from lstm_jax.baselines import forecast as baselines
 from lstm_jax.data import series
 from lstm_jax.errors import ConfigError, DataError
-from lstm_jax.layers import LSTM, lstm_from_config
 from lstm_jax.models.forecaster import Forecaster, rollout
+from lstm_jax.nn.layers import LSTM, lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 TOKEN_METRIC = "mse"  # a "token" is one window

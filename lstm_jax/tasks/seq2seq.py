@@ -33,8 +33,8 @@ import optax
 
 from lstm_jax.data import synthetic
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import lstm_from_config
 from lstm_jax.models.seq2seq import ATTENTION, Seq2Seq, generate
+from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 TOKEN_METRIC = "loss"  # a "token" is one target token

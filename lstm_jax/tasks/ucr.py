@@ -31,10 +31,10 @@ import optax
 
 from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import lstm_from_config
 from lstm_jax.models.classifier import SequenceClassifier
 from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS
+from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 
 TOKEN_METRIC = "accuracy"  # a "token" is one classified series

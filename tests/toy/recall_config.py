@@ -7,7 +7,7 @@ python -m lstm_jax.main --config=tests/toy/recall_config.py --workdir=/tmp/recal
 import ml_collections
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lstm_jax.layers import LSTM, lstm_from_config
+from lstm_jax.nn.layers import LSTM, lstm_from_config
 from lstm_jax.tasks.base import Datasets
 
 TOKEN_METRIC = "accuracy"

@@ -6,7 +6,7 @@ python -m lstm_jax.main --config=tests/toy/sign_config.py --workdir=/tmp/sign
 import ml_collections
 
 from experiments import base
-from lstm_jax.layers import lstm_config
+from lstm_jax.nn.layers import lstm_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

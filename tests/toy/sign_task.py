@@ -1,8 +1,8 @@
 """A task that lives outside the library: classify the sign of a sequence's sum.
 
 It exists to show (and test, in `tests/custom_task_test.py`) that a new task is
-one module plus one config: nothing in `lstm_jax/train.py`,
-`experiments/base.py` or `lstm_jax/metrics.py` knows about it. Its config is
+one module plus one config: nothing in `lstm_jax/training/train.py`,
+`experiments/base.py` or `lstm_jax/training/metrics.py` knows about it. Its config is
 `tests/toy/sign_config.py`, which declares the task's own keys.
 
 Each example is a sequence of `x_t ~ N(0, 1)` of a random length in
@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from lstm_jax.errors import ConfigError
-from lstm_jax.layers import LSTM, lstm_from_config
+from lstm_jax.nn.layers import LSTM, lstm_from_config
 from lstm_jax.tasks.base import Datasets
 
 TOKEN_METRIC = "accuracy"  # a "token" is one classified sequence

@@ -1,0 +1,1 @@
+"""Non-neural baselines computed in the same run as the model."""

@@ -1,0 +1,1 @@
+"""Faster implementations of the reference scan, each tested against it."""

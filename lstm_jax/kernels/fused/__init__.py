@@ -1,0 +1,1 @@
+"""The fused scan: all time steps' input projections at once, a hand-written backward."""

@@ -1,0 +1,1 @@
+"""Pallas kernels for the recurrence (TPU and GPU)."""

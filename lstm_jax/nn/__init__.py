@@ -1,0 +1,1 @@
+"""Flax modules over the pure functions: the LSTM spec, layers, initializers, PyTorch conversion."""

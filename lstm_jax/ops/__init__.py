@@ -1,0 +1,1 @@
+"""The LSTM as pure functions: the step, the reference scan, the dispatcher, regularisation masks."""

@@ -1,0 +1,1 @@
+"""Meshes, sharding rules, multi-host start-up and the pmap step."""

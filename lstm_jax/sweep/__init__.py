@@ -1,0 +1,1 @@
+"""Many trials of one config: specs, the results table, Optuna, a vmapped population."""

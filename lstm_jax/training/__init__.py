@@ -1,0 +1,1 @@
+"""The training loop and what it calls: steps, optimizer, metrics, diagnostics."""
