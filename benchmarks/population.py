@@ -38,10 +38,9 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import charlm  # noqa: E402
-from lstm_jax import tasks  # noqa: E402
 from lstm_jax.sweep import population  # noqa: E402
 from lstm_jax.sweep import spec as sweep_spec
-from lstm_jax.training import optim, steps  # noqa: E402
+from lstm_jax.training import build, steps  # noqa: E402
 
 
 def _trials(k: int):
@@ -60,18 +59,13 @@ def _trials(k: int):
 
 
 def _ordinary(trial):
-  cfg = trial.config
-  task = tasks.get_task(cfg.task)
-  data = task.make_datasets(cfg)
-  model = task.make_model(cfg, data.info)
-  tx, _ = optim.make_optimizer(cfg.optim, cfg.train.steps)
-  state = steps.create_train_state(
-    model, tx, cfg, data.train_batch(0), jax.random.key(cfg.seed)
-  )
+  built = build.build(trial.config)
+  state = built.init_state(jax.random.key(trial.config.seed))
   step = jax.jit(
-    steps.make_train_step(model, task.loss_and_metrics, tx), donate_argnums=0
+    steps.make_train_step(built.model, built.task.loss_and_metrics, built.tx),
+    donate_argnums=0,
   )
-  batch = jax.tree.map(jnp.asarray, data.train_batch(0))
+  batch = jax.tree.map(jnp.asarray, built.example)
   return step, state, batch
 
 

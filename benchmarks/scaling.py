@@ -40,9 +40,8 @@ def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
   import jax  # noqa: PLC0415
 
   from experiments import charlm  # noqa: PLC0415
-  from lstm_jax import tasks  # noqa: PLC0415
   from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
-  from lstm_jax.training import optim, steps  # noqa: PLC0415
+  from lstm_jax.training import build  # noqa: PLC0415
 
   config = charlm.get_config("tiny")
   for key, value in overrides.items():
@@ -51,20 +50,24 @@ def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
     for name in rest[:-1]:
       node = node[name]
     node[rest[-1]] = value
-  task = tasks.get_task("charlm")
-  datasets = task.make_datasets(config)
-  model = task.make_model(config, datasets.info)
-  tx, _ = optim.make_optimizer(config.optim, config.train.steps)
+  built = build.build(config)
   n = mesh_shape[0] * mesh_shape[1]
   mesh = parallel.make_mesh(mesh_shape, jax.devices()[:n])
-  batch = datasets.train_batch(0)
-
-  def init(rng):
-    return steps.create_train_state(model, tx, config, batch, rng)
-
-  abstract = jax.eval_shape(init, jax.random.key(0))
+  abstract = built.abstract_state()
   state_sh = parallel.state_shardings(mesh, abstract)
-  return jax, config, task, model, tx, mesh, datasets, init, abstract, state_sh
+  task, model, tx, datasets = built.task, built.model, built.tx, built.datasets
+  return (
+    jax,
+    config,
+    task,
+    model,
+    tx,
+    mesh,
+    datasets,
+    built.init_state,
+    abstract,
+    state_sh,
+  )
 
 
 def memory() -> None:

@@ -15,6 +15,7 @@ from experiments import base
 from lstm_jax import tasks
 from lstm_jax.nn import layers
 from lstm_jax.parallel import mesh as parallel
+from lstm_jax.training import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = sorted(
@@ -87,10 +88,8 @@ def test_tiny_variant_builds_a_model(path):
   # ucr.py needs a data set: a shipped one by name (or explicit .ts paths).
   variant = ":GunPoint,tiny" if path.endswith("ucr.py") else ":tiny"
   config = _load(path + variant)
-  task = tasks.get_task(config.task)
-  datasets = task.make_datasets(config)
-  model = task.make_model(config, datasets.info)
-  batch = datasets.train_batch(0)
+  built = build.build(config)
+  task, model, batch = built.task, built.model, built.example
   # Built abstractly (shapes only): the train tests run the real thing.
   (outputs, _), variables = jax.eval_shape(
     model.init_with_output, jax.random.key(0), batch
@@ -101,6 +100,13 @@ def test_tiny_variant_builds_a_model(path):
   loss, _ = jax.eval_shape(task.loss_and_metrics, outputs, batch)
   assert loss.shape == ()
   assert jax.tree.leaves(variables["params"])
+  # The state the trainer starts from has these parameters, and Adam's
+  # moments of the same shapes.
+  state = built.abstract_state()
+  assert jax.tree.map(lambda a: a.shape, state.params) == jax.tree.map(
+    lambda a: a.shape, variables["params"]
+  )
+  assert state.step.shape == ()
 
 
 def test_locked_config_rejects_unknown_keys_and_wrong_types():

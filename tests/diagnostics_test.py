@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstm_jax.ops import recurrent
-from lstm_jax.training import diagnostics, metrics, train
-from tests.toy import recall_config, recall_task
+from lstm_jax.training import build, diagnostics, metrics, train
+from tests.toy import recall_config
 
 
 def test_h_probe_gradient_is_finite_difference_of_a_perturbed_h():
@@ -67,12 +67,11 @@ def _curve_and_warnings(overrides):
   config = recall_config.get_config()
   for key, value in overrides.items():
     config.model.lstm[key] = value
-  data = recall_task.make_datasets(config)
-  model = recall_task.make_model(config, data.info)
-  batch = jax.tree.map(jnp.asarray, data.train_batch(0))
-  params = model.init(jax.random.key(0), batch)["params"]
+  built = build.build(config)
+  batch = jax.tree.map(jnp.asarray, built.example)
+  params = built.model.init(jax.random.key(0), batch)["params"]
   flow, flags = diagnostics.make_gradient_flow(
-    model, recall_task.loss_and_metrics, params, batch
+    built.model, built.task.loss_and_metrics, params, batch
   )
   values, curves = diagnostics.summarize(*flow(params, batch), flags)
   return values, curves, diagnostics.warnings_for(values, config.diagnostics)

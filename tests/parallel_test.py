@@ -22,10 +22,9 @@ import pytest
 import tiny_run
 from jax.sharding import PartitionSpec as P
 
-from lstm_jax import tasks
 from lstm_jax.cli import launch
 from lstm_jax.parallel import sharding
-from lstm_jax.training import optim, steps
+from lstm_jax.training import build, steps
 
 REPO = tiny_run.REPO
 TIMEOUT = 600
@@ -70,15 +69,9 @@ def test_rules_split_every_lstm_gate_matrix_and_only_large_vocab_matrices():
 
 def _setup(**overrides):
   config = parallel_runs.config_with(overrides)
-  task = tasks.get_task("charlm")
-  datasets = task.make_datasets(config)
-  model = task.make_model(config, datasets.info)
-  tx, _ = optim.make_optimizer(config.optim, config.train.steps)
-  batch0 = datasets.train_batch(0)
-  state = jax.jit(lambda rng: steps.create_train_state(model, tx, config, batch0, rng))(
-    jax.random.key(0)
-  )
-  return task, datasets, model, tx, state
+  built = build.build(config)
+  state = jax.jit(built.init_state)(jax.random.key(0))
+  return built.task, built.datasets, built.model, built.tx, state
 
 
 @pytest.mark.parametrize("stateful", [False, True])

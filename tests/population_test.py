@@ -13,12 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import tasks
 from lstm_jax.errors import ConfigError
 from lstm_jax.sweep import population
 from lstm_jax.sweep import spec as sweep_spec
 from lstm_jax.sweep import table as sweep_table
-from lstm_jax.training import optim, steps
+from lstm_jax.training import build, steps
 from tests.toy import sign_config
 
 MEMBERS = [
@@ -72,14 +71,10 @@ def _trials(config, members):
 def _one_by_one(trial, n_steps):
   """The ordinary trainer's step for one member: losses and final params."""
   cfg = trial.config
-  task = tasks.get_task(cfg.task)
-  data = task.make_datasets(cfg)
-  model = task.make_model(cfg, data.info)
-  tx, _ = optim.make_optimizer(cfg.optim, cfg.train.steps)
-  state = steps.create_train_state(
-    model, tx, cfg, data.train_batch(0), jax.random.key(cfg.seed)
-  )
-  step = jax.jit(steps.make_train_step(model, task.loss_and_metrics, tx))
+  built = build.build(cfg)
+  data, tx = built.datasets, built.tx
+  state = built.init_state(jax.random.key(cfg.seed))
+  step = jax.jit(steps.make_train_step(built.model, built.task.loss_and_metrics, tx))
   losses, norms = [], []
   for i in range(n_steps):
     state, m, loss = step(state, jax.tree.map(jnp.asarray, data.train_batch(i)))

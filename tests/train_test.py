@@ -15,13 +15,12 @@ import pytest
 from tensorboardX.proto import event_pb2
 
 from experiments import charlm
-from lstm_jax import tasks
 from lstm_jax.errors import DivergenceError
 from lstm_jax.models.lm import LanguageModel
 from lstm_jax.nn.layers import LSTM
 from lstm_jax.tasks import charlm as charlm_task
+from lstm_jax.training import build, steps, train
 from lstm_jax.training import metrics as metrics_lib
-from lstm_jax.training import optim, steps, train
 
 
 def _tiny(**overrides):
@@ -40,14 +39,10 @@ class Setup:
 
   def __init__(self, config):
     self.config = config
-    self.task = tasks.get_task("charlm")
-    self.datasets = self.task.make_datasets(config)
-    self.model = self.task.make_model(config, self.datasets.info)
-    self.tx, _ = optim.make_optimizer(config.optim, config.train.steps)
-    self.batch = self.datasets.train_batch(0)
-    self.state = jax.jit(
-      lambda rng: steps.create_train_state(self.model, self.tx, config, self.batch, rng)
-    )(jax.random.key(0))
+    built = build.build(config)
+    self.task, self.datasets, self.model = built.task, built.datasets, built.model
+    self.tx, self.batch = built.tx, built.example
+    self.state = jax.jit(built.init_state)(jax.random.key(0))
     self.step = jax.jit(
       steps.make_train_step(self.model, self.task.loss_and_metrics, self.tx)
     )

@@ -52,12 +52,12 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lstm_jax import errors, tasks
+from lstm_jax import errors
 from lstm_jax.cli import common as cli
 from lstm_jax.sweep import spec as sweep_spec
 from lstm_jax.sweep import table as sweep_table
 from lstm_jax.sweep.spec import Trial
-from lstm_jax.training import train
+from lstm_jax.training import build, train
 
 
 def metric_and_mode(
@@ -165,9 +165,7 @@ def run_trial(
 
 def _check_trials(trials: list[Trial]) -> None:
   for trial in trials:
-    task = tasks.get_task(trial.config.task)
-    train._validate(trial.config)  # noqa: SLF001 (the trainer's own checks)
-    task.validate(trial.config)
+    build.validate(trial.config)
 
 
 def run(

@@ -44,10 +44,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from lstm_jax import tasks
 from lstm_jax.errors import ConfigError
 from lstm_jax.sweep import table as sweep_table
 from lstm_jax.sweep.spec import Trial
+from lstm_jax.training import build as builder
 from lstm_jax.training import metrics, optim, steps
 from lstm_jax.workdir import checkpoint, rundir
 
@@ -161,12 +161,13 @@ def build(trials: Sequence[Trial]) -> dict[str, Any]:
   """
   check_members(trials)
   config = trials[0].config
-  task = tasks.get_task(config.task)
-  datasets = [task.make_datasets(t.config) for t in trials]
+  members = [builder.build(t.config) for t in trials]
+  task, datasets = members[0].task, [m.datasets for m in members]
+  # One model for all: the highest dropout rate, scaled per member below.
   model_config = copy.deepcopy(config)
   with model_config.unlocked():
     model_config.model.lstm.dropout = max(t.config.model.lstm.dropout for t in trials)
-  model = task.make_model(model_config, datasets[0].info)
+  model = builder.build(model_config, info=members[0].info).model
   tx_of, unit = make_optimizer(config.optim, config.train.steps)
   tx = tx_of(0.0, 0.0)  # its update reads each member's values from the state
   base_step = steps.make_train_step(model, task.loss_and_metrics, tx)
@@ -181,9 +182,8 @@ def build(trials: Sequence[Trial]) -> dict[str, Any]:
   def init(k: int):
     t = trials[k]
     tx_k = tx_of(t.config.optim.learning_rate, t.config.optim.weight_decay)
-    example = datasets[k].train_batch(0)
     return steps.create_train_state(
-      model, tx_k, t.config, example, jax.random.key(t.config.seed)
+      model, tx_k, t.config, members[k].example, jax.random.key(t.config.seed)
     )
 
   eval_fn = steps.make_eval_step(model, task.loss_and_metrics)

@@ -41,6 +41,7 @@ import numpy as np
 from absl import logging
 
 from lstm_jax.nn import layers
+from lstm_jax.training import build
 
 PLOT_FILE = "gradient_flow.png"
 
@@ -243,7 +244,7 @@ class Monitor:
     reference = copy.deepcopy(config)
     with reference.unlocked():
       reference.model.lstm.impl = "reference"  # h_probe is a reference-path input
-    self.model = task.make_model(reference, info)
+    self.model = build.build(reference, info=info).model
     self.loss_fn, self.workdir, self.writer = task.loss_and_metrics, workdir, writer
     self._flow = None
 

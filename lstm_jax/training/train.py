@@ -33,39 +33,17 @@ import jax.numpy as jnp
 import ml_collections
 from absl import logging
 
-from lstm_jax import tasks
 from lstm_jax.errors import ConfigError
 from lstm_jax.parallel import distributed, pmap_step
 from lstm_jax.parallel import mesh as parallel
-from lstm_jax.training import diagnostics, metrics, optim
+from lstm_jax.training import build, diagnostics, metrics
 from lstm_jax.training.steps import (
   TrainState,
-  create_train_state,
   evaluate,
   make_eval_step,
   make_train_step,
 )
 from lstm_jax.workdir import checkpoint, lock, preemption, rundir
-
-
-def _validate(config: ml_collections.ConfigDict) -> None:
-  """The trainer's own keys; the task checks its keys in `Task.validate`."""
-  train = config.train
-  for key in ("steps", "log_every"):
-    if train[key] < 1:
-      raise ConfigError(f"train.{key} must be >= 1, got {train[key]}")
-  for key in ("eval_every", "early_stop_patience", "max_nonfinite_steps"):
-    if train[key] < 0:
-      raise ConfigError(f"train.{key} must be >= 0, got {train[key]}")
-  if train.eval_batches is not None and train.eval_batches < 1:
-    raise ConfigError(
-      f"train.eval_batches must be >= 1 (or unset = all), got {train.eval_batches}"
-    )
-  # checkpoint.make_manager runs after rundir.prepare has written
-  # config.json; a bad checkpoint value must fail before that.
-  checkpoint.check_config(config.checkpoint)
-  if train.early_stop_patience and not config.checkpoint.best_metric:
-    raise ConfigError("train.early_stop_patience needs checkpoint.best_metric")
 
 
 @dataclasses.dataclass
@@ -132,28 +110,25 @@ def _train_and_evaluate(
   # Task, data, model, optimizer: every check before anything is written.
   # ----------------------------------------------------------------------
   distributed.initialize(config.parallel)  # before anything touches a device
-  task = tasks.get_task(config.task)
-  _validate(config)
-  task.validate(config)
-  datasets = task.make_datasets(config)
-  model = task.make_model(config, datasets.info)
+  built = build.build(config)
+  task, datasets, model = built.task, built.datasets, built.model
   total_steps = config.train.steps
-  tx, schedule = optim.make_optimizer(config.optim, total_steps)
+  tx, schedule = built.tx, built.schedule
 
   # ----------------------------------------------------------------------
   # Mesh, shapes and shardings (shapes first, nothing allocated yet).
   # ----------------------------------------------------------------------
   mesh = parallel.make_mesh(config.parallel.mesh_shape)
-  example = datasets.train_batch(0)
+  example = built.example
   eval_example = next(iter(datasets.eval_batches()))
   parallel.check_batch_size(mesh, "the train batch", parallel.batch_rows(example))
   parallel.check_batch_size(mesh, "the eval batch", parallel.batch_rows(eval_example))
   parallel.check_config(config, mesh, parallel.batch_rows(example))
   batch_sh = parallel.batch_sharding(mesh, example)
   eval_batch_sh = parallel.batch_sharding(mesh, eval_example)
-  init_fn = functools.partial(create_train_state, model, tx, config, example)
+  init_fn = built.init_state
   rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(init_fn, rng)
+  abstract = built.abstract_state()
   repl = parallel.replicated(mesh)
   state_sh = parallel.state_shardings(mesh, abstract)
   eval_carry = None

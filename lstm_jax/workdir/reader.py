@@ -18,6 +18,7 @@ import flax.linen as nn
 import ml_collections
 
 from lstm_jax import errors, tasks
+from lstm_jax.training import build
 from lstm_jax.workdir import checkpoint, rundir
 
 
@@ -69,8 +70,7 @@ def open_run(workdir: str, which: str = "latest") -> Run:
       )
   config = rundir.load_config(workdir)
   info = rundir.read_json(os.path.join(workdir, rundir.DATA_FILE))
-  task = tasks.get_task(config.get("task"))
-  model = task.make_model(config, info)
+  built = build.build(config, info=info)
   if not os.path.isdir(os.path.join(workdir, rundir.CHECKPOINT_DIR)):
     raise errors.LstmJaxError(f"{workdir} holds no checkpoint yet.")
   manager = checkpoint.make_manager(workdir, config, read_only=True)
@@ -87,4 +87,4 @@ def open_run(workdir: str, which: str = "latest") -> Run:
       state, step = found
   finally:
     manager.close()
-  return Run(workdir, config, task, info, model, state["params"], int(step))
+  return Run(workdir, config, built.task, info, built.model, state["params"], int(step))
