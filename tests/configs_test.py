@@ -12,7 +12,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import base
-from lstm_jax import tasks
+from lstm_jax import errors, tasks
 from lstm_jax.nn import layers
 from lstm_jax.parallel import mesh as parallel
 from lstm_jax.training import build
@@ -183,3 +183,15 @@ def test_parse_variants():
     base.parse_variants("a,b", "x", choices=("a", "b"))
   with pytest.raises(ValueError, match="takes one NAME"):
     base.parse_variants("A,B,tiny", "ucr", choices=None)
+
+
+def test_build_checks_the_config_before_loading_data(tmp_path):
+  """build() names a bad trainer key before it reads the (missing) corpus."""
+  config = _load(os.path.join(ROOT, "experiments", "charlm.py:tiny"))
+  config.data.path = str(tmp_path / "missing.txt")
+  config.train.steps = 0
+  with pytest.raises(errors.ConfigError, match=r"train\.steps must be >= 1, got 0"):
+    build.build(config)
+  config.train.steps = 5
+  with pytest.raises(errors.DataError, match="missing.txt"):
+    build.build(config)
