@@ -24,8 +24,7 @@ on CPU. bfloat16: lstm_jax `dtype=bfloat16` (bf16 matmuls, f32 carry), Flax
 `OptimizedLSTMCell(dtype=bfloat16)`, PyTorch the module and input in bfloat16.
 
 Budget: compile + 2 warm-up calls + 3 rounds of >= 0.2 s per implementation,
-about 3 minutes on one GPU (not yet measured: no GPU was at hand when this was
-written).
+about 3 minutes on one GPU (an estimate, not measured).
 """
 
 from __future__ import annotations

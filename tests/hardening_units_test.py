@@ -1,4 +1,4 @@
-"""Hardening, in-process (issue 13): config values that used to fail late,
+"""Hardening, in-process (issue 13): config values refused before training,
 strict JSON metrics, an optimizer that never applies a non-finite update,
 TensorBoard durable at every sync and completed on resume, and a non-finite
 step count that survives restarts."""

@@ -306,7 +306,7 @@ class TrainLog:
 
   Bounded dispatch: JAX returns from a step before the device has run it, so
   an unchecked loop queues steps up to the next sync point (a whole log
-  window: a SIGTERM was once honoured 33 steps, 48 s, late). `add` blocks
+  window: measured, a SIGTERM honoured 33 steps, 48 s, late). `add` blocks
   until at most `max_in_flight - 1` steps are unfinished, so the host
   prepares step k+1 while step k runs and never more; `completed` counts the
   finished steps (the progress bar shows it, and a preemption signal is
