@@ -467,9 +467,9 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
   """A tmpfs that holds two checkpoints but not the third: the save fails with
   one error line, the previous checkpoint restores, and the same command,
   after the disk is enlarged, ends bit-identical to an uninterrupted run."""
-  from resume_test import assert_bit_identical, metrics_history  # noqa: PLC0415
+  from resume_test import assert_bit_identical, metrics_history
 
-  from lstm_jax.workdir import reader as runs  # noqa: PLC0415
+  from lstm_jax.workdir import reader as runs
 
   mount = tmp_path / "disk"
   # One checkpoint of the tiny run is ~440 kB; 1200 kB holds steps 5 and 10.

@@ -106,7 +106,7 @@ def test_tensorboard_survives_sigkill_after_sync(tmp_path, env):
 
 
 def test_resume_rewrites_what_tensorboard_lost(tmp_path):
-  import tensorboardX  # noqa: PLC0415
+  import tensorboardX
 
   records = [
     {"step": 5, "split": "train", "loss": 2.0},

@@ -39,7 +39,7 @@ def test_a_second_lock_is_refused_naming_the_holder(tmp_path):
     with pytest.raises(lock.WorkdirBusyError) as info, lock.WorkdirLock(workdir):
       pass
     message = str(info.value)
-    import os  # noqa: PLC0415
+    import os
 
     assert f"pid {os.getpid()} on host {socket.gethostname()} since " in message
   with lock.WorkdirLock(workdir):  # released on exit

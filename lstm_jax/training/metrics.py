@@ -154,7 +154,7 @@ class MetricWriter:
     self._start = time.perf_counter()
     if not self.enabled:
       return
-    import tqdm  # noqa: PLC0415  (slow import; process 0 only)
+    import tqdm  # slow import; process 0 only
 
     path = os.path.join(workdir, METRICS_FILE)
     history = _truncate_jsonl(path, initial_step) if os.path.exists(path) else []
