@@ -70,10 +70,8 @@ class KneserNey:
     position_rank, first_seen = {}, {}
     prev = None
     for k in range(1, order + 1):
-      if k == 1:
-        keys = ids
-      else:  # the k-gram ending at i: the (k-1)-gram ending at i - 1, then w
-        keys = prev[:-1] * self.v + ids[k - 1 :]
+      # The k-gram ending at i: the (k-1)-gram ending at i - 1, then w.
+      keys = ids if k == 1 else prev[:-1] * self.v + ids[k - 1 :]
       grams, first, inverse, counts = np.unique(
         keys, return_index=True, return_inverse=True, return_counts=True
       )

@@ -115,7 +115,10 @@ def build(
   raw, docs, lines = [], [], []
   doc_starts = np.cumsum([0] + _doc_lengths(corpus))
   offset, line_no = 0, 0
-  for line in corpus.text.split("\n"):
+  lines_of_text = corpus.text.split("\n")
+  if lines_of_text[-1] == "":  # a final newline ends the last line
+    lines_of_text.pop()
+  for line in lines_of_text:
     doc = int(np.searchsorted(doc_starts, offset, side="right")) - 1
     offset += len(line) + 1
     tokens = tokenize_line(line, tokenizer, lowercase)
@@ -145,22 +148,28 @@ def build(
       )
   names = sorted(interned, key=interned.get)
   train_counts = np.bincount(raw_ids[:train_end], minlength=len(names))
+  specials = {interned[EOS], interned[UNK]}
   keep = [
     i
-    for i, name in enumerate(names)
-    if name in (EOS, UNK) or train_counts[i] >= min_count
+    for i in np.argsort(-train_counts, kind="stable").tolist()
+    if i not in specials and train_counts[i] >= min_count
   ]
-  keep.sort(key=lambda i: (-train_counts[i], names[i]))
   if max_vocab:
-    specials = [i for i in keep if names[i] in (EOS, UNK)]
-    keep = [i for i in keep if names[i] not in (EOS, UNK)][: max_vocab - 2]
-    keep = sorted(keep + specials, key=lambda i: (-train_counts[i], names[i]))
+    keep = keep[: max_vocab - 2]
+  # <unk> counts its own occurrences plus those of every dropped word, and
+  # ids follow these final counts (ties: alphabetical).
+  final = np.zeros(len(names), np.int64)
+  final[keep] = train_counts[keep]
+  final[interned[EOS]] = train_counts[interned[EOS]]
+  final[interned[UNK]] = train_counts[interned[UNK]] + (
+    train_end - final.sum() - train_counts[interned[UNK]]
+  )
+  keep = sorted(keep + sorted(specials), key=lambda i: (-final[i], names[i]))
   table = np.full(len(names), -1, np.int64)
   table[keep] = np.arange(len(keep))
   table[table < 0] = table[interned[UNK]]
-  # <unk>'s count is its own occurrences plus those of every dropped word.
   ids = table[raw_ids].astype(_smallest_uint(len(keep)))
-  counts = np.bincount(ids[:train_end], minlength=len(keep)).astype(np.int64)
+  counts = final[keep]
   words = [names[i] for i in keep]
   info = {
     **corpus.info,
