@@ -3,8 +3,8 @@ layer, with the loss computed inside the model.
 
 The output layer over a word vocabulary is the expensive part, and sampled
 or adaptive softmaxes need its parameters and a random key, so the model
-computes the loss itself: `__call__` returns `{"nll_sum", "count"}` for the
-batch (the task turns them into metrics), and `log_probs` the full
+computes the loss itself: `__call__` returns `{"nll": [batch, time]}`, the
+per-word NLL (0 on padding; the task sums it into metrics), and `log_probs` the full
 `[batch, time, vocab]` log-probabilities. Both go through `output_loss` /
 `output_log_probs`, which switch on `softmax` ("full" here: logits = h @ W.T
 + b over the whole vocabulary); other output layers plug in there as pure
@@ -53,29 +53,32 @@ def full_loss(
   weights: Array,
   bias: Array,
   key: Array | None = None,
-) -> tuple[Array, Array]:
-  """Summed NLL of `targets` under the full softmax, and the token count.
+) -> Array:
+  """Per-word NLL of `targets` under the full softmax.
 
   Args:
     h: <float>[batch, time, D]; targets: <int32>[batch, time];
-    mask: <bool>[batch, time], false on padding (weighs zero).
+    mask: <bool>[batch, time], false on padding.
     weights, bias: as `full_log_probs`. key: unused (the full softmax is exact).
 
   Returns:
-    (nll_sum <float32>[], count <float32>[]).
+    <float32>[batch, time] -log P(target), 0 where `mask` is false.
   """
   del key
   logp = full_log_probs(h, weights=weights, bias=bias)
   nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-  return jnp.sum(jnp.where(mask, nll, 0.0)), jnp.sum(mask).astype(jnp.float32)
+  return jnp.where(mask, nll, 0.0)
 
 
 _LOSSES = {"full": full_loss}
 _LOG_PROBS = {"full": full_log_probs}
 
 
-def output_loss(softmax: str, h: Array, targets: Array, mask: Array, **kw: Any):
-  """`(nll_sum, count)` of the output layer named `softmax` (see full_loss)."""
+def output_loss(
+  softmax: str, h: Array, targets: Array, mask: Array, **kw: Any
+) -> Array:
+  """<float32>[batch, time] per-word NLL of the output layer named `softmax`
+  (see `full_loss`)."""
   return _LOSSES[softmax](h, targets, mask, **kw)
 
 
@@ -180,17 +183,18 @@ class WordLanguageModel(nn.Module):
       deterministic: disables dropout (and a sampled softmax's sampling).
 
     Returns:
-      ({"nll_sum": <float32>[], "count": <float32>[]}, carry after the window).
+      ({"nll": <float32>[batch, time]} per-word NLL, 0 on padding; the carry
+      after the window).
     """
     h, carry = self.hidden(batch, carry, deterministic)
     mask = batch.get("mask")
     if mask is None:
       mask = jnp.ones(batch["targets"].shape, bool)
     key = None if deterministic else self.make_rng("dropout")
-    nll_sum, count = output_loss(
+    nll = output_loss(
       self.softmax, h, batch["targets"], mask, key=key, **self._weights()
     )
-    return {"nll_sum": nll_sum, "count": count}, carry
+    return {"nll": nll}, carry
 
   def log_probs(
     self, batch: dict[str, Array], carry: LMCarry | None = None

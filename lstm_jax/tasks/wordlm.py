@@ -155,8 +155,11 @@ def loss_and_metrics(
   outputs: dict[str, jax.Array], batch: Batch
 ) -> tuple[jax.Array, Metrics]:
   """Mean next-word NLL over real positions (0 for a batch with none)."""
-  del batch
-  nll_sum, count = outputs["nll_sum"], outputs["count"]
+  mask = batch.get("mask")
+  if mask is None:
+    mask = jnp.ones(outputs["nll"].shape, bool)
+  nll_sum = jnp.sum(jnp.where(mask, outputs["nll"], 0.0))
+  count = jnp.sum(mask).astype(jnp.float32)
   loss = nll_sum / jnp.maximum(count, 1.0)
   return loss, {
     "loss": (nll_sum, count),
@@ -208,8 +211,9 @@ def evaluate(
   nll, count = 0.0, 0.0
   for batch in batches:
     out, carry = apply({"params": params}, batch, carry=carry)
-    nll += float(out["nll_sum"])
-    count += float(out["count"])
+    _, metrics = loss_and_metrics(out, batch)
+    nll += float(metrics["loss"][0])
+    count += float(metrics["loss"][1])
   loss = nll / max(count, 1.0)
   return {
     "loss": loss,
