@@ -159,10 +159,18 @@ def test_corpus_too_short_names_the_split(tmp_path):
     task.make_datasets(config)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, env):
+# Plain AdamW, and schedule-free AdamW, whose test record and reader both
+# use the averaged parameters (optim.eval_params).
+SCHEDULE_FREE = (
+  "--config.optim.schedule_free=True",
+  "--config.optim.schedule=constant",
+)
+
+
+@pytest.fixture(scope="module", params=[(), SCHEDULE_FREE], ids=["adamw", "sf"])
+def tiny_run(request, tmp_path_factory, env):
   workdir = tmp_path_factory.mktemp("wordlm") / "run"
-  proc = task_runs.run("wordlm", workdir, env)
+  proc = task_runs.run("wordlm", workdir, env, *request.param)
   return workdir, proc
 
 
