@@ -67,9 +67,8 @@ def parse_variants(
       )
   if len(others) > 1:
     what = "NAME" if choices is None else f"of {', '.join(choices)}"
-    raise ValueError(
-      f"{experiment} takes one {what} (and optionally {', '.join(flags)}), got {arg!r}"
-    )
+    optional = f" (and optionally {', '.join(flags)})" if flags else ""
+    raise ValueError(f"{experiment} takes one {what}{optional}, got {arg!r}")
   return Variants(
     others[0] if others else None, frozenset(p for p in parts if p in flags)
   )
@@ -132,6 +131,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.weight_decay = 0.0
   # Clip gradients to this global norm; 0 = no clipping.
   config.optim.clip_norm = 1.0
+  # Schedule-free averaging (optax.contrib.schedule_free around the
+  # optimizer, whose b1 becomes the interpolation): evaluate, rank and test
+  # the averaged parameters (lstm_jax.training.optim.eval_params); use with
+  # schedule "constant".
+  config.optim.schedule_free = False
   # Skip (do not apply) an update whose gradient has a NaN or Inf.
   config.optim.skip_nonfinite = True
 

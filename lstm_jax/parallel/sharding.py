@@ -33,6 +33,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from lstm_jax.treepath import path_name
+
 P = PartitionSpec
 MODEL = "model"
 # Embedding / softmax matrices with at least this many elements are split.
@@ -51,19 +53,6 @@ RULES: tuple[tuple[str, PartitionSpec, bool], ...] = (
   (r"(^|/)out/kernel$", P(None, MODEL), True),  # [D, V]: vocabulary columns
   (r"(^|/)(out/bias|out_bias)$", P(MODEL), True),  # [V]
 )
-
-
-def path_name(path: tuple[Any, ...]) -> str:
-  """A key path as "params/lstm/layer_0_fwd/w_ih" (dicts, dataclasses, lists)."""
-  parts = []
-  for entry in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(entry, attr):
-        parts.append(str(getattr(entry, attr)))
-        break
-    else:
-      parts.append(str(entry))
-  return "/".join(parts)
 
 
 def spec_for(name: str, shape: tuple[int, ...], model: int) -> PartitionSpec:
