@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from lstm_jax import plotting
 from lstm_jax.baselines import forecast as baselines
 from lstm_jax.data import series
 from lstm_jax.errors import ConfigError, DataError
@@ -313,14 +314,12 @@ def baseline_forecasts(
 
 def plot(path: str, p: Prepared, ours: np.ndarray, others: dict[str, np.ndarray]):
   """PNG of the holdout (with some history) and the multi-step forecasts."""
-  # A bare Figure, not pyplot: no global backend switch, so a notebook's
-  # inline backend keeps working after a training run inside it.
-  from matplotlib.figure import Figure  # optional, imported on use only
-
+  fig = plotting.figure(path, figsize=(9, 4))  # None without matplotlib
+  if fig is None:
+    return
   y = p.series.target_values
   t = np.arange(len(y))
   start = max(0, p.test_start - 2 * (len(y) - p.test_start))
-  fig = Figure(figsize=(9, 4))
   ax = fig.subplots()
   ax.plot(t[start:], y[start:], color="black", lw=1.2, label="observed")
   ax.axvline(p.test_start, color="gray", ls=":", lw=1)
