@@ -2,6 +2,7 @@ r"""UCR/UEA time-series classification: a shipped set by NAME, or any .ts pair.
 
   python -m lstm_jax.main --config=experiments/ucr.py:GunPoint --workdir=runs/gp
   python -m lstm_jax.main --config=experiments/ucr.py:GunPoint,tiny --workdir=/tmp/gp
+  python -m lstm_jax.main --config=experiments/ucr.py:tiny --workdir=/tmp/gp  # = GunPoint,tiny
   python -m lstm_jax.main --config=experiments/ucr.py \
       --config.data.train_path=X_TRAIN.ts --config.data.test_path=X_TEST.ts \
       --workdir=runs/x
@@ -30,6 +31,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   names = [p for p in parts if p != "tiny"]
   if len(names) > 1:
     raise ValueError(f"ucr.py takes one NAME (and optionally tiny), got {arg!r}")
+  if tiny and not names:
+    names = ["GunPoint"]  # `tiny` alone: a small shipped set (50 training series)
 
   config = base.get_config()
   config.task = "ucr"
