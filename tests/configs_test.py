@@ -12,7 +12,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import base
-from lstm_jax import tasks
+from lstm_jax import errors, tasks
+from lstm_jax.cli import experiment
 from lstm_jax.nn import layers
 from lstm_jax.parallel import mesh as parallel
 
@@ -28,6 +29,7 @@ def _load(path_and_arg, *overrides):
   """Loads a config the way lstm_jax.cli.main does (locked), in a private registry."""
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
+  fv["config"].parser = experiment.ExperimentParser()  # as lstm_jax.cli.main does
   fv(["prog", f"--config={path_and_arg}", *overrides])
   return fv.config
 
@@ -134,7 +136,7 @@ def test_cli_unknown_key_is_one_clear_line(tmp_path):
 
 
 def test_unknown_variant():
-  with pytest.raises(flags.IllegalFlagValueError, match="huge"):
+  with pytest.raises(errors.ConfigError, match="get_config\\('huge'\\) failed"):
     _load(os.path.join(ROOT, "experiments", "charlm.py:huge"))
 
 
