@@ -53,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # ~1200); 1 x 512, dropout 0.3, lr 3e-3, 1200 steps: 1.69; 2 x 384 as below:
   # 1.650 after 1200 steps (1.649 at step 900), 1.661 after 1000. More steps
   # buy little (the model overfits the ~420k training characters) and cost
-  # time, so the run stops at 900 (~0.6-0.7 s a step on this CPU).
+  # time, so the run stops at 900 (time per step: the README's Set-up).
   config.model = ml_collections.ConfigDict()
   # Width of the input embedding.
   config.model.embed_dim = 64

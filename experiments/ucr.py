@@ -2,6 +2,7 @@ r"""UCR/UEA time-series classification: a shipped set by NAME, or any .ts pair.
 
   python -m lstm_jax.main --config=experiments/ucr.py:GunPoint --workdir=runs/gp
   python -m lstm_jax.main --config=experiments/ucr.py:GunPoint,tiny --workdir=/tmp/gp
+  python -m lstm_jax.main --config=experiments/ucr.py:tiny --workdir=/tmp/gp  # = GunPoint,tiny
   python -m lstm_jax.main --config=experiments/ucr.py \
       --config.data.train_path=X_TRAIN.ts --config.data.test_path=X_TEST.ts \
       --workdir=runs/x
@@ -33,7 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   # A set shipped in aeon/sktime (GunPoint, ItalyPowerDemand, ArrowHead,
   # BasicMotions, JapaneseVowels, ...); ignored when the paths are set.
-  config.data.name = variant.choice or config_dict.placeholder(str)
+  # `tiny` alone: GunPoint, a small shipped set (50 training series).
+  tiny_default = "GunPoint" if "tiny" in variant.flags else None
+  config.data.name = variant.choice or tiny_default or config_dict.placeholder(str)
   # Official train and test .ts files (both or neither).
   config.data.train_path = config_dict.placeholder(str)
   config.data.test_path = config_dict.placeholder(str)

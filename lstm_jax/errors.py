@@ -95,9 +95,10 @@ def silence_orbax_unraisable() -> None:
   a traceback, around the clean "none restorable" message. The CLIs install
   this hook: such reports from Orbax's own coroutines are dropped (the
   failure is already reported, per step, by `lstm_jax.workdir.checkpoint`); every
-  other unraisable exception still goes to Python's default hook.
+  other unraisable exception still goes to the hook installed before (Python's
+  default in the CLIs, pytest's in the tests: tests/conftest.py).
   """
-  default = sys.__unraisablehook__
+  default = sys.unraisablehook
 
   def closed_loop(kind, value, tb) -> bool:
     frames = traceback.extract_tb(tb)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import shutil
@@ -16,19 +15,6 @@ import numpy as np
 import pytest
 
 from lstm_jax.workdir import checkpoint, fingerprint, preemption
-
-# A failed Orbax restore leaves its reader coroutines to be garbage-collected;
-# pytest reports that as "unraisable". The failure itself is what we test.
-pytestmark = pytest.mark.filterwarnings(
-  "ignore::pytest.PytestUnraisableExceptionWarning"
-)
-
-
-@pytest.fixture(autouse=True)
-def _collect_orbax_garbage():
-  # Collect those coroutines while the filter above applies, not at exit.
-  yield
-  gc.collect()
 
 
 def _config(every=10, keep=2, best_metric="eval/bpc", best_mode="min"):

@@ -133,7 +133,7 @@ def test_config_by_absolute_path_from_another_directory(tmp_path, env):
   env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
   config = Path(tiny_run.REPO) / "experiments" / "adding.py"
   code = (
-    "from lstm_jax import experiment\n"
+    "from lstm_jax.cli import experiment\n"
     f"print(experiment.load({str(config) + ':tiny'!r}).data.seq_len)\n"
   )
   proc = subprocess.run(

@@ -13,6 +13,7 @@ from ml_collections import config_flags
 
 from experiments import base
 from lstm_jax import errors, tasks
+from lstm_jax.cli import experiment
 from lstm_jax.nn import layers
 from lstm_jax.parallel import mesh as parallel
 from lstm_jax.training import build
@@ -29,6 +30,7 @@ def _load(path_and_arg, *overrides):
   """Loads a config the way lstm_jax.cli.main does (locked), in a private registry."""
   fv = flags.FlagValues()
   config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True)
+  fv["config"].parser = experiment.ExperimentParser()  # as lstm_jax.cli.main does
   fv(["prog", f"--config={path_and_arg}", *overrides])
   return fv.config
 
@@ -85,9 +87,8 @@ def test_loads_locked_and_adds_no_trainer_keys(path, arg):
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=os.path.basename)
 def test_tiny_variant_builds_a_model(path):
-  # ucr.py needs a data set: a shipped one by name (or explicit .ts paths).
-  variant = ":GunPoint,tiny" if path.endswith("ucr.py") else ":tiny"
-  config = _load(path + variant)
+  # ucr.py:tiny alone is GunPoint, a shipped set (the `ucr` extra).
+  config = _load(path + ":tiny")
   built = build.build(config)
   task, model, batch = built.task, built.model, built.example
   # Built abstractly (shapes only): the train tests run the real thing.
@@ -141,7 +142,7 @@ def test_cli_unknown_key_is_one_clear_line(tmp_path):
 
 
 def test_unknown_variant():
-  with pytest.raises(flags.IllegalFlagValueError, match="huge"):
+  with pytest.raises(errors.ConfigError, match="get_config\\('huge'\\) failed"):
     _load(os.path.join(ROOT, "experiments", "charlm.py:huge"))
 
 

@@ -238,3 +238,38 @@ def test_cli_prints_one_error_line_and_exits_non_zero(tmp_path, env):
     .startswith("error: sweep parameter 'optim.nope'")
   )
   assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+  "args, message",
+  [
+    (
+      [
+        "--config=experiments/charlm.py:nope",
+        "--sweep=experiments/sweeps/charlm_lr.py",
+      ],
+      "error: experiments/charlm.py:",  # ...: get_config('nope') failed: ...
+    ),
+    (
+      [
+        "--config=experiments/charlm.py:tiny",
+        "--sweep=experiments/sweeps/charlm_lr.py",
+        "--table_only",
+      ],
+      "error: --table_only: no sweep directory",
+    ),
+  ],
+  ids=["bad_variant", "table_only_without_sweep"],
+)
+def test_cli_bad_config_or_table_only_is_one_error_line(tmp_path, env, args, message):
+  done = subprocess.run(
+    [sys.executable, "-m", "lstm_jax.sweep", *args, f"--workdir={tmp_path / 'w'}"],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines() == [done.stderr.strip()]  # one line
+  assert done.stderr.startswith(message), done.stderr[-2000:]
+  assert not (tmp_path / "w").exists()

@@ -19,7 +19,7 @@ TIMING = {"steps_per_sec", "tokens_per_sec"}
 TASKS = {
   "adding": "experiments/adding.py:tiny",
   "copy": "experiments/copy.py:tiny",
-  "ucr": "experiments/ucr.py:GunPoint,tiny",
+  "ucr": "experiments/ucr.py:tiny",  # GunPoint
   "forecast": "experiments/forecast.py:tiny",
   "seq2seq": "experiments/seq2seq.py:tiny",
   "wordlm": "experiments/wordlm.py:tiny",

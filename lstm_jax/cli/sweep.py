@@ -54,6 +54,7 @@ from ml_collections import config_flags
 
 from lstm_jax import errors
 from lstm_jax.cli import common as cli
+from lstm_jax.cli import experiment
 from lstm_jax.sweep import spec as sweep_spec
 from lstm_jax.sweep import table as sweep_table
 from lstm_jax.sweep.spec import Trial
@@ -229,6 +230,9 @@ def _define_flags() -> None:
     "Experiment config file[:arg], e.g. experiments/charlm.py:tiny.",
     lock_config=True,
   )
+  # As in lstm_jax.cli.main: a bad file is one error line, and a config given
+  # by path from outside the clone finds its `experiments` package.
+  flags.FLAGS["config"].parser = experiment.ExperimentParser()
   _SWEEP = flags.DEFINE_string(
     "sweep", None, "Sweep file: experiments/sweeps/<name>.py."
   )
@@ -253,6 +257,8 @@ def main(argv: list[str]) -> None:
     spec = sweep_spec.load_sweep(_SWEEP.value)
     metric, mode = metric_and_mode(_CONFIG.value, spec)
     if _TABLE_ONLY.value:
+      if not os.path.isdir(_WORKDIR.value):
+        raise errors.ConfigError(f"--table_only: no sweep directory {_WORKDIR.value}")
       rows = sweep_table.write_table(_WORKDIR.value, metric, mode)
     else:
       rows = run(_CONFIG.value, spec, _WORKDIR.value, _parse_shard(_SHARD.value))
@@ -265,6 +271,8 @@ def main(argv: list[str]) -> None:
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
+  except errors.LstmJaxError as e:  # a bad --config file: one line, as in main
+    cli.fail(str(e))
   except (KeyError, AttributeError) as e:  # ml_collections: no such config key
     overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
     sys.exit(f"error: unknown config key {e} (in {overrides})")

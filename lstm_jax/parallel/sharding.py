@@ -33,7 +33,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lstm_jax.treepath import path_name
+from lstm_jax.util.treepath import path_name
 
 P = PartitionSpec
 MODEL = "model"

@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from lstm_jax.training import metrics
+from lstm_jax.util import plotting
 
 TRIAL_FILE = "trial.json"
 
@@ -132,12 +133,10 @@ def write_table(workdir: str, metric: str, mode: str) -> list[dict[str, Any]]:
 
 
 def _plot(rows: list[dict[str, Any]], metric: str, path: str) -> None:
-  import matplotlib  # slow import, only when writing
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(7, 4.5))
+  fig = plotting.figure(path, figsize=(7, 4.5))
+  if fig is None:  # no matplotlib: the .csv/.md tables are the results
+    return
+  ax = fig.subplots()
   for row in rows:
     if row["history"]:
       steps, values = zip(*row["history"])
@@ -154,4 +153,3 @@ def _plot(rows: list[dict[str, Any]], metric: str, path: str) -> None:
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)

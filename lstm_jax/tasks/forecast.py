@@ -54,6 +54,7 @@ from lstm_jax.errors import ConfigError, DataError
 from lstm_jax.models.forecaster import Forecaster, rollout
 from lstm_jax.nn.layers import LSTM, lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
+from lstm_jax.util import plotting
 
 TOKEN_METRIC = "mse"  # a "token" is one window
 RESUMABLE_KEYS = ("data.path", "forecast.plot")
@@ -313,14 +314,12 @@ def baseline_forecasts(
 
 def plot(path: str, p: Prepared, ours: np.ndarray, others: dict[str, np.ndarray]):
   """PNG of the holdout (with some history) and the multi-step forecasts."""
-  # A bare Figure, not pyplot: no global backend switch, so a notebook's
-  # inline backend keeps working after a training run inside it.
-  from matplotlib.figure import Figure  # optional, imported on use only
-
+  fig = plotting.figure(path, figsize=(9, 4))  # None without matplotlib
+  if fig is None:
+    return
   y = p.series.target_values
   t = np.arange(len(y))
   start = max(0, p.test_start - 2 * (len(y) - p.test_start))
-  fig = Figure(figsize=(9, 4))
   ax = fig.subplots()
   ax.plot(t[start:], y[start:], color="black", lw=1.2, label="observed")
   ax.axvline(p.test_start, color="gray", ls=":", lw=1)

@@ -42,6 +42,7 @@ from absl import logging
 
 from lstm_jax.nn import layers
 from lstm_jax.training import build
+from lstm_jax.util import plotting
 
 PLOT_FILE = "gradient_flow.png"
 
@@ -207,13 +208,12 @@ def summarize(
 
 
 def plot(curves: list[np.ndarray], path: str, title: str = "") -> None:
-  """Log-scale ||dLoss/dh_t|| against distance in time, one line per layer."""
-  import matplotlib  # slow import; only when plotting
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  fig, ax = plt.subplots(figsize=(6.5, 4))
+  """Log-scale ||dLoss/dh_t|| against distance in time, one line per layer
+  (skipped, with one warning per process, without matplotlib)."""
+  fig = plotting.figure(path, figsize=(6.5, 4))
+  if fig is None:
+    return
+  ax = fig.subplots()
   # float32 gradients underflow to 0 below ~1e-38 (forget bias 0 at T=400
   # reaches that in ~200 steps); drawn at float32's smallest normal number.
   tiny = np.finfo(np.float32).tiny
@@ -225,7 +225,6 @@ def plot(curves: list[np.ndarray], path: str, title: str = "") -> None:
   ax.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 class Monitor:

@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from lstm_jax.treepath import path_name
+from lstm_jax.util.treepath import path_name
 
 
 def _leaf_bytes(leaf: Any) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Leaf helpers that any layer of lstm_jax may import; they import nothing of ours."""
