@@ -7,7 +7,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax
 import pytest
 
-from lstm_jax import errors
+from lstm_jax.workdir import orbax_compat
 
 
 @pytest.hookimpl(trylast=True)
@@ -15,10 +15,10 @@ def pytest_configure(config):
   """Tests restore damaged checkpoints in-process on purpose; Orbax then
   leaves reads whose exceptions surface at garbage collection, each a
   traceback in the warning summary. Drop exactly those reports, as the CLIs
-  do (`errors.silence_orbax_unraisable`), on top of pytest's own hook (set in
+  do (`orbax_compat.silence_unraisable`), on top of pytest's own hook (set in
   its pytest_configure, hence trylast), which still reports every other one."""
   del config
-  errors.silence_orbax_unraisable()
+  orbax_compat.silence_unraisable()
 
 
 @pytest.fixture

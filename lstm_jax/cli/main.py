@@ -18,7 +18,7 @@ from lstm_jax.cli import common as cli
 from lstm_jax.cli import experiment
 from lstm_jax.parallel import distributed
 from lstm_jax.training import train
-from lstm_jax.workdir import preemption
+from lstm_jax.workdir import orbax_compat, preemption
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config",
@@ -54,17 +54,6 @@ def _parse_flags(argv: list[str]) -> list[str]:
     )
 
 
-class _QuietUserOsErrors(logging_std.Filter):
-  """Drops the log records (with tracebacks) that Orbax's background save
-  threads write for a full or read-only disk: `main` reports the same error
-  once, as its `error:` line (a full disk printed 456 lines and 5 tracebacks)."""
-
-  def filter(self, record: logging_std.LogRecord) -> bool:
-    if record.exc_info and errors.os_error_message(record.exc_info[1]):
-      return False
-    return errors.os_error_message(Exception(record.getMessage())) is None
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -73,8 +62,8 @@ def main(argv: list[str]) -> None:
   # The progress bar and the end-of-run report are the default output;
   # --verbosity=0 shows the INFO log (absl, Orbax, JAX).
   cli.quiet_logs()
-  logging_std.getLogger("absl").addFilter(_QuietUserOsErrors())
-  errors.silence_orbax_unraisable()
+  logging_std.getLogger("absl").addFilter(orbax_compat.QuietSaveThreadOsErrors())
+  orbax_compat.silence_unraisable()
   try:
     # Joins the other processes of a multi-host run; must come before the
     # first device query (the log line below is one).
@@ -89,7 +78,7 @@ def main(argv: list[str]) -> None:
     print(f"error: interrupted ({e or 'SIGINT'}); not saved.", file=sys.stderr)
     sys.exit(130)
   except Exception as e:
-    message = errors.os_error_message(e)
+    message = orbax_compat.os_error_message(e)
     if message is None:
       raise  # a bug: keep the traceback
     cli.fail(message)

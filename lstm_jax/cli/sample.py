@@ -20,8 +20,8 @@ from lstm_jax.cli import common as cli
 from lstm_jax.data.text import Vocab
 from lstm_jax.models import generate
 from lstm_jax.tasks.charlm import VOCAB_FILE
+from lstm_jax.workdir import orbax_compat, rundir
 from lstm_jax.workdir import reader as runs
-from lstm_jax.workdir import rundir
 
 
 def _define_flags() -> None:
@@ -56,16 +56,6 @@ Example:
 def _help_page() -> str:
   names = ["workdir", "prompt", "length", "temperature", "seed", "checkpoint"]
   return f"{_USAGE}\n\nFlags:\n{cli.flag_lines(names)}{cli.COMMON_FLAGS}"
-
-
-class _NoReadOnlyNotice(logging_std.Filter):
-  """Drops Orbax's warnings that a read-only manager is read-only (its
-  directory, its save interval): that is what `runs.open_run` asks for, not
-  news to the user."""
-
-  def filter(self, record: logging_std.LogRecord) -> bool:
-    message = record.getMessage()
-    return "read only" not in message and "read_only=True" not in message
 
 
 def _read_vocab(workdir: str) -> list[str]:
@@ -115,8 +105,8 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.quiet_logs()
   if not flags.FLAGS["verbosity"].present:
-    logging_std.getLogger("absl").addFilter(_NoReadOnlyNotice())
-  errors.silence_orbax_unraisable()
+    logging_std.getLogger("absl").addFilter(orbax_compat.ReadOnlyNoticeFilter())
+  orbax_compat.silence_unraisable()
   f = flags.FLAGS
   try:
     # Checked before the (slow) restore; generate.sample_text checks them too.

@@ -26,6 +26,9 @@ A thin layer over `orbax.checkpoint.CheckpointManager` rooted at
 * Every save stores a checksum of each leaf (`lstm_jax.workdir.fingerprint`), verified
   on restore: Orbax itself would restore a flipped bit silently.
 
+What works around Orbax itself (a private method, its error texts) is in
+`lstm_jax.workdir.orbax_compat`, with the version it targets.
+
 Preemption (SIGTERM) is `lstm_jax.workdir.preemption`.
 """
 
@@ -43,7 +46,7 @@ from absl import logging
 from orbax.checkpoint import checkpoint_managers as ocp_policies
 
 from lstm_jax import errors
-from lstm_jax.workdir import fingerprint
+from lstm_jax.workdir import fingerprint, orbax_compat
 from lstm_jax.workdir.rundir import CHECKPOINT_DIR
 
 CORRUPT_DIR = "checkpoints_corrupt"
@@ -55,33 +58,20 @@ class CheckpointError(errors.LstmJaxError):
   """Checkpoints exist in the workdir but none of them can be restored."""
 
 
-class Manager(ocp.CheckpointManager):
-  """An Orbax manager that remembers which metric ranks its checkpoints."""
+class Manager(orbax_compat.TolerantMetricsManager):
+  """An Orbax manager that remembers which metric ranks its checkpoints.
+
+  A step whose metrics file is damaged is listed, with the reason in
+  `unreadable_metrics[step]`, and `restore_latest` falls back over it like
+  over any damaged step (Orbax itself would fail to open the directory).
+  """
 
   def __init__(self, directory: str, options, best_metric: str):
-    # Filled while Orbax lists the steps (in its __init__ and `reload`).
-    self.unreadable_metrics: dict[int, str] = {}
     super().__init__(
       directory, options=options, item_names=(STATE_ITEM, FINGERPRINT_ITEM)
     )
     self.best_metric = best_metric
     self.read_only = bool(options.read_only)
-
-  def _get_metrics(self, step: int) -> Any:
-    # Orbax reads every step's `metrics/metrics` when it lists the steps and
-    # tolerates only a missing file: one damaged file (not JSON, unreadable)
-    # would raise out of the constructor and block every resume and every
-    # reader. Such a step is remembered as unreadable instead, and
-    # `restore_latest` falls back over it like over any damaged step.
-    try:
-      return super()._get_metrics(step)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-      self.unreadable_metrics[step] = f"its metrics file: {_describe(exc)}"
-      return None
-
-  def reload(self) -> None:
-    self.unreadable_metrics = {}
-    super().reload()
 
 
 def _metric_fn(name: str, mode: str):
@@ -214,27 +204,6 @@ def _abstract(tree: Any) -> Any:
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
-def _describe(exc: BaseException, limit: int = 300) -> str:
-  """One line: the innermost cause says what is wrong with which file.
-
-  Orbax wraps TensorStore errors ("Encountered error while reading array
-  index ... <a multi-kilobyte spec>"); the cause names the file and the
-  problem (e.g. OUT_OF_RANGE: requested byte range is not valid).
-  """
-  seen = []
-  while exc is not None and exc not in seen:
-    seen.append(exc)
-    exc = exc.__cause__
-  for candidate in reversed(seen):
-    text = str(candidate).strip()
-    if text:
-      text = text.splitlines()[0]
-      if len(text) > limit:
-        text = text[:limit] + "..."
-      return f"{type(candidate).__name__}: {text}"
-  return type(seen[0]).__name__
-
-
 def _quarantine(manager: ocp.CheckpointManager, steps: list[int]) -> None:
   """Moves unrestorable step directories out of Orbax's sight, keeping them."""
   if not steps or jax.process_index() != 0 or getattr(manager, "read_only", False):
@@ -291,7 +260,7 @@ def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any)
   except Exception as exc:  # any failure is reported the same way
     raise CheckpointError(
       f"The checkpoint at step {step} in {manager.directory} could not be "
-      f"restored ({_describe(exc)})."
+      f"restored ({orbax_compat.describe(exc)})."
     ) from exc
 
 
@@ -334,7 +303,7 @@ def restore_latest(
           raise CheckpointError(bad_metrics)
         state = _restore_verified(manager, step, target)
       except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-        reason = _describe(exc)
+        reason = orbax_compat.describe(exc)
         failures.append((step, reason))
         logging.warning(
           "Checkpoint at step %d could not be restored (%s); trying the previous one.",
