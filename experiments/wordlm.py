@@ -10,8 +10,11 @@ The default corpus is Python's `pydoc_data.topics` (98k words with the
 validation, 10% test; 2,801 words seen twice or more in training, the rest
 `<unk>`: 4.9% of the test words). The run's test record holds the LSTM's
 perplexity beside an interpolated modified Kneser-Ney 5-gram's, trained on
-the same split with the same vocabulary. Measured figures: README, "Tasks
-and their baselines".
+the same split with the same vocabulary. Measured (seed 0, 2026-12-05):
+test perplexity 64.06 (validation 60.21 at step 1,500, still falling:
+62.2 at 1,050, 60.6 at 1,350) against the Kneser-Ney 5-gram's 73.57
+(validation 65.64); 39.2 minutes wall, 7.1 CPU-minutes, on 2 shared CPU
+cores. README, "Tasks and their baselines".
 
 Variants: `tiny` (seconds on CPU, the tests' run) and `awd`, the AWD-LSTM
 recipe of Merity et al. (2018): 3 layers of 1150 units, 400-wide tied
