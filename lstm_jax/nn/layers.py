@@ -17,7 +17,7 @@ the spec's options of its scope, plus the few that are not config options
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -56,18 +56,23 @@ def compute_dtype(dtype: Any) -> Any:
   return DTYPES[dtype] if isinstance(dtype, str) else dtype
 
 
-def check_options(module: Any, scope: Sequence[str]) -> None:
-  """Checks a module's spec options (`spec.validate`, naming the module).
+def options_of(module: Any, scope: Sequence[str]) -> dict[str, Any]:
+  """A module's values of the spec's options of `scope`, by name."""
+  return {f.name: getattr(module, f.name) for f in spec.option_fields(scope)}
+
+
+def check_options(values: Mapping[str, Any], owner: str) -> None:
+  """Checks a module's option values (`spec.validate`, naming the module);
+  its `dtype` may also be a JAX dtype or None.
 
   Raises:
     spec.LSTMOptionError (a ValueError): `LSTM.cell must be one of [...], got 'gru'`.
   """
-  owner = type(module).__name__
-  names = [f.name for f in spec.option_fields(scope)]
-  spec.validate({n: getattr(module, n) for n in names if n != "dtype"}, owner)
-  if isinstance(module.dtype, str) and module.dtype not in DTYPES:
+  spec.validate({k: v for k, v in values.items() if k != "dtype"}, owner)
+  dtype = values.get("dtype")
+  if isinstance(dtype, str) and dtype not in DTYPES:
     raise spec.LSTMOptionError(
-      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPES)}, got {module.dtype!r}"
+      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPES)}, got {dtype!r}"
     )
 
 
@@ -107,7 +112,12 @@ def zero_carries(
   return (zero,) * count
 
 
-class LSTMLayer(_spec_attributes("LSTMLayerOptions", _LAYER)):
+# The Linen attributes of the spec's options: of one layer, and of the stack.
+LSTMLayerOptions = _spec_attributes("LSTMLayerOptions", _LAYER)
+LSTMOptions = _spec_attributes("LSTMOptions", _STACK)
+
+
+class LSTMLayer(LSTMLayerOptions):
   """One LSTM layer in one direction over `[batch, time, features]`.
 
   Attributes (beyond the options listed below):
@@ -126,7 +136,7 @@ class LSTMLayer(_spec_attributes("LSTMLayerOptions", _LAYER)):
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
 
   def setup(self):
-    check_options(self, _LAYER)
+    check_options(options_of(self, _LAYER), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -198,7 +208,7 @@ class LSTMLayer(_spec_attributes("LSTMLayerOptions", _LAYER)):
     return stack.step_masks(self, batch, time, hid, out, self._next_key)
 
 
-class LSTM(_spec_attributes("LSTMOptions", _STACK)):
+class LSTM(LSTMOptions):
   """A multi-layer, optionally bidirectional LSTM, like `torch.nn.LSTM`.
 
   Attributes (beyond the options listed below):
@@ -231,7 +241,7 @@ class LSTM(_spec_attributes("LSTMOptions", _STACK)):
     return zero_carries(batch, self.hidden_size, self.proj_size, count)
 
   def setup(self):
-    check_options(self, _STACK)
+    check_options(options_of(self, _STACK), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -261,7 +271,7 @@ class LSTM(_spec_attributes("LSTMOptions", _STACK)):
       outputs: <dtype>[batch, time, D * (P or H)], zero on padded steps.
       final carry: tuple of `LSTMCarry`, one per (layer, direction).
     """
-    layer_options = {f.name: getattr(self, f.name) for f in spec.option_fields(_LAYER)}
+    layer_options = options_of(self, _LAYER)
 
     def layer(i: int, d: int, x: Array, carry: Any, probe: Any):
       return LSTMLayer(

@@ -51,15 +51,11 @@ def _options(owner: str, hidden_size: int, options: dict[str, Any], allowed) -> 
   unknown = sorted(set(options) - set(defaults))
   if unknown:
     raise spec.LSTMOptionError(
-      f"{owner} takes no option(s) {unknown}; options: {sorted(defaults)}"
+      f"{owner} takes no option(s) {unknown}; options: "
+      f"{sorted(set(defaults) - {'hidden_size'})}"
     )
   values = {**defaults, "dtype": None, **options, "hidden_size": hidden_size}
-  spec.validate({k: v for k, v in values.items() if k != "dtype"}, owner)
-  dtype = values["dtype"]
-  if isinstance(dtype, str) and dtype not in layers.DTYPES:
-    raise spec.LSTMOptionError(
-      f"{owner}.dtype must be a JAX dtype or one of {list(layers.DTYPES)}, got {dtype!r}"
-    )
+  layers.check_options(values, owner)
   return values
 
 
@@ -264,7 +260,7 @@ class LSTM(nnx.Module):
   def from_linen(cls, module: layers.LSTM, in_features: int, **kwargs) -> LSTM:
     """The NNX twin of a Linen `layers.LSTM` (same options and initializers;
     load its variables with `load_linen_variables`)."""
-    options = {f.name: getattr(module, f.name) for f in spec.option_fields(_STACK)}
+    options = layers.options_of(module, _STACK)
     inits = {
       "param_dtype": module.param_dtype,
       "kernel_init": module.kernel_init,
