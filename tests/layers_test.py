@@ -295,7 +295,7 @@ def test_dropout():
      r"initial_carry needs 4 LSTMCarry entries .* got 1"),
     (LSTM(4, impl="cuda"), (2, 3, 5), {}, r"impl must be one of .*got 'cuda'"),
     (LSTM(4, num_layers=0), (2, 3, 5), {}, r"num_layers must be >= 1"),
-    (LSTM(0), (2, 3, 5), {}, r"hidden_size must be positive"),
+    (LSTM(0), (2, 3, 5), {}, r"LSTM.hidden_size must be >= 1, got 0"),
   ],
   ids=["cell", "x_2d", "layer_x_2d", "initial_carry", "impl", "layers", "hidden"],
 )  # fmt: skip

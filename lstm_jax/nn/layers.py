@@ -1,38 +1,41 @@
-"""Flax modules: a thin shell that owns parameters and calls `recurrent.py`.
+"""Flax Linen modules: a thin shell that owns parameters and calls `recurrent.py`.
 
 `LSTMLayer` is one layer in one direction. `LSTM` stacks layers, optionally
 bidirectional, with inter-layer dropout; it mirrors `torch.nn.LSTM` so that
 `convert.py` can map weights both ways.
 
-Variable layout of `LSTM` (what `convert.py` relies on)::
+Variable layout of `LSTM` (what `convert.py` and `lstm_jax.nnx` rely on)::
 
   params/layer_{l}_{fwd,bwd}/{w_ih, w_hh, bias[, w_proj, peephole, ln_*]}
 
-The LSTM's settings as a config section are declared once, in `lstm_config`
-(every task config holds one as `config.model.lstm`), and validated once, in
-`lstm_from_config`, which builds the `LSTM` module that a task model takes as
-its `lstm` field.
+The options of both modules are the fields of `spec.LSTMSpec` (names,
+defaults, docs and checks declared there once): each module's attributes are
+the spec's options of its scope, plus the few that are not config options
+(`reverse`, `param_dtype`, the initializers). `lstm_from_config` builds the
+`LSTM` of a config section (`config.model.lstm`, from `lstm_config`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.errors import ConfigError
-from lstm_jax.nn.initializers import lstm_bias, orthogonal_blocks
-from lstm_jax.nn.spec import lstm_config
-from lstm_jax.ops import recurrent
-from lstm_jax.ops import regularisation as reg
-from lstm_jax.ops.cell import LSTMCarry, real_steps
+from lstm_jax.nn import spec, stack
+from lstm_jax.nn.initializers import layer_param_inits, lstm_bias, orthogonal_blocks
+from lstm_jax.nn.spec import CELLS, LSTMSpec, lstm_config
+from lstm_jax.ops.cell import LSTMCarry
 
 __all__ = [
+  "CELLS",
+  "DTYPES",
   "LSTM",
   "LSTMLayer",
+  "LSTMSpec",
+  "compute_dtype",
   "lstm_bias",
   "lstm_config",
   "lstm_from_config",
@@ -41,18 +44,61 @@ __all__ = [
 ]
 
 Array = jax.Array
-CELLS = ("standard", "layernorm", "peephole")
 # Compute dtypes by config name; parameters and the carry stay float32.
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Config keys that are dropout rates, each in [0, 1).
-DROPOUT_KEYS = (
-  "dropout",
-  "input_dropout",
-  "hidden_dropout",
-  "output_dropout",
-  "recurrent_dropout",
-  "weight_drop",
-)
+_LAYER = ("layer",)
+_STACK = ("layer", "stack")
+
+
+def compute_dtype(dtype: Any) -> Any:
+  """A module's `dtype` attribute as a JAX dtype: a config name ("bfloat16")
+  is looked up, a JAX dtype or None (inputs' and parameters' dtype) is kept."""
+  return DTYPES[dtype] if isinstance(dtype, str) else dtype
+
+
+def options_of(module: Any, scope: Sequence[str]) -> dict[str, Any]:
+  """A module's values of the spec's options of `scope`, by name."""
+  return {f.name: getattr(module, f.name) for f in spec.option_fields(scope)}
+
+
+def check_options(values: Mapping[str, Any], owner: str) -> None:
+  """Checks a module's option values (`spec.validate`, naming the module);
+  its `dtype` may also be a JAX dtype or None.
+
+  Raises:
+    spec.LSTMOptionError (a ValueError): `LSTM.cell must be one of [...], got 'gru'`.
+  """
+  spec.validate({k: v for k, v in values.items() if k != "dtype"}, owner)
+  dtype = values.get("dtype")
+  if isinstance(dtype, str) and dtype not in DTYPES:
+    raise spec.LSTMOptionError(
+      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPES)}, got {dtype!r}"
+    )
+
+
+def _spec_attributes(name: str, scope: Sequence[str]) -> type[nn.Module]:
+  """A Linen base class whose attributes are `LSTMSpec`'s options of `scope`.
+
+  Same names, types and defaults as the spec, except `hidden_size` (required,
+  the one positional attribute) and `dtype` (a JAX dtype or a config name;
+  default None: the dtype of inputs and parameters).
+  """
+  annotations: dict[str, str] = {}
+  namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": name}
+  for f in spec.option_fields(scope):
+    annotations[f.name] = "Any" if f.name == "dtype" else f.type
+    if f.name != "hidden_size":
+      namespace[f.name] = None if f.name == "dtype" else f.default
+  namespace["__annotations__"] = annotations
+  namespace["__doc__"] = f"`LSTMSpec`'s options of scope {list(scope)}."
+  return type(name, (nn.Module,), namespace)
+
+
+def options_doc(scope: Sequence[str], indent: str = "    ") -> str:
+  """`name: doc` lines of the spec's options (for the modules' docstrings)."""
+  return "".join(
+    f"{indent}{f.name}: {f.metadata['doc']}\n" for f in spec.option_fields(scope)
+  )
 
 
 def zero_carries(
@@ -66,55 +112,31 @@ def zero_carries(
   return (zero,) * count
 
 
-class LSTMLayer(nn.Module):
+# The Linen attributes of the spec's options: of one layer, and of the stack.
+LSTMLayerOptions = _spec_attributes("LSTMLayerOptions", _LAYER)
+LSTMOptions = _spec_attributes("LSTMOptions", _STACK)
+
+
+class LSTMLayer(LSTMLayerOptions):
   """One LSTM layer in one direction over `[batch, time, features]`.
 
-  Attributes:
-    hidden_size: cell size H.
-    proj_size: if > 0, project h to this size (LSTMP, PyTorch's `proj_size`).
-    cell: "standard", "layernorm" or "peephole".
+  Attributes (beyond the options listed below):
     reverse: run from the last real step back to the first.
-    forget_bias: initial forget-gate bias (ignored when chrono_max_len is set).
-    chrono_max_len: if set, chrono initialisation for sequences up to this long.
-    dtype: compute dtype of the matmuls (e.g. jnp.bfloat16); carry stays f32.
-      With bfloat16 the outputs (bf16) are within 0.03 (max abs) and 2e-3
-      (mean abs) of float32 for T <= 512, H <= 512 with the default init
-      (measured on CPU: max 0.008-0.011, mean 6e-4; tests/layers_test.py).
     param_dtype: dtype of the parameters.
-    unroll: `lax.scan` unroll factor.
-    remat: recompute step activations in the backward pass (saves memory).
-    impl: "auto" (fastest correct path), "fused", "reference", "pallas"
-      (interpreted on CPU) or "cudnn" (GPU); see `recurrent.lstm_scan`.
-    recurrent_dropout: rate of the `[batch, out]` mask on h_{t-1} before
-      `h @ w_hh`, the same at every step (both paths; `regularisation`).
-    zoneout_cell, zoneout_hidden: zoneout rates of c and h (Krueger et al.).
-    weight_drop: DropConnect rate of `w_hh`, one mask per call (batch).
-    The four are active only when `deterministic=False`.
+    kernel_init: init of `w_ih` and `w_proj`.
+    recurrent_init: init of `w_hh`.
+
+  The regularisers among the options act only when `deterministic=False`.
+  Options (`LSTMSpec`, scope "layer"):
   """
 
-  hidden_size: int
-  proj_size: int = 0
-  cell: str = "standard"
   reverse: bool = False
-  forget_bias: float = 1.0
-  chrono_max_len: int | None = None
-  dtype: Any = None
   param_dtype: Any = jnp.float32
-  unroll: int = 1
-  remat: bool = False
-  impl: str = "auto"
-  recurrent_dropout: float = 0.0
-  zoneout_cell: float = 0.0
-  zoneout_hidden: float = 0.0
-  weight_drop: float = 0.0
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
 
   def setup(self):
-    if self.cell not in CELLS:
-      raise ValueError(f"cell must be one of {CELLS}, got {self.cell!r}")
-    if self.hidden_size <= 0:
-      raise ValueError(f"hidden_size must be positive, got {self.hidden_size}")
+    check_options(options_of(self, _LAYER), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -142,126 +164,72 @@ class LSTMLayer(nn.Module):
     Returns:
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
     """
-    if x.ndim != 3:
-      raise ValueError(f"x must be [batch, time, features], got shape {x.shape}")
-    hid, out = self.hidden_size, self.proj_size or self.hidden_size
-    p = {
-      "w_ih": self.param(
-        "w_ih", self.kernel_init, (x.shape[-1], 4 * hid), self.param_dtype
-      ),
-      "w_hh": self.param("w_hh", self.recurrent_init, (out, 4 * hid), self.param_dtype),
-      "bias": self.param(
-        "bias",
-        lstm_bias(hid, self.forget_bias, self.chrono_max_len),
-        (4 * hid,),
-        self.param_dtype,
-      ),
+    stack.check_input(x)
+    inits = layer_param_inits(
+      x.shape[-1],
+      self.hidden_size,
+      proj_size=self.proj_size,
+      cell=self.cell,
+      forget_bias=self.forget_bias,
+      chrono_max_len=self.chrono_max_len,
+      kernel_init=self.kernel_init,
+      recurrent_init=self.recurrent_init,
+    )
+    params = {
+      name: self.param(name, init, shape, self.param_dtype)
+      for name, (init, shape) in inits.items()
     }
-    if self.proj_size:
-      p["w_proj"] = self.param("w_proj", self.kernel_init, (hid, out), self.param_dtype)
-    if self.cell == "peephole":
-      p["peephole"] = self.param(
-        "peephole", nn.initializers.zeros, (3, hid), self.param_dtype
-      )
-    if self.cell == "layernorm":
-      ones, zeros = nn.initializers.ones, nn.initializers.zeros
-      p["ln_ih_scale"] = self.param("ln_ih_scale", ones, (4 * hid,), self.param_dtype)
-      p["ln_hh_scale"] = self.param("ln_hh_scale", ones, (4 * hid,), self.param_dtype)
-      p["ln_c_scale"] = self.param("ln_c_scale", ones, (hid,), self.param_dtype)
-      p["ln_c_bias"] = self.param("ln_c_bias", zeros, (hid,), self.param_dtype)
-    probe = {} if h_probe is None else {"h_probe": h_probe}
-    ys, carry = recurrent.lstm_scan(
-      p if deterministic else self._drop_weights(p),
+    train = not deterministic
+    if train:
+      params = self._drop_weights(params)
+    return stack.layer_forward(
+      self,
+      params,
       x,
-      **probe,
       mask=mask,
       segment_ids=segment_ids,
       initial_carry=initial_carry,
-      reverse=self.reverse,
-      unroll=self.unroll,
-      remat=self.remat,
-      dtype=self.dtype,
-      impl=self.impl,
-      **({} if deterministic else self._masks(x.shape[0], x.shape[1], hid, out)),
+      h_probe=h_probe,
+      step_masks=self._masks(*x.shape[:2]) if train else {},
+      dtype=compute_dtype(self.dtype),
+      param_dtype=self.param_dtype,
     )
-    out_dtype = self.dtype or jnp.result_type(x.dtype, self.param_dtype)
-    return ys.astype(out_dtype), carry
 
-  def _drop_weights(self, p: dict[str, Array]) -> dict[str, Array]:
-    """Weight-drop of `w_hh`: the masked matrix is an ordinary input of the
-    scan, so both paths (and their backward) take it unchanged."""
-    if self.weight_drop <= 0:
-      return p
-    w_hh = reg.weight_drop(self.make_rng("dropout"), self.weight_drop, p["w_hh"])
-    return {**p, "w_hh": w_hh}
+  def _next_key(self) -> Array:
+    return self.make_rng("dropout")
 
-  def _masks(self, batch: int, time: int, hid: int, out: int) -> dict[str, Array]:
-    """The scan's mask inputs, sampled once per call (never in the loop)."""
-    masks = {}
-    if self.recurrent_dropout > 0:
-      rate = self.recurrent_dropout
-      masks["recurrent_mask"] = reg.recurrent_mask(
-        self.make_rng("dropout"), rate, batch, out
-      )
-    if self.zoneout_cell > 0:
-      masks["zoneout_c"] = reg.zoneout_mask(
-        self.make_rng("dropout"), self.zoneout_cell, batch, time, hid
-      )
-    if self.zoneout_hidden > 0:
-      masks["zoneout_h"] = reg.zoneout_mask(
-        self.make_rng("dropout"), self.zoneout_hidden, batch, time, out
-      )
-    return masks
+  def _drop_weights(self, params: dict[str, Array]) -> dict[str, Array]:
+    """`stack.drop_weights` (a method, so that tests can intercept it)."""
+    return stack.drop_weights(self, params, self._next_key)
+
+  def _masks(self, batch: int, time: int) -> dict[str, Array]:
+    """`stack.step_masks` (a method, so that tests can intercept it)."""
+    hid, out = self.hidden_size, self.proj_size or self.hidden_size
+    return stack.step_masks(self, batch, time, hid, out, self._next_key)
 
 
-class LSTM(nn.Module):
+class LSTM(LSTMOptions):
   """A multi-layer, optionally bidirectional LSTM, like `torch.nn.LSTM`.
 
-  Attributes:
-    hidden_size: cell size H of every layer.
-    num_layers: stacked layers; layer l > 0 reads layer l-1's outputs.
-    bidirectional: run a reversed copy of each layer and concatenate outputs
-      `[forward | backward]` on the feature axis.
-    proj_size: if > 0, LSTMP projection of h to this size.
-    dropout: dropout rate on the outputs of every layer except the last.
-    cell: "standard", "layernorm" or "peephole".
-    forget_bias, chrono_max_len: bias initialisation (see `lstm_bias`).
-    dtype, param_dtype, unroll, remat, impl: passed to each `LSTMLayer`
-      (bf16 accuracy: see `LSTMLayer.dtype`).
-    input_dropout, hidden_dropout, output_dropout: variational (locked)
-      dropout rates of the stack's input, of the outputs of every layer but
-      the last, and of the last layer's output (one mask per sequence).
-    recurrent_dropout, zoneout_cell, zoneout_hidden, weight_drop: passed to
-      each `LSTMLayer`.
-    ar_alpha, tar_beta: activation regularisation `alpha mean(h^2)` of the
-      (dropped) outputs and temporal AR `beta mean((h_t - h_{t-1})^2)` of the
-      undropped ones, over real steps, sown in the "penalties" collection
-      (the train step adds them to the loss). All of these act only when
-      `deterministic=False`.
+  Attributes (beyond the options listed below):
+    param_dtype, kernel_init, recurrent_init: passed to each `LSTMLayer`.
+
+  The layer options are passed to each `LSTMLayer`. The regularisers act only
+  when `deterministic=False`; the AR/TAR penalties are sown in the
+  "penalties" collection (the train step adds them to the loss).
+  Options (`LSTMSpec`, all scopes):
   """
 
-  hidden_size: int
-  num_layers: int = 1
-  bidirectional: bool = False
-  proj_size: int = 0
-  dropout: float = 0.0
-  cell: str = "standard"
-  forget_bias: float = 1.0
-  chrono_max_len: int | None = None
-  dtype: Any = None
   param_dtype: Any = jnp.float32
-  unroll: int = 1
-  remat: bool = False
-  impl: str = "auto"
-  input_dropout: float = 0.0
-  hidden_dropout: float = 0.0
-  output_dropout: float = 0.0
-  recurrent_dropout: float = 0.0
-  zoneout_cell: float = 0.0
-  zoneout_hidden: float = 0.0
-  weight_drop: float = 0.0
-  ar_alpha: float = 0.0
-  tar_beta: float = 0.0
+  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
+
+  @classmethod
+  def from_spec(cls, lstm_spec: LSTMSpec, **kwargs: Any) -> LSTM:
+    """The module of a spec (its dtype as a JAX dtype); `kwargs` sets the
+    other attributes (e.g. `name`)."""
+    options = lstm_spec.options()
+    return cls(**{**options, "dtype": DTYPES[options["dtype"]]}, **kwargs)
 
   @property
   def num_directions(self) -> int:
@@ -271,6 +239,9 @@ class LSTM(nn.Module):
     """Zero state: one `LSTMCarry` per (layer, direction), PyTorch's order."""
     count = self.num_layers * self.num_directions
     return zero_carries(batch, self.hidden_size, self.proj_size, count)
+
+  def setup(self):
+    check_options(options_of(self, _STACK), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -300,71 +271,37 @@ class LSTM(nn.Module):
       outputs: <dtype>[batch, time, D * (P or H)], zero on padded steps.
       final carry: tuple of `LSTMCarry`, one per (layer, direction).
     """
-    if self.num_layers < 1:
-      raise ValueError(f"num_layers must be >= 1, got {self.num_layers}")
-    if x.ndim != 3:
-      raise ValueError(f"x must be [batch, time, features], got shape {x.shape}")
-    n_carry = self.num_layers * self.num_directions
-    if initial_carry is not None and len(initial_carry) != n_carry:
-      raise ValueError(
-        f"initial_carry needs {n_carry} LSTMCarry entries "
-        f"(num_layers * directions), got {len(initial_carry)}"
-      )
-    train = not deterministic
-    if train and self.input_dropout > 0:
-      x = reg.locked_dropout(self.make_rng("dropout"), self.input_dropout, x)
-    finals = []
-    for layer in range(self.num_layers):
-      outs = []
-      for d, name in enumerate(("fwd", "bwd")[: self.num_directions]):
-        k = layer * self.num_directions + d
-        y, carry = LSTMLayer(
-          self.hidden_size,
-          proj_size=self.proj_size,
-          cell=self.cell,
-          reverse=d == 1,
-          forget_bias=self.forget_bias,
-          chrono_max_len=self.chrono_max_len,
-          dtype=self.dtype,
-          param_dtype=self.param_dtype,
-          unroll=self.unroll,
-          remat=self.remat,
-          impl=self.impl,
-          recurrent_dropout=self.recurrent_dropout,
-          zoneout_cell=self.zoneout_cell,
-          zoneout_hidden=self.zoneout_hidden,
-          weight_drop=self.weight_drop,
-          name=f"layer_{layer}_{name}",
-        )(
-          x,
-          mask,
-          segment_ids,
-          None if initial_carry is None else initial_carry[k],
-          deterministic=deterministic,
-          h_probe=None if h_probe is None else h_probe[k],
-        )
-        outs.append(y)
-        finals.append(carry)
-      x = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
-      if self.dropout > 0 and layer < self.num_layers - 1:
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
-      if train and self.hidden_dropout > 0 and layer < self.num_layers - 1:
-        x = reg.locked_dropout(self.make_rng("dropout"), self.hidden_dropout, x)
-    if train:
-      x = self._output_regularisers(x, real_steps(mask, segment_ids))
-    return x, tuple(finals)
+    layer_options = options_of(self, _LAYER)
 
-  def _output_regularisers(self, x: Array, real: Array | None) -> Array:
-    """Locked output dropout and the AR/TAR penalties (training only)."""
-    undropped = x
-    if self.output_dropout > 0:
-      x = reg.locked_dropout(self.make_rng("dropout"), self.output_dropout, x)
-    if self.ar_alpha > 0:
-      self.sow("penalties", "ar", self.ar_alpha * reg.activation_penalty(x, real))
-    if self.tar_beta > 0:
-      tar = self.tar_beta * reg.temporal_penalty(undropped, real)
-      self.sow("penalties", "tar", tar)
-    return x
+    def layer(i: int, d: int, x: Array, carry: Any, probe: Any):
+      return LSTMLayer(
+        **layer_options,
+        reverse=d == 1,
+        param_dtype=self.param_dtype,
+        kernel_init=self.kernel_init,
+        recurrent_init=self.recurrent_init,
+        name=stack.layer_name(i, d),
+      )(x, mask, segment_ids, carry, deterministic=deterministic, h_probe=probe)
+
+    x, finals, penalties = stack.stack_forward(
+      self,
+      layer,
+      x,
+      mask=mask,
+      segment_ids=segment_ids,
+      initial_carry=initial_carry,
+      h_probe=h_probe,
+      train=not deterministic,
+      next_key=lambda: self.make_rng("dropout"),
+      dropout=lambda y: nn.Dropout(self.dropout)(y, deterministic=False),
+    )
+    for name, value in penalties.items():
+      self.sow("penalties", name, value)
+    return x, finals
+
+
+LSTMLayer.__doc__ += options_doc(_LAYER)
+LSTM.__doc__ += options_doc(_STACK)
 
 
 def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:
@@ -375,36 +312,8 @@ def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:
     prefix: the section's path, used to name keys in errors.
 
   Raises:
-    ConfigError: a value out of range or not one of the choices; the message
-      names the key (`model.lstm.hidden_size must be >= 1, got 0`).
+    ConfigError: a key missing or unknown, a value out of range, of the wrong
+      type or not one of the choices; the message names the key
+      (`model.lstm.hidden_size must be >= 1, got 0`).
   """
-  cfg = dict(cfg)
-  expected = set(lstm_config())
-  if set(cfg) != expected:
-    missing, extra = sorted(expected - set(cfg)), sorted(set(cfg) - expected)
-    raise ConfigError(f"{prefix} lacks keys {missing} / has unknown keys {extra}")
-  choices = {"dtype": tuple(DTYPES), "cell": CELLS, "impl": recurrent.IMPLS}
-  for key, allowed in choices.items():
-    if cfg[key] not in allowed:
-      raise ConfigError(
-        f"{prefix}.{key} must be one of {list(allowed)}, got {cfg[key]!r}"
-      )
-  for key, low in (("hidden_size", 1), ("num_layers", 1), ("unroll", 1)):
-    if cfg[key] < low:
-      raise ConfigError(f"{prefix}.{key} must be >= {low}, got {cfg[key]}")
-  if cfg["proj_size"] < 0:
-    raise ConfigError(f"{prefix}.proj_size must be >= 0, got {cfg['proj_size']}")
-  if cfg["chrono_max_len"] is not None and cfg["chrono_max_len"] < 3:
-    raise ConfigError(
-      f"{prefix}.chrono_max_len must be >= 3 (or unset), got {cfg['chrono_max_len']}"
-    )
-  for key in DROPOUT_KEYS:
-    if not 0.0 <= cfg[key] < 1.0:
-      raise ConfigError(f"{prefix}.{key} must be in [0, 1), got {cfg[key]}")
-  for key in ("zoneout_cell", "zoneout_hidden"):
-    if not 0.0 <= cfg[key] <= 1.0:
-      raise ConfigError(f"{prefix}.{key} must be in [0, 1], got {cfg[key]}")
-  for key in ("ar_alpha", "tar_beta"):
-    if not cfg[key] >= 0.0:  # also catches NaN
-      raise ConfigError(f"{prefix}.{key} must be >= 0, got {cfg[key]}")
-  return LSTM(**{**cfg, "dtype": DTYPES[cfg["dtype"]]})
+  return LSTM.from_spec(LSTMSpec.from_config(cfg, prefix))

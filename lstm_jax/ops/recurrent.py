@@ -64,6 +64,8 @@ from lstm_jax.parallel import sharding
 # Re-exported: code that imported the cell from here keeps working.
 __all__ = [
   "IMPLS",
+  "PARAM_KEYS",
+  "check_param_keys",
   "LSTMCarry",
   "input_projection",
   "lstm_scan",
@@ -184,6 +186,41 @@ def lstm_scan_reference(
 
 
 IMPLS = ("auto", "fused", "reference", "pallas", "cudnn")
+# The parameter dict's keys (module docstring): always these three ...
+REQUIRED_KEYS = ("w_ih", "w_hh", "bias")
+# ... and any of these, each selecting a cell variant.
+OPTIONAL_KEYS = (
+  "w_proj",
+  "peephole",
+  "ln_ih_scale",
+  "ln_hh_scale",
+  "ln_c_scale",
+  "ln_c_bias",
+)
+PARAM_KEYS = REQUIRED_KEYS + OPTIONAL_KEYS
+
+
+def check_param_keys(params: Params) -> None:
+  """Raises ValueError naming a missing or unknown key of a parameter dict.
+
+  A key the scan does not read would otherwise be ignored silently: a typo
+  (`"w_hh "`) or a PyTorch name (`weight_ih_l0`) would leave its variant
+  off, or its weight at the default.
+  """
+  unknown = sorted(str(k) for k in params if k not in PARAM_KEYS)
+  missing = [k for k in REQUIRED_KEYS if k not in params]
+  if not unknown and not missing:
+    return
+  what = f"unknown key(s) {unknown}" if unknown else f"no key(s) {missing}"
+  hint = ""
+  if any(k.startswith(("weight_", "bias_")) for k in unknown):
+    hint = " (PyTorch's names: lstm_jax.nn.convert.from_torch maps them)"
+  raise ValueError(
+    f"lstm_scan params has {what}{hint}; expected {list(REQUIRED_KEYS)} and "
+    f"optionally {list(OPTIONAL_KEYS)}, got {sorted(map(str, params))}"
+  )
+
+
 # The parameters of width 4H, which the tensor-parallel path views as [.., 4, H].
 _GATE_KEYS = ("w_ih", "w_hh", "bias", "ln_ih_scale", "ln_hh_scale")
 
@@ -218,6 +255,7 @@ def lstm_scan(
   """
   if impl not in IMPLS:
     raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+  check_param_keys(params)
   # Padded steps never reach the outputs, but their inputs do reach the weight
   # gradients multiplied by zero, and NaN * 0 = NaN: zero them first so that
   # garbage in padding (NaN, inf) cannot poison a training step.
