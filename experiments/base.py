@@ -27,7 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = config_dict.placeholder(str)
 
   config.optim = ml_collections.ConfigDict()
-  # "adamw" (decoupled weight decay), "adam" or "sgd" (L2 added to the grads).
+  # "adamw" (decoupled weight decay), "adam", "sgd" or "adagrad" (L2 added to
+  # the grads).
   config.optim.name = "adamw"
   # Peak learning rate.
   config.optim.learning_rate = 1e-3
@@ -42,10 +43,13 @@ def get_config() -> ml_collections.ConfigDict:
   # "step" schedule: multiply the rate by step_factor every step_every updates.
   config.optim.step_every = 1000
   config.optim.step_factor = 0.5
-  # Adam(W) moments and epsilon.
+  # Adam(W) moments; epsilon of Adam(W) and Adagrad.
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999
   config.optim.eps = 1e-8
+  # Adagrad: starting value of every squared-gradient accumulator
+  # (TensorFlow's default; the BIG LSTM was trained with it).
+  config.optim.initial_accumulator = 0.1
   # SGD momentum (0 = plain SGD) and Nesterov.
   config.optim.momentum = 0.9
   config.optim.nesterov = False
