@@ -117,6 +117,10 @@ def get_config() -> ml_collections.ConfigDict:
   # "jit" (sharded jax.jit over the mesh) or "pmap" (jax.pmap with the
   # gradients combined by lax.psum; data parallel, one process).
   config.parallel.strategy = "jit"
+  # ZeRO-1: split the optimizer state over "data" as well (each device keeps
+  # and updates 1/data of the moments; parameters stay replicated over
+  # "data"). "jit" only.
+  config.parallel.shard_opt_state = False
   # Multi-host: process 0's host:port; unset = one process, or the cluster
   # JAX detects itself (Cloud TPU VM slice, SLURM).
   config.parallel.coordinator_address = config_dict.placeholder(str)

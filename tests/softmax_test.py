@@ -32,12 +32,12 @@ def problem():
   (frequent words score higher), with random perturbations."""
   rng = np.random.default_rng(0)
   h = rng.normal(size=(P, D)).astype(np.float32)
-  kernel = (rng.normal(size=(D, V)) * 0.2).astype(np.float32)
+  weights = (rng.normal(size=(V, D)) * 0.2).astype(np.float32)
   rank = np.arange(V)
   zipf = np.log(np.log((rank + 2) / (rank + 1)) / np.log(V + 1))
   bias = (zipf + rng.normal(size=V) * 0.3).astype(np.float32)
   targets = rng.integers(0, V, size=P).astype(np.int32)
-  return h, kernel, bias, targets
+  return h, weights, bias, targets
 
 
 def test_log_uniform_sampler_frequencies_match_its_probabilities():
@@ -54,46 +54,46 @@ def test_log_uniform_sampler_frequencies_match_its_probabilities():
 
 
 def _sampled_grads(problem, num_samples, seeds, correct_target=False):
-  """d(mean sampled NLL)/d kernel for each seed: [seeds, D, V]."""
-  h, kernel, bias, targets = map(jnp.asarray, problem)
+  """d(mean sampled NLL)/d weights for each seed: [seeds, V, D]."""
+  h, weights, bias, targets = map(jnp.asarray, problem)
 
-  def loss(kernel, key):
+  def loss(weights, key):
     samples = ops.sample_log_uniform(key, num_samples, V)
     log_q = ops.log_uniform_log_prob(samples, V)
     if not correct_target:
-      return ops.sampled_softmax_nll(h, kernel, bias, targets, samples, log_q).mean()
+      return ops.sampled_softmax_nll(h, weights, bias, targets, samples, log_q).mean()
     # TensorFlow's convention, written out: s_t - log(S Q(t)) as well.
     log_count = jnp.log(float(num_samples))
-    logit = jnp.sum(h * kernel[:, targets].T, -1) + bias[targets]
+    logit = jnp.sum(h * weights[targets], -1) + bias[targets]
     logit = logit - log_count - ops.log_uniform_log_prob(targets, V)
-    sampled = h @ kernel[:, samples] + bias[samples] - log_count - log_q
+    sampled = h @ weights[samples].T + bias[samples] - log_count - log_q
     sampled = jnp.where(samples == targets[:, None], -jnp.inf, sampled)
     both = jnp.concatenate([logit[:, None], sampled], -1)
     return (jax.nn.logsumexp(both, -1) - logit).mean()
 
   keys = jax.random.split(jax.random.key(1), seeds)
-  return np.asarray(jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(kernel, keys))
+  return np.asarray(jax.jit(jax.vmap(jax.grad(loss), in_axes=(None, 0)))(weights, keys))
 
 
 def _full_grad(problem):
-  h, kernel, bias, targets = problem
-  p = np.exp(_np_log_softmax(h.astype(np.float64) @ kernel + bias))
-  return h.T @ (p - np.eye(V)[targets]) / P
+  h, weights, bias, targets = problem
+  p = np.exp(_np_log_softmax(h.astype(np.float64) @ weights.T + bias))
+  return (p - np.eye(V)[targets]).T @ h / P
 
 
 def test_sampled_normaliser_is_unbiased(problem):
-  h, kernel, bias, targets = map(jnp.asarray, problem)
+  h, weights, bias, targets = map(jnp.asarray, problem)
   n, s = 4000, 32
 
   def z_hat(key):
     samples = ops.sample_log_uniform(key, s, V)
     log_q = ops.log_uniform_log_prob(samples, V)
-    nll = ops.sampled_softmax_nll(h, kernel, bias, targets, samples, log_q)
-    true_logit = jnp.sum(h * kernel[:, targets].T, -1) + bias[targets]
+    nll = ops.sampled_softmax_nll(h, weights, bias, targets, samples, log_q)
+    true_logit = jnp.sum(h * weights[targets], -1) + bias[targets]
     return jnp.exp(nll + true_logit)  # Z_hat = exp(log Z_hat)
 
   est = np.asarray(jax.vmap(z_hat)(jax.random.split(jax.random.key(2), n)))
-  exact = np.exp(problem[0] @ problem[1] + problem[2]).sum(-1)
+  exact = np.exp(problem[0] @ problem[1].T + problem[2]).sum(-1)
   z = (est.mean(0) - exact) / (est.std(0) / np.sqrt(n))
   assert np.max(np.abs(z)) < 4.5, z
 
@@ -119,13 +119,13 @@ def test_sampled_gradient_matches_full_within_sampling_error(problem):
 
 
 def test_sampled_module_is_the_full_softmax_at_eval_and_ignores_padding(problem):
-  h, kernel, bias, targets = map(jnp.asarray, problem)
+  h, _, _, targets = map(jnp.asarray, problem)
   h3, t3 = h[None], targets[None]
   layer = nn_softmax.SampledSoftmax(V, padded_size=56, num_samples=64)
   params = jax.jit(layer.init)(jax.random.key(0), h3)["params"]
-  assert params["kernel"].shape == (D, 56)
+  assert params["weights"].shape == (56, D)
   full = nn_softmax.FullSoftmax(V)
-  unpadded = {"kernel": params["kernel"][:, :V], "bias": params["bias"][:V]}
+  unpadded = {"weights": params["weights"][:V], "bias": params["bias"][:V]}
   logits = layer.apply({"params": params}, h3)
   assert np.all(np.isneginf(np.asarray(logits[..., V:])))
   np.testing.assert_allclose(

@@ -15,9 +15,10 @@ Thin Flax shells over `lstm_jax.ops.softmax`. Each is called as
 (the vocabulary padded to a multiple of the mesh's "model" axis, see
 `lstm_jax.parallel.sharding.padded_vocab`) and the padding columns' logits
 are -inf, so losses and metrics are those of the `vocab_size` real words.
-Parameters are `kernel [D, V_out]` and `bias [V_out]`, the names the
-sharding rules split over "model"; `param_dtype` may be bfloat16 (storage:
-the products are computed in float32).
+Parameters are `weights [V_out, D]` (one row per word, the embedding's
+layout) and `bias [V_out]`, split over "model" by the sharding rules;
+`param_dtype` may be bfloat16 (storage: the products are computed in
+float32).
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ def _training(targets: Array | None, deterministic: bool) -> bool:
 
 
 class FullSoftmax(nn.Module):
-  """`h @ kernel + bias` over the (padded) vocabulary.
+  """`h @ weights.T + bias` over the (padded) vocabulary.
 
   Attributes:
-    vocab_size: real words; padded_size: columns stored (0 = vocab_size);
-    param_dtype: storage dtype of kernel and bias.
+    vocab_size: real words; padded_size: rows stored (0 = vocab_size);
+    param_dtype: storage dtype of weights and bias.
   """
 
   vocab_size: int
@@ -53,19 +54,18 @@ class FullSoftmax(nn.Module):
 
   def params_of(self, d: int) -> tuple[Array, Array]:
     width = self.padded_size or self.vocab_size
-    kernel = self.param(
-      "kernel", nn.initializers.lecun_normal(), (d, width), self.param_dtype
-    )
+    init = nn.initializers.normal(d**-0.5)
+    weights = self.param("weights", init, (width, d), self.param_dtype)
     bias = self.param("bias", nn.initializers.zeros, (width,), self.param_dtype)
-    return kernel, bias
+    return weights, bias
 
   @nn.compact
   def __call__(
     self, h: Array, targets: Array | None = None, deterministic: bool = True
   ) -> Array:
     """Logits [..., V_out] (padding at -inf), or the NLL [...] in training."""
-    kernel, bias = self.params_of(h.shape[-1])
-    logits = ops.full_logits(h, kernel, bias, self.vocab_size)
+    weights, bias = self.params_of(h.shape[-1])
+    logits = ops.full_logits(h, weights, bias, self.vocab_size)
     if not _training(targets, deterministic):
       return logits
     log_p = jax.nn.log_softmax(logits, -1)
@@ -88,13 +88,13 @@ class SampledSoftmax(FullSoftmax):
     self, h: Array, targets: Array | None = None, deterministic: bool = True
   ) -> Array:
     """Logits [..., V_out] (padding at -inf), or the sampled NLL [...]."""
-    kernel, bias = self.params_of(h.shape[-1])
+    weights, bias = self.params_of(h.shape[-1])
     if not _training(targets, deterministic):
-      return ops.full_logits(h, kernel, bias, self.vocab_size)
+      return ops.full_logits(h, weights, bias, self.vocab_size)
     key = self.make_rng("dropout")
     samples = ops.sample_log_uniform(key, self.num_samples, self.vocab_size)
     log_q = ops.log_uniform_log_prob(samples, self.vocab_size)
-    return ops.sampled_softmax_nll(h, kernel, bias, targets, samples, log_q)
+    return ops.sampled_softmax_nll(h, weights, bias, targets, samples, log_q)
 
 
 class AdaptiveSoftmax(nn.Module):

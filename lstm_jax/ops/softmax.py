@@ -69,7 +69,7 @@ def sample_log_uniform(key: Array, num_samples: int, vocab_size: int) -> Array:
 
 def sampled_softmax_nll(
   h: Array,
-  kernel: Array,
+  weights: Array,
   bias: Array,
   targets: Array,
   samples: Array,
@@ -79,8 +79,8 @@ def sampled_softmax_nll(
 
   Args:
     h: [..., D] inputs of the output layer.
-    kernel: [D, V] output weights (V may include padding columns; samples
-      and targets never point at them).
+    weights: [V, D] output embedding, one row per word (V may include
+      padding rows; samples and targets never point at them).
     bias: [V] output bias.
     targets: <int>[...] target ids.
     samples: <int32>[S] candidate ids, shared by every position.
@@ -90,29 +90,33 @@ def sampled_softmax_nll(
     [...] float32 negative log-likelihood estimates.
   """
   h = h.astype(jnp.float32)
-  w_true = jnp.moveaxis(jnp.take(kernel, targets, axis=1), 0, -1)  # [..., D]
-  true_logit = jnp.sum(h * w_true.astype(jnp.float32), -1) + jnp.take(bias, targets)
-  w_s = jnp.take(kernel, samples, axis=1).astype(jnp.float32)  # [D, S]
+  w_true = jnp.take(weights, targets, axis=0).astype(jnp.float32)  # [..., D]
+  b_true = jnp.take(bias, targets).astype(jnp.float32)
+  true_logit = jnp.sum(h * w_true, -1) + b_true
+  w_s = jnp.take(weights, samples, axis=0).astype(jnp.float32)  # [S, D]
   log_count = jnp.log(jnp.float32(samples.shape[0])) + log_q
-  sampled = h @ w_s + jnp.take(bias, samples).astype(jnp.float32) - log_count
+  b_s = jnp.take(bias, samples).astype(jnp.float32)
+  sampled = jnp.einsum("...d,sd->...s", h, w_s) + b_s - log_count
   hit = samples == targets[..., None]
   sampled = jnp.where(hit, -jnp.inf, sampled)
   both = jnp.concatenate([true_logit[..., None], sampled], -1)
   return jax.nn.logsumexp(both, -1) - true_logit
 
 
-def full_logits(h: Array, kernel: Array, bias: Array, vocab_size: int) -> Array:
-  """`h @ kernel + bias`, with padding columns (>= vocab_size) set to -inf.
+def full_logits(h: Array, weights: Array, bias: Array, vocab_size: int) -> Array:
+  """`h @ weights.T + bias`, with padding entries (>= vocab_size) at -inf.
 
   Args:
-    h: [..., D]; kernel: [D, V_padded]; bias: [V_padded].
+    h: [..., D]; weights: [V_padded, D]; bias: [V_padded].
 
   Returns:
     [..., V_padded] float32 logits whose softmax is the unpadded model's
     (exp(-inf) = 0), so the loss and accuracy are those of `vocab_size` words.
   """
-  logits = h.astype(jnp.float32) @ kernel.astype(jnp.float32) + bias.astype(jnp.float32)
-  return mask_padding(logits, vocab_size)
+  logits = jnp.einsum(
+    "...d,vd->...v", h.astype(jnp.float32), weights.astype(jnp.float32)
+  )
+  return mask_padding(logits + bias.astype(jnp.float32), vocab_size)
 
 
 def mask_padding(logits: Array, vocab_size: int) -> Array:
