@@ -34,6 +34,7 @@ VARIANTS = ("tiny", "plain")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The adding-problem config; `arg="tiny"` trains in seconds."""
+  variant = base.parse_variants(arg, "adding", flags=("tiny", "plain"))
   config = base.get_config()
   config.task = "adding"
 
@@ -66,21 +67,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_metric = "eval/mse"
   config.checkpoint.best_mode = "min"
 
-  if arg == "tiny":
+  if "tiny" in variant.flags:
+    base.tiny(config, steps=60)
     config.data.seq_len = 20
     config.data.batch_size = 32
     config.data.eval_batches = 2
     config.data.test_batches = 2
     config.model.lstm.hidden_size = 16
-    config.optim.learning_rate = 1e-2
-    config.optim.warmup_steps = 5
-    config.train.steps = 60
-    config.train.log_every = 10
-    config.train.eval_every = 20
-    config.checkpoint.every_steps = 10
-  elif arg == "plain":
+  if "plain" in variant.flags:
     # The comparison run: the plain init (forget_bias 1, no chrono).
     config.model.lstm.chrono_max_len = None
-  elif arg:
-    raise ValueError(f"unknown adding variant {arg!r}; use 'tiny', 'plain' or nothing")
   return config

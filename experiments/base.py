@@ -13,8 +13,87 @@ Run an experiment (not this file) with, for example::
   python -m lstm_jax.main --config=experiments/<task>.py --workdir=runs/<name>
 """
 
+from collections.abc import Sequence
+from typing import NamedTuple
+
 import ml_collections
 from ml_collections import config_dict
+
+
+class Variants(NamedTuple):
+  """A parsed `:variant` argument (see parse_variants)."""
+
+  # The one alternative chosen (a dataset, a problem), or None.
+  choice: str | None
+  # The switches given ("tiny", "plain"), any number of them.
+  flags: frozenset[str]
+
+
+def parse_variants(
+  arg: str | None,
+  experiment: str,
+  flags: Sequence[str] = ("tiny",),
+  choices: Sequence[str] | None = (),
+) -> Variants:
+  """Parses an experiment's `:variant` argument, e.g. "co2,tiny".
+
+  The argument is comma-separated parts (blanks around them ignored): any of
+  `flags`, and at most one other part, which must be one of `choices`
+  (`choices=None`: any name, e.g. a dataset looked up when the run starts).
+
+  Args:
+    arg: the text after `:` in `--config=experiments/<file>.py:<arg>`; None
+      or "" = the default config.
+    experiment: the experiment's name, for the error message.
+    flags: switches that combine with anything.
+    choices: the alternatives, one of which may be chosen; () = none.
+
+  Returns:
+    The chosen alternative (or None) and the set of flags given.
+
+  Raises:
+    ValueError: an unknown part, or more than one alternative.
+  """
+  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
+  others = [p for p in parts if p not in flags]
+  if choices is not None:
+    unknown = ",".join(p for p in others if p not in choices)
+    if unknown:
+      where = f" in {arg!r}" if unknown != arg.strip() else ""
+      known = ", ".join(repr(v) for v in (*choices, *flags))
+      raise ValueError(
+        f"unknown {experiment} variant {unknown!r}{where}; use {known} "
+        "(comma-separated) or nothing"
+      )
+  if len(others) > 1:
+    what = "NAME" if choices is None else f"of {', '.join(choices)}"
+    raise ValueError(
+      f"{experiment} takes one {what} (and optionally {', '.join(flags)}), got {arg!r}"
+    )
+  return Variants(
+    others[0] if others else None, frozenset(p for p in parts if p in flags)
+  )
+
+
+def tiny(
+  config: ml_collections.ConfigDict,
+  steps: int = 40,
+  eval_every: int = 20,
+  checkpoint_every: int = 10,
+) -> None:
+  """Sets the trainer keys of a `tiny` variant (a run of seconds on CPU).
+
+  A high learning rate with a short warmup, so a few dozen steps visibly lower
+  the loss; logs every 10 steps; evals and checkpoints often enough that the
+  run exercises both (and resuming) several times. The task's `tiny` shrinks
+  its own `data` and `model` sections. Modifies `config` in place.
+  """
+  config.optim.learning_rate = 1e-2
+  config.optim.warmup_steps = 5
+  config.train.steps = steps
+  config.train.log_every = 10
+  config.train.eval_every = eval_every
+  config.checkpoint.every_steps = checkpoint_every
 
 
 def get_config() -> ml_collections.ConfigDict:

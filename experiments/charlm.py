@@ -24,6 +24,7 @@ VARIANTS = ("tiny",)
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The char-LM config; `arg="tiny"` is a seconds-long smoke-test variant."""
+  variant = base.parse_variants(arg, "charlm")
   config = base.get_config()
   config.task = "charlm"
 
@@ -87,7 +88,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.every_steps = 300
   config.checkpoint.best_metric = "eval/bpc"
 
-  if arg == "tiny":
+  if "tiny" in variant.flags:
+    base.tiny(config, steps=150, eval_every=50, checkpoint_every=50)
     config.data.seq_len = 32
     config.data.batch_size = 16
     config.data.eval_batch_size = 16
@@ -97,14 +99,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.lstm.num_layers = 1
     config.model.lstm.dropout = 0.1
     config.model.lstm.dtype = "float32"
-    config.optim.learning_rate = 1e-2
-    config.optim.warmup_steps = 5
-    config.train.steps = 150
-    config.train.log_every = 10
-    config.train.eval_every = 50
     config.train.eval_batches = 4
     config.sample.length = 60
-    config.checkpoint.every_steps = 50
-  elif arg:
-    raise ValueError(f"unknown charlm variant {arg!r}; use 'tiny' or nothing")
   return config

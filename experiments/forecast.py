@@ -48,11 +48,8 @@ VARIANTS = ("sunspots", "co2", "tiny")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The forecasting config; see the module docstring for `arg`."""
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  unknown = set(parts) - {"sunspots", "co2", "tiny"}
-  if unknown:
-    raise ValueError(f"unknown forecast variant(s) {sorted(unknown)}")
-  dataset = "co2" if "co2" in parts else "sunspots"
+  variant = base.parse_variants(arg, "forecast", choices=("sunspots", "co2"))
+  dataset = variant.choice or "sunspots"
   sunspots = dataset == "sunspots"
 
   config = base.get_config()
@@ -134,14 +131,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_metric = "eval/mse"
   config.checkpoint.best_mode = "min"
 
-  if "tiny" in parts:
+  if "tiny" in variant.flags:
+    base.tiny(config)
     config.forecast.strategy = "recursive"
     config.data.input_len = 12
     config.model.lstm.hidden_size = 16
-    config.optim.learning_rate = 1e-2
-    config.optim.warmup_steps = 5
-    config.train.steps = 40
-    config.train.log_every = 10
-    config.train.eval_every = 20
-    config.checkpoint.every_steps = 10
   return config

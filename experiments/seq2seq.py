@@ -38,15 +38,8 @@ VARIANTS = ("addition", "addition_lsb", "reversal", "tiny")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The seq2seq config; see the module docstring for `arg`."""
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  problems = VARIANTS[:3]
-  unknown = set(parts) - {*problems, "tiny"}
-  if unknown:
-    raise ValueError(f"unknown seq2seq variant(s) {sorted(unknown)}")
-  chosen = [p for p in parts if p in problems]
-  if len(chosen) > 1:
-    raise ValueError(f"choose one seq2seq problem, got {chosen}")
-  problem = chosen[0] if chosen else "addition_lsb"
+  variant = base.parse_variants(arg, "seq2seq", choices=VARIANTS[:3])
+  problem = variant.choice or "addition_lsb"
 
   config = base.get_config()
   config.task = "seq2seq"
@@ -92,7 +85,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_metric = "eval/exact_match"
   config.checkpoint.best_mode = "max"
 
-  if "tiny" in parts:
+  if "tiny" in variant.flags:
+    base.tiny(config)
     config.data.max_len = 3 if problem == "reversal" else 2
     config.data.extra = 1
     config.data.batch_size = 32
@@ -101,10 +95,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.embed_dim = 8
     config.model.lstm.hidden_size = 16
     config.model.decoder_lstm.hidden_size = 16
-    config.optim.learning_rate = 1e-2
-    config.optim.warmup_steps = 5
-    config.train.steps = 40
-    config.train.log_every = 10
-    config.train.eval_every = 20
-    config.checkpoint.every_steps = 10
   return config

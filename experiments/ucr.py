@@ -25,11 +25,7 @@ VARIANTS = ("NAME", "tiny", "NAME,tiny")
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """`arg` is "", "tiny", "NAME" or "NAME,tiny"."""
-  parts = [p.strip() for p in (arg or "").split(",") if p.strip()]
-  tiny = "tiny" in parts
-  names = [p for p in parts if p != "tiny"]
-  if len(names) > 1:
-    raise ValueError(f"ucr.py takes one NAME (and optionally tiny), got {arg!r}")
+  variant = base.parse_variants(arg, "ucr", choices=None)
 
   config = base.get_config()
   config.task = "ucr"
@@ -37,7 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   # A set shipped in aeon/sktime (GunPoint, ItalyPowerDemand, ArrowHead,
   # BasicMotions, JapaneseVowels, ...); ignored when the paths are set.
-  config.data.name = names[0] if names else config_dict.placeholder(str)
+  config.data.name = variant.choice or config_dict.placeholder(str)
   # Official train and test .ts files (both or neither).
   config.data.train_path = config_dict.placeholder(str)
   config.data.test_path = config_dict.placeholder(str)
@@ -81,13 +77,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.checkpoint.best_metric = "eval/accuracy"
   config.checkpoint.best_mode = "max"
 
-  if tiny:
+  if "tiny" in variant.flags:
+    base.tiny(config)
     config.model.lstm.hidden_size = 16
     config.model.dropout = 0.0
-    config.optim.learning_rate = 1e-2
-    config.optim.warmup_steps = 5
-    config.train.steps = 40
-    config.train.log_every = 10
-    config.train.eval_every = 20
-    config.checkpoint.every_steps = 10
   return config

@@ -154,3 +154,26 @@ def test_chrono_horizon_follows_seq_len(name, extra):
   plain.data.seq_len = 400
   assert plain.model.lstm.chrono_max_len is None and plain.data.seq_len == 400
   assert plain.model.lstm.forget_bias == 1.0
+
+
+def test_parse_variants():
+  """Parts combine with commas (blanks ignored); flags any number of times,
+  one alternative at most; anything else is named in the error."""
+  v = base.parse_variants(" co2 , tiny ", "forecast", choices=("sunspots", "co2"))
+  assert v == base.Variants("co2", frozenset({"tiny"}))
+  assert base.parse_variants(None, "x") == base.Variants(None, frozenset())
+  assert base.parse_variants("", "x") == base.Variants(None, frozenset())
+  both = base.parse_variants("plain,tiny", "adding", flags=("tiny", "plain"))
+  assert both.flags == {"tiny", "plain"} and both.choice is None
+  # Any name when choices is None (a dataset looked up at run time).
+  assert base.parse_variants("Foo,tiny", "ucr", choices=None).choice == "Foo"
+  with pytest.raises(
+    ValueError, match=r"unknown adding variant 'huge'; use 'tiny', 'plain'"
+  ):
+    base.parse_variants("huge", "adding", flags=("tiny", "plain"))
+  with pytest.raises(ValueError, match=r"'huge' in 'tiny,huge'"):
+    base.parse_variants("tiny,huge", "adding")
+  with pytest.raises(ValueError, match="takes one of a, b .*got 'a,b'"):
+    base.parse_variants("a,b", "x", choices=("a", "b"))
+  with pytest.raises(ValueError, match="takes one NAME"):
+    base.parse_variants("A,B,tiny", "ucr", choices=None)

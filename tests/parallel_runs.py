@@ -22,8 +22,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from experiments import charlm  # noqa: E402
-from lstm_jax.parallel.sharding import path_name  # noqa: E402
 from lstm_jax.training import metrics, train  # noqa: E402
+from lstm_jax.treepath import path_name  # noqa: E402
 from lstm_jax.workdir import checkpoint  # noqa: E402
 
 # Dropout 0: pmap draws its masks per device (lstm_jax/parallel/pmap_step.py).

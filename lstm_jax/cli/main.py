@@ -1,10 +1,9 @@
 r"""Train an experiment: `python -m lstm_jax.main --config=... --workdir=...`.
 
-from lstm_jax import errors
-from lstm_jax.cli import common as cli, experiment
-from lstm_jax.parallel import distributed
-from lstm_jax.workdir import preemption
-from lstm_jax.training import train
+Parses the experiment file and its `--config.key=value` overrides
+(`lstm_jax.cli.experiment`), joins the other hosts of a multi-host run
+(`lstm_jax.parallel.distributed`) and calls `train.train_and_evaluate`; a bad
+config or data file ends with one error line and a non-zero exit.
 """
 
 import logging as logging_std

@@ -49,6 +49,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lstm_jax.errors import ConfigError
+from lstm_jax.treepath import path_name
 
 P = PartitionSpec
 MODEL = "model"
@@ -74,19 +75,6 @@ RULES: tuple[tuple[str, PartitionSpec, bool], ...] = (
   # Adaptive softmax: the head [D, c_0 + n] and each cluster's [d_i, size_i].
   (r"(^|/)(head_kernel|tail_\d+_out)$", P(None, MODEL), True),
 )
-
-
-def path_name(path: tuple[Any, ...]) -> str:
-  """A key path as "params/lstm/layer_0_fwd/w_ih" (dicts, dataclasses, lists)."""
-  parts = []
-  for entry in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(entry, attr):
-        parts.append(str(getattr(entry, attr)))
-        break
-    else:
-      parts.append(str(entry))
-  return "/".join(parts)
 
 
 def spec_for(name: str, shape: tuple[int, ...], model: int) -> PartitionSpec:

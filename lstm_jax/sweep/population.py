@@ -54,8 +54,6 @@ from lstm_jax.workdir import checkpoint, rundir
 # The keys population members may differ in; any other difference (a shape,
 # the data, the schedule) needs separate trials.
 VARIED = ("optim.learning_rate", "optim.weight_decay", "model.lstm.dropout", "seed")
-# Keys that only say how the run is watched may differ too.
-_WATCH = ("train.log_every", "train.eval_every", "train.eval_batches")
 
 
 def check_members(trials: Sequence[Trial]) -> None:

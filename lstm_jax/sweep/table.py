@@ -20,7 +20,6 @@ from typing import Any
 from lstm_jax.training import metrics
 
 TRIAL_FILE = "trial.json"
-TABLE_FILES = ("results.csv", "results.md", "results.png")
 
 
 def read_trial(trial_dir: str) -> dict[str, Any] | None:

@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from lstm_jax.treepath import path_name
+
 
 def _leaf_bytes(leaf: Any) -> np.ndarray:
   if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(
@@ -22,23 +24,6 @@ def _leaf_bytes(leaf: Any) -> np.ndarray:
   ):
     leaf = jax.random.key_data(leaf)
   return np.asarray(leaf)
-
-
-def _path_name(path: tuple[Any, ...]) -> str:
-  """ "params/lstm/w_ih" for a dataclass, dict or list path alike.
-
-  A state restored without a target comes back as nested dicts and lists, so
-  the names must not depend on the container type.
-  """
-  parts = []
-  for entry in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(entry, attr):
-        parts.append(str(getattr(entry, attr)))
-        break
-    else:
-      parts.append(str(entry))
-  return "/".join(parts)
 
 
 def fingerprint(state: Any) -> dict[str, Any] | None:
@@ -56,7 +41,7 @@ def fingerprint(state: Any) -> dict[str, Any] | None:
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
       return None
     arr = np.ascontiguousarray(_leaf_bytes(leaf))
-    out[_path_name(path)] = {
+    out[path_name(path)] = {
       "sha256": hashlib.sha256(arr.tobytes()).hexdigest(),
       "dtype": str(arr.dtype),
       "shape": list(arr.shape),
