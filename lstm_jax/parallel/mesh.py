@@ -109,11 +109,12 @@ def state_shardings(mesh: Mesh, abstract: Any, shard_opt_state: bool = False) ->
     ConfigError: a large leaf would be replicated (`sharding.tree_shardings`).
   """
   repl = replicated(mesh)
+  params = sharding.tree_shardings(mesh, abstract.params, "params/")  # named first
   opt_state = sharding.tree_shardings(
     mesh, abstract.opt_state, "opt_state/", zero1=shard_opt_state
   )
   return jax.tree.map(lambda _: repl, abstract).replace(
-    params=sharding.tree_shardings(mesh, abstract.params, "params/"),
+    params=params,
     opt_state=opt_state,
     carry=batch_sharding(mesh, abstract.carry),
   )
