@@ -20,11 +20,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-from lstm_jax.ops import recurrent  # noqa: E402
+from lstm_jax.ops import recurrent
 
 SHAPES = ((16, 64, 32, 64), (32, 128, 128, 256), (64, 256, 256, 512))
 

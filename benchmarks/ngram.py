@@ -129,7 +129,7 @@ def validation_bpc(
 
 
 def main() -> None:
-  from lstm_jax.data import text  # noqa: PLC0415  (repo root on sys.path)
+  from lstm_jax.data import text  # repo root on sys.path
 
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--path", default=None, help="UTF-8 text; default built-in")

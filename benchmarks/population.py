@@ -37,11 +37,11 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import charlm  # noqa: E402
-from lstm_jax import tasks  # noqa: E402
-from lstm_jax.sweep import population  # noqa: E402
+from experiments import charlm
+from lstm_jax import tasks
+from lstm_jax.sweep import population
 from lstm_jax.sweep import spec as sweep_spec
-from lstm_jax.training import optim, steps  # noqa: E402
+from lstm_jax.training import optim, steps
 
 
 def _trials(k: int):

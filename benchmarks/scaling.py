@@ -37,12 +37,12 @@ COLLECTIVES = (
 
 
 def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
-  import jax  # noqa: PLC0415
+  import jax
 
-  from experiments import charlm  # noqa: PLC0415
-  from lstm_jax import tasks  # noqa: PLC0415
-  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
-  from lstm_jax.training import optim, steps  # noqa: PLC0415
+  from experiments import charlm
+  from lstm_jax import tasks
+  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.training import optim, steps
 
   config = charlm.get_config("tiny")
   for key, value in overrides.items():
@@ -68,7 +68,7 @@ def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
 
 
 def memory() -> None:
-  import numpy as np  # noqa: PLC0415
+  import numpy as np
 
   print("| model axis | params / device | Adam state / device | total / device |")
   print("| --- | --- | --- | --- |")
@@ -102,8 +102,8 @@ def hlo(mesh_shape: tuple[int, int] = (2, 4)) -> None:
   jax, config, task, model, tx, mesh, datasets, init, abstract, state_sh = _setup(
     {"model.lstm.dropout": 0.0}, mesh_shape
   )
-  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
-  from lstm_jax.training import steps  # noqa: PLC0415
+  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.training import steps
 
   batch = datasets.train_batch(0)
   repl = parallel.replicated(mesh)
@@ -129,10 +129,10 @@ def step_time(devices: int) -> None:
   jax, config, task, model, tx, mesh, datasets, init, abstract, state_sh = _setup(
     {"data.batch_size": 32}, (devices, 1)
   )
-  import numpy as np  # noqa: PLC0415
+  import numpy as np
 
-  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
-  from lstm_jax.training import steps  # noqa: PLC0415
+  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.training import steps
 
   batch = datasets.train_batch(0)
   batch_sh = parallel.batch_sharding(mesh, batch)

@@ -47,11 +47,11 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-import lstm_jax  # noqa: E402
+import lstm_jax
 
 SHAPES = ((16, 64, 32, 64), (32, 128, 128, 256), (64, 256, 256, 512))
 
@@ -112,7 +112,7 @@ def flax_impl(shape):
 
 def keras_impl(shape):
   try:
-    import keras  # noqa: PLC0415
+    import keras
   except Exception:  # noqa: BLE001 (not installed, or installed without a backend)
     return None
   if keras.backend.backend() != "jax":
@@ -179,7 +179,7 @@ def matmul_bound_impl(shape, chunk=16):
 
 def torch_impl(shape, threads):
   try:
-    import torch  # noqa: PLC0415
+    import torch
   except ImportError:
     return None
   torch.set_num_threads(threads)

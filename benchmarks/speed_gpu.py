@@ -24,8 +24,7 @@ on CPU. bfloat16: lstm_jax `dtype=bfloat16` (bf16 matmuls, f32 carry), Flax
 `OptimizedLSTMCell(dtype=bfloat16)`, PyTorch the module and input in bfloat16.
 
 Budget: compile + 2 warm-up calls + 3 rounds of >= 0.2 s per implementation,
-about 3 minutes on one GPU (not yet measured: no GPU was at hand when this was
-written).
+about 3 minutes on one GPU (an estimate, not measured).
 """
 
 from __future__ import annotations
@@ -38,12 +37,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-import lstm_jax  # noqa: E402
-from lstm_jax.ops import backends  # noqa: E402
+import lstm_jax
+from lstm_jax.ops import backends
 
 SHAPES = ((64, 512, 512, 1024), (16, 1024, 256, 256), (64, 128, 64, 384))
 DRY_SHAPES = ((4, 6, 5, 16),)
@@ -101,7 +100,7 @@ def flax_row(shape, dtype):
 
 def torch_row(shape, dtype):
   try:
-    import torch  # noqa: PLC0415
+    import torch
   except ImportError:
     return None
   cuda = torch.cuda.is_available()

@@ -136,6 +136,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.weight_decay = 0.0
   # Clip gradients to this global norm; 0 = no clipping.
   config.optim.clip_norm = 1.0
+  # Schedule-free averaging (optax.contrib.schedule_free around the
+  # optimizer, whose b1 becomes the interpolation): evaluate, rank and test
+  # the averaged parameters (lstm_jax.training.optim.eval_params); use with
+  # schedule "constant".
+  config.optim.schedule_free = False
   # Skip (do not apply) an update whose gradient has a NaN or Inf.
   config.optim.skip_nonfinite = True
 

@@ -380,8 +380,13 @@ SLOW = sorted(n for n, c in CASES.items() if c.slow)
 
 
 @pytest.fixture(scope="module")
-def results(finished_run, tmp_path_factory, env):
-  return _run_cases(FAST, finished_run, tmp_path_factory.mktemp("bad_input"), env)
+def fast_base(tmp_path_factory):
+  return tmp_path_factory.mktemp("bad_input")
+
+
+@pytest.fixture(scope="module")
+def results(finished_run, fast_base, env):
+  return _run_cases(FAST, finished_run, fast_base, env)
 
 
 @pytest.fixture(scope="module")
@@ -389,8 +394,28 @@ def slow_results(finished_run, tmp_path_factory, env):
   return _run_cases(SLOW, finished_run, tmp_path_factory.mktemp("bad_slow"), env)
 
 
-def test_at_least_forty_distinct_bad_inputs():
-  assert len(FAST) >= 40 and len(CASES) >= 55
+def _error_line(proc: subprocess.CompletedProcess, case_dir: Path) -> str | None:
+  """The run's one `error:` line with the case's own directory as `<case>`."""
+  lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+  return lines[0].replace(str(case_dir), "<case>") if len(lines) == 1 else None
+
+
+def test_at_least_forty_distinct_bad_inputs(results, fast_base):
+  """The fast cases, run, end in at least 40 different error lines (38 without
+  root, which skips the two read-only mounts), one per case: two cases of one
+  program that hit the same check with the same message count once, so a
+  redundant case fails here. A case's own paths are replaced by one
+  placeholder, so they do not make two messages differ; main and sample may
+  share a message (both read config.json and the checkpoints)."""
+  by_message: dict[tuple[str, str], list[str]] = {}
+  for name, (proc, *_) in results.items():
+    line = _error_line(proc, fast_base / name)
+    if line is not None:  # the case's own test reports a missing or second line
+      by_message.setdefault((CASES[name].program, line), []).append(name)
+  shared = {m: n for m, n in by_message.items() if len(n) > 1}
+  assert not shared, shared
+  skipped = sum(CASES[n].root for n in FAST) if not IS_ROOT else 0
+  assert len(by_message) >= 40 - skipped, sorted(by_message)
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -442,9 +467,9 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
   """A tmpfs that holds two checkpoints but not the third: the save fails with
   one error line, the previous checkpoint restores, and the same command,
   after the disk is enlarged, ends bit-identical to an uninterrupted run."""
-  from resume_test import assert_bit_identical, metrics_history  # noqa: PLC0415
+  from resume_test import assert_bit_identical, metrics_history
 
-  from lstm_jax.workdir import reader as runs  # noqa: PLC0415
+  from lstm_jax.workdir import reader as runs
 
   mount = tmp_path / "disk"
   # One checkpoint of the tiny run is ~440 kB; 1200 kB holds steps 5 and 10.

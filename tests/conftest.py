@@ -4,8 +4,8 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import jax  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import pytest
 
 
 @pytest.fixture
@@ -36,9 +36,9 @@ def env(tmp_path_factory) -> dict[str, str]:
 def tiny_reference(tmp_path_factory, env):
   """One uninterrupted tiny run (tests/tiny_run.py), shared by the test files
   that compare a disturbed run with it: (workdir, CompletedProcess)."""
-  import subprocess  # noqa: PLC0415
+  import subprocess
 
-  import tiny_run  # noqa: PLC0415
+  import tiny_run
 
   workdir = tmp_path_factory.mktemp("tiny_reference") / "run"
   proc = subprocess.run(

@@ -56,7 +56,7 @@ def test_toy_task_trains_through_the_cli(tmp_path, env):
   sys.path.insert(0, str(REPO))
   try:
     run = runs.open_run(str(workdir), which="best")
-    from tests.toy import sign_task  # noqa: PLC0415 (importable from the repo root)
+    from tests.toy import sign_task  # importable from the repo root
   finally:
     sys.path.remove(str(REPO))
   datasets = sign_task.make_datasets(run.config)

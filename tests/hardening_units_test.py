@@ -1,4 +1,4 @@
-"""Hardening, in-process (issue 13): config values that used to fail late,
+"""Hardening, in-process (issue 13): config values refused before training,
 strict JSON metrics, an optimizer that never applies a non-finite update,
 TensorBoard durable at every sync and completed on resume, and a non-finite
 step count that survives restarts."""
@@ -106,7 +106,7 @@ def test_tensorboard_survives_sigkill_after_sync(tmp_path, env):
 
 
 def test_resume_rewrites_what_tensorboard_lost(tmp_path):
-  import tensorboardX  # noqa: PLC0415
+  import tensorboardX
 
   records = [
     {"step": 5, "split": "train", "loss": 2.0},

@@ -307,8 +307,8 @@ def test_bad_inputs(model, x, kwargs, match):
 def test_package_exports():
   # The public API the README documents, spelled out here (not read from
   # lstm_jax/__init__.py): a name added, dropped or rebound there fails.
-  from lstm_jax.nn import layers  # noqa: PLC0415
-  from lstm_jax.ops import recurrent  # noqa: PLC0415
+  from lstm_jax.nn import layers
+  from lstm_jax.ops import recurrent
 
   expected = {
     "LSTM": layers.LSTM,

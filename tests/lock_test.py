@@ -39,7 +39,7 @@ def test_a_second_lock_is_refused_naming_the_holder(tmp_path):
     with pytest.raises(lock.WorkdirBusyError) as info, lock.WorkdirLock(workdir):
       pass
     message = str(info.value)
-    import os  # noqa: PLC0415
+    import os
 
     assert f"pid {os.getpid()} on host {socket.gethostname()} since " in message
   with lock.WorkdirLock(workdir):  # released on exit
@@ -68,8 +68,8 @@ def _wait_until_stopped(pid: int, workdir, timeout: float = 30.0) -> None:
   in /proc/PID/task/*/stat) and the workdir no longer changes.
 
   SIGSTOP is asynchronous and per thread: the main thread can show T while
-  an Orbax writer thread is still inside a write (CI saw a checkpoint's tmp
-  file grow from 0 to 118 bytes after the main thread had stopped).
+  an Orbax writer thread is still inside a write (measured: a checkpoint's
+  tmp file grew from 0 to 118 bytes after the main thread had stopped).
   """
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:

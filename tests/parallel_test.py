@@ -314,14 +314,14 @@ def _wait(procs):
 
 
 def _final(workdir):
-  from lstm_jax.training import metrics  # noqa: PLC0415
+  from lstm_jax.training import metrics
 
   records = metrics.read_jsonl(str(workdir / "metrics.jsonl"))
   drop = ("tokens_per_sec", "steps_per_sec", "seconds")
   curve = [
     {k: v for k, v in r.items() if not any(d in k for d in drop)} for r in records
   ]
-  import orbax.checkpoint as ocp  # noqa: PLC0415
+  import orbax.checkpoint as ocp
 
   steps_dir = workdir / "checkpoints"
   last = max(int(p.name) for p in steps_dir.iterdir() if p.name.isdigit())
@@ -338,8 +338,8 @@ def _final(workdir):
 
 @pytest.mark.slow  # three multi-device trainings, two of them in two processes
 def test_two_processes_match_one_and_agree_on_sigterm(tmp_path, env):
-  import signal  # noqa: PLC0415
-  import time  # noqa: PLC0415
+  import signal
+  import time
 
   _wait([_start(tmp_path / "one", env, 8)])
   _wait(_two_processes(tmp_path / "two", env))
@@ -384,7 +384,7 @@ def test_two_processes_match_one_and_agree_on_sigterm(tmp_path, env):
 
 @pytest.mark.slow  # three subprocesses, two of them on 8 devices
 def test_checkpoint_reshards_between_8_devices_and_one(tmp_path, env):
-  import shutil  # noqa: PLC0415
+  import shutil
 
   out, keep = str(tmp_path), "checkpoint.keep=10"
   mesh42 = "parallel.mesh_shape=(4,2)"

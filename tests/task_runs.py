@@ -22,6 +22,7 @@ TASKS = {
   "ucr": "experiments/ucr.py:GunPoint,tiny",
   "forecast": "experiments/forecast.py:tiny",
   "seq2seq": "experiments/seq2seq.py:tiny",
+  "wordlm": "experiments/wordlm.py:tiny",
 }
 
 

@@ -105,7 +105,7 @@ def test_ucr_accuracy(reference):
   ]
   labels = [s.strip().rsplit(":", 1)[1] for s in data if s.strip()]
   classes = run.info["classes"]
-  from lstm_jax.tasks import ucr as ucr_task  # noqa: PLC0415
+  from lstm_jax.tasks import ucr as ucr_task
 
   splits, _ = ucr_task.load_splits(run.config)
   pred = np.argmax(_apply(run, splits["test"]), -1)
@@ -115,8 +115,8 @@ def test_ucr_accuracy(reference):
 
 
 def test_forecast_against_statsmodels(reference):
-  import statsmodels.api as sm  # noqa: PLC0415
-  from statsmodels.tsa.statespace.sarimax import SARIMAX  # noqa: PLC0415
+  import statsmodels.api as sm
+  from statsmodels.tsa.statespace.sarimax import SARIMAX
 
   workdir = reference("forecast")
   run, test = _best(workdir)

@@ -36,8 +36,8 @@ def tree_snapshot(root, skip=()) -> dict[str, tuple]:
   """{relative path: (kind, size, mtime_ns, sha256)} of everything under
   `root` (directories included), but the names in `skip`: two equal
   snapshots mean nothing was created, deleted, moved, written or touched."""
-  import hashlib  # noqa: PLC0415
-  import os  # noqa: PLC0415
+  import hashlib
+  import os
 
   snap = {}
   for dirpath, dirnames, filenames in os.walk(root):

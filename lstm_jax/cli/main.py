@@ -46,7 +46,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
   except (KeyError, AttributeError) as e:  # ml_collections: no such config key
     while isinstance(e, (KeyError, AttributeError)) and e.args:
-      e = e.args[0]  # noqa: PLW2901 - unwrap to ml_collections' own message
+      e = e.args[0]  # unwrap to ml_collections' own message
     detail = str(e).replace("\n", ". ")
     overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
     sys.exit(

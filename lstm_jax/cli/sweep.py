@@ -183,7 +183,7 @@ def run(
   """
   metric, mode = metric_and_mode(config, spec)
   if spec["method"] == "optuna":
-    from lstm_jax.sweep import optuna_backend as sweep_optuna  # noqa: PLC0415 (optional dependency
+    from lstm_jax.sweep import optuna_backend as sweep_optuna  # optional dependency
 
     sweep_optuna.run(config, spec, workdir, metric, mode, run_trial, _check_trials)
     return sweep_table.write_table(workdir, metric, mode)
@@ -192,7 +192,7 @@ def run(
   index, count = shard
   mine = [t for i, t in enumerate(trials) if i % count == index]
   if spec["population"]:
-    from lstm_jax.sweep import population  # noqa: PLC0415
+    from lstm_jax.sweep import population
 
     groups = [
       mine[i : i + spec["population"]] for i in range(0, len(mine), spec["population"])
@@ -224,7 +224,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
 def _define_flags() -> None:
   # Only when run as a program: importing this module defines no flags (so
   # it can share a process with lstm_jax.cli.main's).
-  global _CONFIG, _SWEEP, _WORKDIR, _SHARD, _TABLE_ONLY  # noqa: PLW0603
+  global _CONFIG, _SWEEP, _WORKDIR, _SHARD, _TABLE_ONLY
   _CONFIG = config_flags.DEFINE_config_file(
     "config",
     None,

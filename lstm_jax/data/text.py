@@ -111,7 +111,7 @@ def load_corpus(path: str | None) -> Corpus:
     DataError: the file is missing, a directory, empty or not UTF-8.
   """
   if path is None:
-    from pydoc_data import topics  # noqa: PLC0415  (stdlib, imported lazily)
+    from pydoc_data import topics  # stdlib, imported lazily
 
     return _from_documents(
       [topics.topics[k] for k in sorted(topics.topics)], DEFAULT_SOURCE

@@ -98,6 +98,6 @@ def any_process(flag: bool) -> bool:
   several; one process: just `flag`)."""
   if jax.process_count() == 1:
     return bool(flag)
-  from jax.experimental import multihost_utils  # noqa: PLC0415
+  from jax.experimental import multihost_utils
 
   return bool(np.any(multihost_utils.process_allgather(np.int32(bool(flag)))))

@@ -63,7 +63,7 @@ def run(
   imports it.
   """
   try:
-    import optuna  # noqa: PLC0415 (optional dependency)
+    import optuna  # optional dependency
   except ImportError as e:
     raise errors.ConfigError(
       "a sweep with method 'optuna' needs `pip install optuna`"

@@ -132,10 +132,10 @@ def write_table(workdir: str, metric: str, mode: str) -> list[dict[str, Any]]:
 
 
 def _plot(rows: list[dict[str, Any]], metric: str, path: str) -> None:
-  import matplotlib  # noqa: PLC0415 (slow import, only when writing)
+  import matplotlib  # slow import, only when writing
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for row in rows:

@@ -4,8 +4,8 @@ Input: 10 symbols from 8 categories, T - 1 blanks, a delimiter, 10 blanks
 (length T + 20, `data.synthetic.copy_batch`, T = `data.seq_len`). Output:
 blanks, then the 10 symbols after the delimiter. The model embeds the symbols,
 runs a unidirectional LSTM and predicts every step's output
-(`CopyModel`). The memoryless baseline (blanks, then uniform over the 8
-categories) has cross-entropy 10 log 8 / (T + 20) per step
+(`models.tagger.SequenceTagger`). The memoryless baseline (blanks, then
+uniform over the 8 categories) has cross-entropy 10 log 8 / (T + 20) per step
 (`synthetic.copy_memoryless_ce`); the acceptance bar is 10% of it.
 
 Metrics: `loss` (mean cross-entropy per step, in nats, over all T + 20 steps),
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,26 +24,13 @@ import optax
 
 from lstm_jax.data import synthetic
 from lstm_jax.errors import ConfigError
-from lstm_jax.nn.layers import LSTM, lstm_from_config
+from lstm_jax.models.tagger import SequenceTagger
+from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics, generated_datasets
 
 TOKEN_METRIC = "loss"  # a "token" is one scored time step
 RESUMABLE_KEYS = ("data.eval_batches", "data.test_batches")
 VOCAB = synthetic.COPY_DELIMITER + 1
-
-
-class CopyModel(nn.Module):
-  """Embedding -> LSTM -> per-step logits <float32>[batch, time, VOCAB]."""
-
-  lstm: LSTM
-  embed_dim: int = 16
-
-  @nn.compact
-  def __call__(self, batch: Batch, carry=None, deterministic: bool = True):
-    del carry
-    x = nn.Embed(VOCAB, self.embed_dim)(batch["inputs"])
-    y, finals = self.lstm(x, mask=batch.get("mask"), deterministic=deterministic)
-    return nn.Dense(VOCAB, name="out")(y.astype(jnp.float32)), finals
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -75,12 +61,14 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   )
 
 
-def make_model(config: ml_collections.ConfigDict, info: dict[str, Any]) -> CopyModel:
+def make_model(
+  config: ml_collections.ConfigDict, info: dict[str, Any]
+) -> SequenceTagger:
   del info
   lstm = lstm_from_config(config.model.lstm)
   if lstm.bidirectional:
     raise ConfigError("model.lstm.bidirectional must be False for the copy task")
-  return CopyModel(lstm=lstm, embed_dim=config.model.embed_dim)
+  return SequenceTagger(lstm=lstm, vocab_size=VOCAB, embed_dim=config.model.embed_dim)
 
 
 def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:

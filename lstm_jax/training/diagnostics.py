@@ -207,10 +207,10 @@ def summarize(
 
 def plot(curves: list[np.ndarray], path: str, title: str = "") -> None:
   """Log-scale ||dLoss/dh_t|| against distance in time, one line per layer."""
-  import matplotlib  # noqa: PLC0415 (slow import; only when plotting)
+  import matplotlib  # slow import; only when plotting
 
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
+  import matplotlib.pyplot as plt
 
   fig, ax = plt.subplots(figsize=(6.5, 4))
   # float32 gradients underflow to 0 below ~1e-38 (forget bias 0 at T=400

@@ -154,7 +154,7 @@ class MetricWriter:
     self._start = time.perf_counter()
     if not self.enabled:
       return
-    import tqdm  # noqa: PLC0415  (slow import; process 0 only)
+    import tqdm  # slow import; process 0 only
 
     path = os.path.join(workdir, METRICS_FILE)
     history = _truncate_jsonl(path, initial_step) if os.path.exists(path) else []
@@ -306,7 +306,7 @@ class TrainLog:
 
   Bounded dispatch: JAX returns from a step before the device has run it, so
   an unchecked loop queues steps up to the next sync point (a whole log
-  window: a SIGTERM was once honoured 33 steps, 48 s, late). `add` blocks
+  window: measured, a SIGTERM honoured 33 steps, 48 s, late). `add` blocks
   until at most `max_in_flight - 1` steps are unfinished, so the host
   prepares step k+1 while step k runs and never more; `completed` counts the
   finished steps (the progress bar shows it, and a preemption signal is

@@ -1,6 +1,7 @@
 """The optax chain from `config.optim`.
 
-  skip_nonfinite( clip_by_global_norm -> adamw | adam | sgd | adagrad with a schedule )
+  skip_nonfinite( [schedule_free]( clip_by_global_norm -> adamw | adam | sgd
+                                    | adagrad with a schedule ) )
 
 * Clipping scales the whole gradient so its global L2 norm is at most
   `clip_norm` (0 = off).
@@ -31,6 +32,13 @@
   a resumed run skips identically. It never applies a non-finite update; the
   trainer stops the run instead after `train.max_nonfinite_steps`
   consecutive non-finite losses.
+* `schedule_free` wraps the chain in `optax.contrib.schedule_free` (Defazio
+  et al., 2024) with the inner optimizer's momentum off (its b1 becomes the
+  wrapper's interpolation): the parameters trained on are an interpolation
+  of a fast iterate and a running average of them, and the parameters that
+  are evaluated, ranked and tested (`eval_params`) are that average, the
+  Adam counterpart of AWD-LSTM's averaged SGD. Use it with the "constant"
+  schedule (a warmup, then no decay: the average does the annealing).
 """
 
 from __future__ import annotations
@@ -119,14 +127,15 @@ def make_optimizer(
   """
   schedule = make_schedule(cfg, total_steps)
   wd = float(cfg.weight_decay)
+  # Schedule-free: the wrapper interpolates with b1, the inner step has none.
+  b1 = 0.0 if cfg.schedule_free else cfg.b1
+  momentum = None if cfg.schedule_free else cfg.momentum or None
   if cfg.name == "adamw":
-    opt = optax.adamw(
-      schedule, cfg.b1, cfg.b2, cfg.eps, weight_decay=wd, mask=decay_mask
-    )
+    opt = optax.adamw(schedule, b1, cfg.b2, cfg.eps, weight_decay=wd, mask=decay_mask)
   elif cfg.name == "adam":
-    opt = optax.adam(schedule, cfg.b1, cfg.b2, cfg.eps)
+    opt = optax.adam(schedule, b1, cfg.b2, cfg.eps)
   elif cfg.name == "sgd":
-    opt = optax.sgd(schedule, cfg.momentum or None, nesterov=cfg.nesterov)
+    opt = optax.sgd(schedule, momentum, nesterov=cfg.nesterov and bool(momentum))
   elif cfg.name == "adagrad":
     if not cfg.initial_accumulator >= 0:  # also catches NaN
       raise ConfigError(
@@ -143,9 +152,36 @@ def make_optimizer(
   if wd and cfg.name != "adamw":
     parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
   tx = optax.chain(*parts, opt)
+  if cfg.schedule_free:
+    tx = optax.contrib.schedule_free(tx, schedule, b1=cfg.b1)
   if cfg.skip_nonfinite:
     tx = skip_nonfinite_updates(tx)
   return tx, schedule
+
+
+def _is_schedule_free(node: Any) -> bool:
+  """A schedule-free state, live (a NamedTuple) or as restored without a
+  target (a dict with its fields)."""
+  fields = optax.contrib.ScheduleFreeState._fields
+  if isinstance(node, optax.contrib.ScheduleFreeState):
+    return True
+  return isinstance(node, dict) and set(fields) <= set(node)
+
+
+def eval_params(opt_state: Any, params: Any) -> Any:
+  """The parameters to evaluate: the schedule-free average when `opt_state`
+  holds a schedule-free state (`optim.schedule_free`), else `params`."""
+  found = [
+    n
+    for n in jax.tree.leaves(opt_state, is_leaf=_is_schedule_free)
+    if _is_schedule_free(n)
+  ]
+  if not found:
+    return params
+  state = found[0]
+  if isinstance(state, dict):
+    state = optax.contrib.ScheduleFreeState(**{k: state[k] for k in state})
+  return optax.contrib.schedule_free_eval_params(state, params)
 
 
 def _all_finite(tree: Any) -> jax.Array:

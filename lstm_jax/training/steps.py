@@ -202,8 +202,8 @@ def make_train_step(
   def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics, Array]:
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     if grad_accum_steps == 1 and axis_name is None:
-      # One batch on one program: the gradient as it is (no weighting, whose
-      # rounding would make runs differ in the last bit from earlier ones).
+      # One batch on one program: the gradient as it is (the weighting's
+      # rounding would change its last bit).
       grads, loss, step_metrics, carry = grads_of(state.params, batch, state.carry, rng)
     else:
       grads, loss, step_metrics, carry = combined(state, batch, rng)
@@ -255,9 +255,9 @@ def evaluate(
   With `token_metric`, the result also holds `tokens`: that metric's summed
   weight, i.e. how much was scored (characters, for the char-LM). A stateless
   evaluation starts every batch from the model's zero state: the final carry a
-  model returns is dropped, not fed into the next batch (it was, and a second
-  test batch of the adding task started from the first one's LSTM state: test
-  MSE 0.19301 instead of 0.19273).
+  model returns is dropped, not fed into the next batch (fed on, it starts the
+  adding task's second test batch from the first one's LSTM state: test MSE
+  0.19301 instead of 0.19273).
   """
   stateful = carry is not None
   pairs = []

@@ -2,7 +2,7 @@
 
 `tensorboardX.SummaryWriter` hands events to a background thread through a
 queue, and its `flush()` does not wait for that queue: a run killed after a
-flush lost its last eval for good (while metrics.jsonl had it). `EventWriter`
+flush can lose its last eval for good (while metrics.jsonl has it). `EventWriter`
 appends each event to the file itself (tensorboardX's `EventsWriter`, the
 TFRecord framing with CRCs) and `sync()` flushes and fsyncs it, which the
 trainer does before every checkpoint save.

@@ -282,7 +282,7 @@ def _train_and_evaluate(
         if (eval_every and step % eval_every == 0) or step == total_steps:
           jax.block_until_ready(state)
           eval_start = time.perf_counter()
-          values = validation(state.params)
+          values = validation(optim.eval_params(state.opt_state, state.params))
           writer.write(step, "eval", values)
           results.update({f"eval/{k}": v for k, v in values.items()})
           if best_name:
@@ -309,9 +309,10 @@ def _train_and_evaluate(
       # --------------------------------------------------------------------
       has_test = task.final_evaluation or datasets.test_batches
       if stopped != "preempted" and has_test:
-        params = state.params
+        final = state
         if best_step is not None and best_step != step:
-          params = checkpoint.restore_step(manager, best_step, target).params
+          final = checkpoint.restore_step(manager, best_step, target)
+        params = optim.eval_params(final.opt_state, final.params)
         if task.final_evaluation:
           values = task.final_evaluation(config, model, params, datasets, workdir)
         else:
@@ -337,7 +338,8 @@ def _train_and_evaluate(
     )
     return results
   if not any(k.startswith("eval/") for k in results):
-    results.update({f"eval/{k}": v for k, v in validation(state.params).items()})
+    params = optim.eval_params(state.opt_state, state.params)
+    results.update({f"eval/{k}": v for k, v in validation(params).items()})
   if stopped == "early_stop":
     print(
       f"Stopped early at step {step}: no {best_name} improvement in {patience} evals."
@@ -346,5 +348,6 @@ def _train_and_evaluate(
     scored = results.get("eval/tokens")
     scored = f" (eval scored {scored:,.0f} tokens)" if scored else ""
     print(f"Best checkpoint: step {best_step}, {best_name} = {best.value:.4f}{scored}")
-  results.update(task.report(config, model, state.params, datasets, results))
+  params = optim.eval_params(state.opt_state, state.params)
+  results.update(task.report(config, model, params, datasets, results))
   return results

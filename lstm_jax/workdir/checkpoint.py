@@ -288,7 +288,7 @@ def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any)
     raise CheckpointError(f"{manager.directory} holds no checkpoint at step {step}.")
   try:
     return _restore_verified(manager, step, _abstract(abstract_state))
-  except Exception as exc:  # noqa: BLE001 - report any failure the same way
+  except Exception as exc:  # any failure is reported the same way
     raise CheckpointError(
       f"The checkpoint at step {step} in {manager.directory} could not be "
       f"restored ({_describe(exc)})."

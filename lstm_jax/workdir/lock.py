@@ -108,7 +108,7 @@ class WorkdirLock:
   def __enter__(self) -> WorkdirLock:
     refusal = self._acquire() if jax.process_index() == 0 else None
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils  # noqa: PLC0415
+      from jax.experimental import multihost_utils
 
       busy = multihost_utils.broadcast_one_to_all(np.int32(refusal is not None))
       if int(busy) and refusal is None:

@@ -18,6 +18,7 @@ import flax.linen as nn
 import ml_collections
 
 from lstm_jax import errors, tasks
+from lstm_jax.training import optim
 from lstm_jax.workdir import checkpoint, rundir
 
 
@@ -87,4 +88,6 @@ def open_run(workdir: str, which: str = "latest") -> Run:
       state, step = found
   finally:
     manager.close()
-  return Run(workdir, config, task, info, model, state["params"], int(step))
+  # A schedule-free run's evaluated parameters are its average (optim.py).
+  params = optim.eval_params(state.get("opt_state"), state["params"])
+  return Run(workdir, config, task, info, model, params, int(step))
