@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _override(config, item: str) -> None:
-  import ast  # noqa: PLC0415
+  import ast
 
   key, _, value = item.partition("=")
   *sections, name = key.split(".")
@@ -106,17 +106,17 @@ def fit(args: argparse.Namespace) -> dict[str, float]:
   Raises:
     ConfigError: a bad mesh, a matrix that would be replicated, ...
   """
-  import functools  # noqa: PLC0415
-  import importlib.util  # noqa: PLC0415
+  import functools
+  import importlib.util
 
-  import jax  # noqa: PLC0415
-  import numpy as np  # noqa: PLC0415
+  import jax
+  import numpy as np
 
-  from lstm_jax import tasks  # noqa: PLC0415
-  from lstm_jax.cli import experiment  # noqa: PLC0415
-  from lstm_jax.errors import ConfigError  # noqa: PLC0415
-  from lstm_jax.parallel import mesh as parallel  # noqa: PLC0415
-  from lstm_jax.training import optim, steps  # noqa: PLC0415
+  from lstm_jax import tasks
+  from lstm_jax.cli import experiment
+  from lstm_jax.errors import ConfigError
+  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.training import optim, steps
 
   config = experiment.load(args.config)
   try:
@@ -209,9 +209,9 @@ def fit(args: argparse.Namespace) -> dict[str, float]:
 
 def _vocab_rows(params) -> int:
   """Rows of the input embedding (the padded vocabulary), or 0."""
-  import jax  # noqa: PLC0415
+  import jax
 
-  from lstm_jax.treepath import path_name  # noqa: PLC0415
+  from lstm_jax.treepath import path_name
 
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     if path_name(path).endswith("embedding"):
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     f"{flags} --xla_force_host_platform_device_count={args.devices}".strip()
   )
   os.environ["JAX_PLATFORMS"] = "cpu"
-  from lstm_jax.errors import LstmJaxError  # noqa: PLC0415
+  from lstm_jax.errors import LstmJaxError
 
   try:
     r = fit(args)
