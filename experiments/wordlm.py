@@ -85,7 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.num_samples = 1024
   # "adaptive": the first id of each tail cluster (increasing, below the
   # vocabulary size); cluster i projects h to width / div_value**(i+1).
-  config.model.cutoffs = (2000, 10000)
+  config.model.cutoffs = (1000, 2000)
   config.model.div_value = 4.0
   # Storage dtype of the embedding and output matrices: "float32" or
   # "bfloat16" (half the memory of the largest parameters; the products are
