@@ -105,7 +105,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = config_dict.placeholder(str)
 
   config.optim = ml_collections.ConfigDict()
-  # "adamw" (decoupled weight decay), "adam" or "sgd" (L2 added to the grads).
+  # "adamw" (decoupled weight decay), "adam", "sgd" or "adagrad" (L2 added to
+  # the grads).
   config.optim.name = "adamw"
   # Peak learning rate.
   config.optim.learning_rate = 1e-3
@@ -120,10 +121,13 @@ def get_config() -> ml_collections.ConfigDict:
   # "step" schedule: multiply the rate by step_factor every step_every updates.
   config.optim.step_every = 1000
   config.optim.step_factor = 0.5
-  # Adam(W) moments and epsilon.
+  # Adam(W) moments; epsilon of Adam(W) and Adagrad.
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999
   config.optim.eps = 1e-8
+  # Adagrad: starting value of every squared-gradient accumulator
+  # (TensorFlow's default; the BIG LSTM was trained with it).
+  config.optim.initial_accumulator = 0.1
   # SGD momentum (0 = plain SGD) and Nesterov.
   config.optim.momentum = 0.9
   config.optim.nesterov = False
@@ -196,6 +200,10 @@ def get_config() -> ml_collections.ConfigDict:
   # "jit" (sharded jax.jit over the mesh) or "pmap" (jax.pmap with the
   # gradients combined by lax.psum; data parallel, one process).
   config.parallel.strategy = "jit"
+  # ZeRO-1: split the optimizer state over "data" as well (each device keeps
+  # and updates 1/data of the moments; parameters stay replicated over
+  # "data"). "jit" only.
+  config.parallel.shard_opt_state = False
   # Multi-host: process 0's host:port; unset = one process, or the cluster
   # JAX detects itself (Cloud TPU VM slice, SLURM).
   config.parallel.coordinator_address = config_dict.placeholder(str)

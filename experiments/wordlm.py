@@ -80,8 +80,27 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.tie_embeddings = True
   # Drop whole words (embedding rows) at this rate per batch; 0 = off.
   config.model.embed_dropout = 0.1
-  # Output layer: "full" (softmax over the whole vocabulary).
+  # Output layer: "full" (softmax over the whole vocabulary), "sampled"
+  # (training: a sampled softmax over num_samples log-uniform candidates,
+  # which assumes ids ranked by frequency, as the vocabulary's are;
+  # evaluation: the full softmax) or "adaptive" (Grave et al. 2017, exact;
+  # needs tie_embeddings=False). lstm_jax/ops/softmax.py has the maths.
   config.model.softmax = "full"
+  # "sampled": candidate words per training step, shared by the batch.
+  config.model.num_samples = 1024
+  # "adaptive": the first id of each tail cluster (increasing, below the
+  # vocabulary size); cluster i projects h to width / div_value**(i+1).
+  config.model.cutoffs = (1000, 2000)
+  config.model.div_value = 4.0
+  # Storage dtype of the embedding and output matrices: "float32" or
+  # "bfloat16" (half the memory of the largest parameters; the products are
+  # computed in float32). The LSTM's parameters stay float32.
+  config.model.param_dtype = "float32"
+  # Pad the vocabulary to a multiple of parallel.mesh_shape's "model" axis
+  # when its matrices are large enough to be split (the padding's logits are
+  # -inf: losses are unchanged). False on such a mesh: the run is refused,
+  # as the matrices would be replicated on every device.
+  config.model.pad_vocab = True
   # The LSTM stack (keys: lstm_jax.nn.layers.lstm_config).
   config.model.lstm = lstm_config(
     hidden_size=256,

@@ -183,3 +183,39 @@ class OptimizerTest(parameterized.TestCase):
     # The update after a skip equals the second update of a run with no skip.
     q3, _ = _step(tx, p1, good, s1)
     jax.tree.map(np.testing.assert_array_equal, p3, q3)
+
+
+def test_adagrad_matches_torch_over_three_steps():
+  """Three Adagrad steps (L2 weight decay, constant rate) against
+  torch.optim.Adagrad; eps 0, where optax's sqrt(acc + eps) and torch's
+  sqrt(acc) + eps agree."""
+  torch = pytest.importorskip("torch")
+  cfg = _cfg(
+    name="adagrad",
+    schedule="constant",
+    warmup_steps=0,
+    learning_rate=0.2,
+    weight_decay=0.01,
+    clip_norm=0.0,
+    eps=0.0,
+    initial_accumulator=0.1,
+  )
+  tx, _ = optim.make_optimizer(cfg, 10)
+  rng = np.random.default_rng(0)
+  w0 = rng.normal(size=(3, 4)).astype(np.float32)
+  grads = [rng.normal(size=(3, 4)).astype(np.float32) for _ in range(3)]
+  params, state = {"kernel": jnp.asarray(w0)}, None
+  w = torch.nn.Parameter(torch.tensor(w0))
+  opt = torch.optim.Adagrad(
+    [w], lr=0.2, weight_decay=0.01, initial_accumulator_value=0.1, eps=0.0
+  )
+  for g in grads:
+    params, state = _step(tx, params, {"kernel": jnp.asarray(g)}, state)
+    w.grad = torch.tensor(g)
+    opt.step()
+  np.testing.assert_allclose(params["kernel"], w.detach().numpy(), rtol=1e-5)
+
+
+def test_adagrad_rejects_a_negative_accumulator():
+  with pytest.raises(ConfigError, match="optim.initial_accumulator"):
+    optim.make_optimizer(_cfg(name="adagrad", initial_accumulator=-1.0), 1000)

@@ -144,10 +144,11 @@ def test_meshes_and_pmap_on_8_devices_match_one_device(tmp_path, env):
     "d42=parallel.mesh_shape=(4,2)",
     "d24=parallel.mesh_shape=(2,4)",
     "pmap=parallel.strategy='pmap'",
+    "zero1=parallel.mesh_shape=(4,2);parallel.shard_opt_state=True",
   ]
   proc = _run(out, specs, 8, env)
   assert "mesh {'data': 2, 'model': 4}" in proc.stdout
-  for name in ("d81", "d42", "d24", "pmap"):
+  for name in ("d81", "d42", "d24", "pmap", "zero1"):
     _assert_same_run(tmp_path / f"{name}.npz", tmp_path / "one.npz")
 
 

@@ -78,6 +78,10 @@ def check_config(config: Any, mesh: Mesh, rows: int) -> None:
       f"parallel.mesh_shape=(-1, 1) and one process, got mesh {dict(mesh.shape)} "
       f"and {jax.process_count()} processes (use strategy='jit')"
     )
+  if strategy == "pmap" and config.parallel.get("shard_opt_state"):
+    raise ConfigError(
+      "parallel.shard_opt_state=True (ZeRO-1) needs parallel.strategy='jit'"
+    )
   if k < 1:
     raise ConfigError(f"train.grad_accum_steps must be >= 1, got {k}")
   if rows % (k * data):
@@ -95,14 +99,23 @@ def check_config(config: Any, mesh: Mesh, rows: int) -> None:
     )
 
 
-def state_shardings(mesh: Mesh, abstract: Any) -> Any:
+def state_shardings(mesh: Mesh, abstract: Any, shard_opt_state: bool = False) -> Any:
   """Shardings of a `steps.TrainState`: parameters and optimizer state by
-  `sharding.RULES`, the stateful carry split over "data", the rest
-  replicated."""
+  `sharding.RULES` (`shard_opt_state`: the optimizer state also split over
+  "data", ZeRO-1), the stateful carry split over "data", the rest
+  replicated.
+
+  Raises:
+    ConfigError: a large leaf would be replicated (`sharding.tree_shardings`).
+  """
   repl = replicated(mesh)
+  params = sharding.tree_shardings(mesh, abstract.params, "params/")  # named first
+  opt_state = sharding.tree_shardings(
+    mesh, abstract.opt_state, "opt_state/", zero1=shard_opt_state
+  )
   return jax.tree.map(lambda _: repl, abstract).replace(
-    params=sharding.tree_shardings(mesh, abstract.params, "params/"),
-    opt_state=sharding.tree_shardings(mesh, abstract.opt_state, "opt_state/"),
+    params=params,
+    opt_state=opt_state,
     carry=batch_sharding(mesh, abstract.carry),
   )
 

@@ -29,6 +29,8 @@ from lstm_jax.data import text, words
 from lstm_jax.errors import ConfigError
 from lstm_jax.models.wordlm import SOFTMAXES, WordLanguageModel
 from lstm_jax.nn.layers import lstm_from_config
+from lstm_jax.nn.softmax import check_cutoffs
+from lstm_jax.parallel import sharding
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 from lstm_jax.tasks.charlm import budget_steps
 
@@ -37,6 +39,7 @@ VOCAB_FILE = "vocab.json"
 # only scores the final model.
 RESUMABLE_KEYS = ("data.path", "baseline.*")
 TOKEN_METRIC = "loss"
+PARAM_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -74,6 +77,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"model.embed_dropout must be in [0, 1), got {model.embed_dropout}"
     )
+  if model.param_dtype not in PARAM_DTYPES:
+    raise ConfigError(
+      f"model.param_dtype must be one of {list(PARAM_DTYPES)}, got "
+      f"{model.param_dtype!r}"
+    )
+  if model.softmax == "sampled" and model.num_samples < 1:
+    raise ConfigError(f"model.num_samples must be >= 1, got {model.num_samples}")
+  if model.softmax == "adaptive":
+    if model.tie_embeddings:
+      raise ConfigError(
+        "model.softmax='adaptive' has its own output parameters: set "
+        "model.tie_embeddings=False"
+      )
+    if not model.div_value >= 1:
+      raise ConfigError(f"model.div_value must be >= 1, got {model.div_value}")
   if config.baseline.order < 0:
     raise ConfigError(f"baseline.order must be >= 0, got {config.baseline.order}")
 
@@ -138,16 +156,33 @@ def make_model(
   config: ml_collections.ConfigDict, info: dict[str, Any]
 ) -> WordLanguageModel:
   """The model of `config.model`; bad settings name their key."""
-  lstm = lstm_from_config(config.model.lstm)
+  m = config.model
+  lstm = lstm_from_config(m.lstm)
   if lstm.bidirectional:
     raise ConfigError("model.lstm.bidirectional must be False for a language model")
+  vocab = int(info["vocab_size"])
+  if m.softmax == "adaptive":
+    problem = check_cutoffs(tuple(m.cutoffs), vocab)
+    if problem:
+      raise ConfigError(f"model.cutoffs {problem}")
+  # Pad the vocabulary so that the mesh's "model" axis can split its matrices.
+  rows = vocab
+  if m.pad_vocab:
+    width = max(m.embed_dim, lstm.proj_size or lstm.hidden_size)
+    model_axis = sharding.model_axis(config.parallel.mesh_shape, jax.device_count())
+    rows = sharding.padded_vocab(vocab, width, model_axis)
   return WordLanguageModel(
-    vocab_size=info["vocab_size"],
+    vocab_size=vocab,
     lstm=lstm,
-    embed_dim=config.model.embed_dim,
-    tie_embeddings=config.model.tie_embeddings,
-    embed_dropout=config.model.embed_dropout,
-    softmax=config.model.softmax,
+    embed_dim=m.embed_dim,
+    tie_embeddings=m.tie_embeddings,
+    embed_dropout=m.embed_dropout,
+    softmax=m.softmax,
+    num_samples=m.num_samples,
+    cutoffs=tuple(m.cutoffs),
+    div_value=m.div_value,
+    padded_vocab=rows,
+    param_dtype=PARAM_DTYPES[m.param_dtype],
   )
 
 

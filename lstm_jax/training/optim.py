@@ -1,7 +1,7 @@
 """The optax chain from `config.optim`.
 
   skip_nonfinite( [schedule_free]( clip_by_global_norm -> adamw | adam | sgd
-                                    with a schedule ) )
+                                    | adagrad with a schedule ) )
 
 * Clipping scales the whole gradient so its global L2 norm is at most
   `clip_norm` (0 = off).
@@ -9,8 +9,13 @@
   not to biases, layer-norm scales/biases or peephole weights: those set
   offsets and gains whose scale is meaningful, and decaying them toward zero
   only fights the data (as in nanoGPT/minGPT, which also decay embeddings).
-  "adamw" decays decoupled (Loshchilov & Hutter); "adam" and "sgd" add
-  `weight_decay * w` to the gradient (L2, `torch.optim` semantics).
+  "adamw" decays decoupled (Loshchilov & Hutter); "adam", "sgd" and
+  "adagrad" add `weight_decay * w` to the gradient (L2, `torch.optim`
+  semantics).
+* "adagrad" (Duchi et al. 2011; the BIG LSTM's optimizer, lr 0.2): per
+  entry, `acc += g**2; w -= lr * g / sqrt(acc + eps)`, with `acc` starting at
+  `initial_accumulator` (0.1, TensorFlow's default). Its state is one
+  accumulator per parameter (Adam keeps two).
 * Schedules all begin with a linear warmup over `warmup_steps` (update n uses
   `(n + 1) / warmup_steps` of the rate, so the first one already moves):
   "constant" stays at `learning_rate`; "warmup_cosine" decays to
@@ -48,7 +53,7 @@ import optax
 
 from lstm_jax.errors import ConfigError
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS = ("adamw", "adam", "sgd", "adagrad")
 SCHEDULES = ("constant", "warmup_cosine", "step")
 # Leaves of these names are never decayed, whatever their rank.
 _NO_DECAY_NAMES = ("peephole",)
@@ -131,6 +136,12 @@ def make_optimizer(
     opt = optax.adam(schedule, b1, cfg.b2, cfg.eps)
   elif cfg.name == "sgd":
     opt = optax.sgd(schedule, momentum, nesterov=cfg.nesterov and bool(momentum))
+  elif cfg.name == "adagrad":
+    if not cfg.initial_accumulator >= 0:  # also catches NaN
+      raise ConfigError(
+        f"optim.initial_accumulator must be >= 0, got {cfg.initial_accumulator}"
+      )
+    opt = optax.adagrad(schedule, cfg.initial_accumulator, cfg.eps)
   else:
     raise ConfigError(f"optim.name must be one of {OPTIMIZERS}, got {cfg.name!r}")
   parts = []

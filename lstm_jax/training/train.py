@@ -130,7 +130,7 @@ def _train_and_evaluate(
   rng = jax.random.key(config.seed)
   abstract = built.abstract_state()
   repl = parallel.replicated(mesh)
-  state_sh = parallel.state_shardings(mesh, abstract)
+  state_sh = parallel.state_shardings(mesh, abstract, config.parallel.shard_opt_state)
   eval_carry = None
   if datasets.eval_stateful:
     eval_carry = model.initialize_carry(parallel.batch_rows(eval_example))
