@@ -71,18 +71,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.holdout = 0.2
   # The fraction before the holdout used for validation (checkpoint choice).
   config.data.valid = 0.1
-  # Steps of every channel the model reads per forecast. Sunspots: three
-  # ~11-year cycles (seed 0, sqrt, hidden 32: see the table below).
-  config.data.input_len = 33 if dataset == "sunspots" else 36
-  # Values per call of the "direct" strategy (ignored by "recursive").
-  config.data.horizon = 11 if dataset == "sunspots" else 12
+  # The seasonal period m: seasonal naive, MASE, SARIMA's seasonal order and
+  # the seasonal residual use it. Unset = the dataset's (11 sunspots, 12 co2);
+  # for a CSV, from the frequency of the dates in its first column (monthly 12,
+  # quarterly 4, daily 7, ...) or else the autocorrelation of the training
+  # part (lstm_jax.data.season); the run prints it and data.json records it.
+  config.data.season = config_dict.placeholder(int)
+  # Steps of every channel the model reads per forecast. Unset = sunspots 33
+  # (three ~11-year cycles), co2 36, a CSV two seasons capped at a third of
+  # the training part (lstm_jax.data.series_defaults.csv_defaults).
+  config.data.input_len = config_dict.placeholder(int)
+  # Values per call of the "direct" strategy (ignored by "recursive"). Unset =
+  # one season (sunspots 11, co2 12; a CSV m, at most the validation part).
+  config.data.horizon = config_dict.placeholder(int)
   # Training windows per batch (drawn f(seed, step)).
   config.data.batch_size = 32
   # "" (none), "sqrt" or "log1p" of the target before scaling; forecasts are
-  # transformed back before scoring. Unset = the source's default
-  # (lstm_jax.tasks.forecast.TRANSFORM_DEFAULTS): sqrt for the skewed sunspot
-  # counts, as in the classical sunspot models (Tong's SETAR on sqrt counts);
-  # none for co2 and CSVs. Sunspots without it: see the table above.
+  # transformed back before scoring. Unset = sqrt for the skewed sunspot counts
+  # (Tong's SETAR on sqrt counts; kept after the holdout had been seen, see
+  # the caveat above), none for co2 and CSVs.
   config.data.transform = config_dict.placeholder(str)
 
   config.model = ml_collections.ConfigDict()
@@ -90,25 +97,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.lstm = lstm_config(hidden_size=32 if sunspots else 64)
   # Read windows relative to their last step: needed for a trending series
   # (co2); on stationary sunspots it loses the level (holdout MAE 40.3 vs
-  # 38.3 absolute, recursive, seed 0).
-  config.model.relative = dataset == "co2"
-  # Predict a correction to the seasonal naive forecast of the window (the
-  # target one season back), like SARIMA's seasonal difference; the untrained
-  # model is seasonal naive. Needs data.input_len >= the season. Sunspots
-  # (default config otherwise), seeds 0-2: validation multi-step MAE 22.2,
-  # 22.8, 18.7 vs 16.3, 21.5, 18.2 without, so it is off.
-  config.model.seasonal_residual = False
+  # 38.3 absolute, recursive, seed 0). Unset = off for sunspots, on for co2
+  # and CSVs (a trend leaves the training range).
+  config.model.relative = config_dict.placeholder(bool)
+  # The model predicts a correction to a base forecast read off its window:
+  # "seasonal" (seasonal naive, as SARIMA's seasonal difference),
+  # "seasonal_drift" (plus the window's mean seasonal change: follows a
+  # trend), "naive", "naive_drift" (m = 1), "" none, or "auto": the base with
+  # the lowest multi-step MAE over the validation part, from the training
+  # part alone (no training run, no holdout value). The head starts at zero:
+  # the untrained model is the base. Unset = "" for sunspots (seasonal,
+  # seeds 0-2: validation multi-step MAE 22.2, 22.8, 18.7 vs 16.3, 21.5, 18.2
+  # without) and co2, "auto" for a CSV (benchmarks/forecast_all.py).
+  config.model.residual = config_dict.placeholder(str)
 
   config.forecast = ml_collections.ConfigDict()
   # Multi-step strategy over the holdout: "recursive" (one step at a time,
   # fed back) or "direct" (data.horizon values per call, block by block).
-  # Sunspots, seed 0, holdout MAE: direct with an 11-year head 30.6,
-  # recursive 38.3 (errors compound over the 62-year holdout).
-  config.forecast.strategy = "direct" if dataset == "sunspots" else "recursive"
-  # Season m of seasonal naive and MASE; unset = the dataset's (11 sunspots,
-  # 12 co2, 1 CSV: lstm_jax.tasks.forecast.DEFAULTS).
-  config.forecast.season = config_dict.placeholder(int)
-  # SARIMAX (p, d, q) and (P, D, Q, m); unset = the dataset's defaults.
+  # Unset = direct for sunspots (seed 0, holdout MAE: direct with an 11-year
+  # head 30.6, recursive 38.3) and for a seasonal CSV, recursive for co2 and
+  # a CSV with season 1.
+  config.forecast.strategy = config_dict.placeholder(str)
+  # SARIMAX (p, d, q) and (P, D, Q, m); unset = the source's: sunspots
+  # (2,0,1), co2 (1,1,1)x(0,1,1,12), a CSV (1,1,1)x(0,1,1,m) (m > 1).
   config.forecast.arima_order = config_dict.placeholder(tuple)
   config.forecast.seasonal_order = config_dict.placeholder(tuple)
   # Fit the ARIMA baseline (needs statsmodels).
