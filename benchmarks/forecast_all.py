@@ -63,7 +63,11 @@ def _stamps(start_year: int, start_index: int, freq: int, n: int) -> list[str]:
     k = start_index + i
     year, sub = start_year + k // freq, k % freq
     out.append(
-      str(year) if freq == 1 else f"{year}Q{sub + 1}" if freq == 4 else f"{year}-{sub + 1:02d}"
+      str(year)
+      if freq == 1
+      else f"{year}Q{sub + 1}"
+      if freq == 4
+      else f"{year}-{sub + 1:02d}"
     )
   return out
 
@@ -83,7 +87,7 @@ def load_all() -> dict[str, tuple[list[str], np.ndarray, int]]:
   nile = sm.datasets.nile.load_pandas().data
   out["nile"] = (_stamps(1871, 0, 1, len(nile)), nile["volume"].to_numpy(float), 1)
   macro = sm.datasets.macrodata.load_pandas().data
-  for col in ("realgdp", "cpi", "unemp", "m1"):
+  for col in ("realgdp", "cpi"):
     v = macro[col].to_numpy(float)
     out[f"macro_{col}"] = (_stamps(1959, 0, 4, len(v)), v, 4)
   with contextlib.suppress(ImportError):
@@ -127,7 +131,9 @@ def strengths(train: np.ndarray, m: int) -> tuple[float, float]:
 
 def run_one(name, dates, y, known, runs: Path, tiny: bool) -> dict:
   csv = runs / f"{name}.csv"
-  csv.write_text("date,value\n" + "".join(f"{d},{float(v)!r}\n" for d, v in zip(dates, y)))
+  csv.write_text(
+    "date,value\n" + "".join(f"{d},{float(v)!r}\n" for d, v in zip(dates, y))
+  )
   config = experiment.get_config("tiny" if tiny else "")
   config.data.dataset = ""
   config.data.path = str(csv)
@@ -172,7 +178,7 @@ def table(rows: list[dict]) -> str:
           "ETS | ARIMA | min |\n|" + "---|" * 16 + "\n")  # fmt: skip
   lines = []
   for r in rows:
-    g = lambda k: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
+    g = lambda k, r=r: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
     lines.append(
       f"| {r['name']}{' (T+S)' if r['ts'] else ''} | {r['n']} | {r['known']} / "
       f"{r['season']} ({r['season_from']}) | {r['f_t']:.2f}, {r['f_s']:.2f} | "
@@ -194,7 +200,10 @@ def summary(rows: list[dict]) -> str:
     return float(np.exp(np.mean(np.log(rel)))) if rel else float("nan")
 
   out = []
-  for label, sub in (("all series", rows), ("trend and seasonality", [r for r in rows if r["ts"]])):
+  for label, sub in (
+    ("all series", rows),
+    ("trend and seasonality", [r for r in rows if r["ts"]]),
+  ):
     out.append(
       f"- {label}: LSTM MASE below seasonal naive on {frac(sub, 'snaive')}, below "
       f"ETS on {frac(sub, 'ets')}, below ARIMA on {frac(sub, 'arima')}; geometric "
@@ -203,7 +212,9 @@ def summary(rows: list[dict]) -> str:
     )  # fmt: skip
   match = sum(r["season"] == r["known"] for r in rows)
   out.append(f"- inferred period equals the known one on {match}/{len(rows)} series")
-  out.append(f"- minutes (LSTM run + ETS fit): total {sum(r['minutes'] for r in rows):.1f}")
+  out.append(
+    f"- minutes (LSTM run + ETS fit): total {sum(r['minutes'] for r in rows):.1f}"
+  )
   return "\n".join(out) + "\n"
 
 
@@ -213,9 +224,25 @@ def main(argv=None) -> list[dict]:
   ap.add_argument("--tiny", action="store_true")
   ap.add_argument("--runs_dir", default="/tmp/forecast_all")
   ap.add_argument("--write", action="store_true", help=f"write {OUT.name}")
+  ap.add_argument("--shard", default="0/1", help="k/n: every n-th series from k")
+  ap.add_argument("--rows", default="", help="logs of earlier runs: table only")
   args = ap.parse_args(argv)
+  if args.rows:  # the JSON rows that runs (e.g. shards) printed
+    rows = [json.loads(x) for f in args.rows.split(",")
+            for x in Path(f).read_text().splitlines() if x.startswith("{")]  # fmt: skip
+    order = list(load_all())
+    rows.sort(key=lambda r: order.index(r["name"]))
+    text = table(rows) + "\n" + summary(rows)
+    print(text)
+    if args.write:
+      OUT.write_text(__doc__.split("\n\n", 1)[0] + "\n\n" + text)
+    return rows
   data = load_all()
-  names = [n for n in args.only.split(",") if n] or (list(TINY) if args.tiny else list(data))
+  names = [n for n in args.only.split(",") if n] or (
+    list(TINY) if args.tiny else list(data)
+  )
+  k, n = (int(x) for x in args.shard.split("/"))
+  names = names[k::n]
   runs = Path(args.runs_dir)
   runs.mkdir(parents=True, exist_ok=True)
   rows = []
