@@ -26,6 +26,7 @@ part) both >= 0.6 with a known period > 1; fixed before any run.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import io
 import json
@@ -129,7 +130,21 @@ def strengths(train: np.ndarray, m: int) -> tuple[float, float]:
   return float(f_t), float(f_s)
 
 
-def run_one(name, dates, y, known, runs: Path, tiny: bool) -> dict:
+def _override(config, setting: str) -> None:
+  """`section.key=value` (a Python literal, else a string) into config."""
+  key, _, text = setting.partition("=")
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  *path, last = key.split(".")
+  node = config
+  for part in path:
+    node = node[part]
+  node[last] = value
+
+
+def run_one(name, dates, y, known, runs: Path, tiny: bool, sets=()) -> dict:
   csv = runs / f"{name}.csv"
   csv.write_text(
     "date,value\n" + "".join(f"{d},{float(v)!r}\n" for d, v in zip(dates, y))
@@ -141,6 +156,8 @@ def run_one(name, dates, y, known, runs: Path, tiny: bool) -> dict:
   config.forecast.plot = False
   if tiny:
     config.train.steps = 20
+  for setting in sets:
+    _override(config, setting)
   workdir = runs / name
   start = time.time()
   log = io.StringIO()
@@ -226,6 +243,9 @@ def main(argv=None) -> list[dict]:
   ap.add_argument("--write", action="store_true", help=f"write {OUT.name}")
   ap.add_argument("--shard", default="0/1", help="k/n: every n-th series from k")
   ap.add_argument("--rows", default="", help="logs of earlier runs: table only")
+  ap.add_argument(
+    "--set", action="append", default=[], help="a config override, key=value"
+  )
   args = ap.parse_args(argv)
   if args.rows:  # the JSON rows that runs (e.g. shards) printed
     rows = [json.loads(x) for f in args.rows.split(",")
@@ -248,7 +268,7 @@ def main(argv=None) -> list[dict]:
   rows = []
   for name in names:
     dates, y, known = data[name]
-    row = run_one(name, dates, y, known, runs, args.tiny)
+    row = run_one(name, dates, y, known, runs, args.tiny, args.set)
     print(row["line"], flush=True)
     print(json.dumps(row), flush=True)
     rows.append(row)

@@ -87,7 +87,9 @@ def test_csv_run_uses_the_dates_period_for_seasonal_naive(tmp_path):
   assert "season 12 (monthly dates (MS))" in p.describe()
   assert p.settings["seasonal_order"] == (0, 1, 1, 12)
   # The run's seasonal naive repeats the last 12 observed months.
-  got = forecast.baseline_forecasts(p, with_arima=False)["seasonal_naive"]["multi"]
+  config = _config(_write(tmp_path, dates, y))
+  config.forecast.arima = False
+  got = forecast.baseline_forecasts(config, p)["seasonal_naive"]["multi"]
   np.testing.assert_array_equal(got, np.resize(y[p.test_start - 12 : p.test_start], 24))
   # "auto" picks the base with the lowest validation MAE, computed here by hand.
   v0, t0, L = p.valid_start, p.test_start, p.settings["input_len"]

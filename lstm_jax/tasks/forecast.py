@@ -2,12 +2,17 @@
 
 Config (declared in `experiments/forecast.py`): the source (`data.dataset`
 shortcut or `data.path` + `data.columns` [+ `data.target`]), the
-chronological split (`data.holdout`, `data.valid`), the windows
-(`data.input_len`, `data.horizon`), `data.transform` (sqrt or log1p of
-the target before scaling), `model.seasonal_residual` (the model predicts a
-correction to the seasonal naive forecast) and `forecast.*`: the multi-step strategy,
-the season and the ARIMA orders of the baselines (unset = the dataset's
-defaults in `DEFAULTS`).
+chronological split (`data.holdout`, `data.valid`), the season
+(`data.season`), the windows (`data.input_len`, `data.horizon`),
+`data.transform` (sqrt or log1p of the target before scaling),
+`model.residual` (the model predicts a correction to a base forecast:
+seasonal naive, with or without drift, chosen on the validation part by
+"auto"), `model.relative` and `forecast.*`: the multi-step strategy and the
+ARIMA orders. Unset keys resolve per source (`data.series_defaults`): the
+shortcuts' values, or, for a CSV, values scaled to its season and length;
+the season of a CSV comes from its dates or the ACF of its training part.
+The run prints the season and the residual chosen in one line, and
+`data.json` records every resolved value (`settings`).
 
 Training: windows of the training part, scaled with statistics of the
 training part only; the model (`models.forecaster.Forecaster`) predicts the
@@ -19,7 +24,7 @@ Final evaluation (`final_evaluation`, once, on the best checkpoint; split
 "test"), on the original scale over the whole holdout (the last `holdout`
 fraction):
 
-* `mae`, `rmse`, `mase`: the multi-step forecast from the end of the
+* `mae`, `rmse`, `mase`, `smape`: the multi-step forecast from the end of the
   validation part, no holdout value seen ("recursive": one step at a time,
   each forecast fed back; "direct": `horizon` values per call, block by block);
 * `valid_multi/mae`, `valid_multi/seasonal_naive/mae`: the same multi-step
@@ -29,7 +34,8 @@ fraction):
   before it;
 * `naive/*`, `seasonal_naive/*`, `arima/*` (multi-step) and
   `<baseline>/one_step/*`, fit on the same history in the same run
-  (`lstm_jax.baselines.forecast`).
+  (`lstm_jax.baselines.forecast`); `base/*`: the residual's base forecast
+  alone (the untrained model), so the gain of training shows.
 
 `forecast.png` in the workdir plots the holdout with every multi-step forecast.
 A multivariate model is fed the observed future values of the other channels
@@ -273,14 +279,14 @@ def multi_step(config, model, variables, p: Prepared, start: int, stop: int):
 
 
 def baseline_forecasts(
-  p: Prepared, with_arima: bool
+  config: ml_collections.ConfigDict, p: Prepared
 ) -> dict[str, dict[str, np.ndarray]]:
   """The baselines' holdout forecasts (`baselines.baseline_forecasts`), fit on
   the same history (training + validation parts) as the model."""
   r, y = p.settings, p.series.target_values
   return baselines.baseline_forecasts(
     y[: p.test_start], y[p.test_start :], r["season"], r["arima_order"],
-    r["seasonal_order"], with_arima,
+    r["seasonal_order"], config.forecast.arima,
   )  # fmt: skip
 
 
@@ -322,7 +328,7 @@ def final_evaluation(
   y = p.series.target_values
   test, train = y[p.test_start :], y[: p.valid_start]
   ours = forecasts(config, model, params, p)
-  others = baseline_forecasts(p, config.forecast.arima)
+  others = baseline_forecasts(config, p)
   if p.settings["residual"]:  # the base alone: what training added to it
     base = p.base_forecast(p.settings["residual"], p.test_start, len(test))
     others["base"] = {"multi": base}
