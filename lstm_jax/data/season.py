@@ -6,9 +6,9 @@
   the calendar cycle of their frequency: yearly 1, quarterly 4, monthly 12,
   weekly 52, daily 7, business-daily 5, hourly 24, minutely and secondly 60;
   a multiple such as "2h" divides it (12) when it divides evenly.
-* Otherwise (no date column, dates that do not parse or are irregular, or no
-  pandas) the period is estimated from the autocorrelation of the series'
-  first differences (`from_acf`), or 1 when no lag stands out.
+* Otherwise (no date column, yearly dates, dates that do not parse or are
+  irregular, or no pandas) the period is estimated from the autocorrelation
+  of the series' first differences (`from_acf`), or 1 when no lag stands out.
 
 Only the values passed in are read: the forecasting task passes the training
 part, so the estimate never sees the validation or holdout parts.
@@ -107,11 +107,15 @@ def from_acf(values: np.ndarray, max_lag: int | None = None) -> tuple[int, str]:
 
 
 def infer(values: np.ndarray, dates: Sequence[str] | None = None) -> tuple[int, str]:
-  """(period, reason): the dates' frequency when they give one, else the ACF."""
+  """(period, reason): the dates' frequency when they give one, else the ACF.
+
+  Yearly dates (cycle 1) have no calendar season, so the ACF may still find a
+  cycle of the series itself (sunspots' ~11 years, lynx's ~10).
+  """
   why = "no date column"
   if dates is not None:
     m, why = from_dates(dates)
-    if m is not None:
+    if m is not None and m > 1:
       return m, why
   m, how = from_acf(values)
   return m, f"{why}; {how}"
