@@ -35,6 +35,19 @@ validation and worst on the holdout), and its 47.5 loses to seasonal naive
 (38.86); sqrt (`--config.data.transform=sqrt`) remains the better holdout
 figure. The old default's validation MSE was lowest at its first checkpoint
 (step 100) and then climbed: ~180 training windows overfit fast.
+A CSV (`--config.data.dataset= --config.data.path=... --config.data.columns=`):
+the dates in its first column give the season (monthly 12, quarterly 4,
+daily 7, ...; yearly, irregular, unparsable or no dates: the autocorrelation
+of the training part, else 1); the run prints it in one line. Window, horizon,
+strategy, relative windows, residual and SARIMA orders are scaled to the
+season and the part lengths (lstm_jax.data.series_defaults.csv_defaults).
+How they were chosen: a priori, before any CSV run and never from a holdout
+(two seasons of window, which the drift base needs; one season per direct
+block; relative windows as for co2; the trainer settings are sunspots',
+tuned for ~200 windows). Per series, the residual's base is the one with
+the lowest multi-step MAE over the validation part and the checkpoint the
+one with the lowest validation MSE. Figures over every series shipped
+offline: benchmarks/RESULTS_forecast.md (benchmarks/forecast_all.py).
 co2 (relative, recursive, input 36, hidden 64, 1500 steps), seeds 0-2: holdout
 MAE 2.39, 3.74, 0.69 = 2.28 +- 1.53 (seasonal naive 7.96, naive 6.49,
 SARIMA(1,1,1)x(0,1,1,12) 1.74); validation 0.40, 1.49, 0.91 (seasonal naive 3.73).
