@@ -235,6 +235,15 @@ def summary(rows: list[dict]) -> str:
   return "\n".join(out) + "\n"
 
 
+def write(text: str) -> None:
+  """`OUT`: the docstring's first paragraph, the table, and any `## Notes`
+  section already there (written by hand after a run) kept."""
+  notes = ""
+  if OUT.is_file() and "\n## Notes" in OUT.read_text():
+    notes = "\n## Notes" + OUT.read_text().split("\n## Notes", 1)[1]
+  OUT.write_text(__doc__.split("\n\n", 1)[0] + "\n\n" + text + notes)
+
+
 def main(argv=None) -> list[dict]:
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--only", default="")
@@ -256,7 +265,7 @@ def main(argv=None) -> list[dict]:
     text = table(rows) + "\n" + summary(rows)
     print(text)
     if args.write:
-      OUT.write_text(__doc__.split("\n\n", 1)[0] + "\n\n" + text)
+      write(text)
     return rows
   data = load_all()
   names = [n for n in args.only.split(",") if n] or (
@@ -276,7 +285,7 @@ def main(argv=None) -> list[dict]:
   text = table(rows) + "\n" + summary(rows)
   print(text)
   if args.write:
-    OUT.write_text(__doc__.split("\n\n", 1)[0] + "\n\n" + text)
+    write(text)
   return rows
 
 
