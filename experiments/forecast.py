@@ -47,7 +47,10 @@ block; relative windows as for co2; the trainer settings are sunspots',
 tuned for ~200 windows). Per series, the residual's base is the one with
 the lowest multi-step MAE over the validation part and the checkpoint the
 one with the lowest validation MSE. Figures over every series shipped
-offline: benchmarks/RESULTS_forecast.md (benchmarks/forecast_all.py).
+offline: benchmarks/RESULTS_forecast.md (benchmarks/forecast_all.py; seed 0):
+multi-step MASE below seasonal naive on 13 of 21 series with trend and
+seasonality and 18 of 31 overall (geometric mean ratio 0.64), but above ETS
+and SARIMA on most (ratios 1.22, 1.15).
 co2 (relative, recursive, input 36, hidden 64, 1500 steps), seeds 0-2: holdout
 MAE 2.39, 3.74, 0.69 = 2.28 +- 1.53 (seasonal naive 7.96, naive 6.49,
 SARIMA(1,1,1)x(0,1,1,12) 1.74); validation 0.40, 1.49, 0.91 (seasonal naive 3.73).
