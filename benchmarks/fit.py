@@ -211,7 +211,7 @@ def _vocab_rows(params) -> int:
   """Rows of the input embedding (the padded vocabulary), or 0."""
   import jax
 
-  from lstm_jax.treepath import path_name
+  from lstm_jax.util.treepath import path_name
 
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     if path_name(path).endswith("embedding"):

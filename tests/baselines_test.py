@@ -78,3 +78,34 @@ def test_report_on_sunspots_arima_beats_naive_one_step():
   scale = np.mean(np.abs(train[11:] - train[:-11]))  # seasonal in-sample MAE
   naive_mae = np.mean(np.abs(y[t0:] - y[t0 - 1 : -1]))
   assert report["naive/one_step"]["mase"] == pytest.approx(naive_mae / scale)
+
+
+def test_smape_and_seasonal_drift_by_hand():
+  y, f = np.array([1.0, 2.0, 0.0]), np.array([3.0, 2.0, 0.0])
+  assert baselines.smape(y, f) == pytest.approx(200 / 3 * (2 / 4))  # 0/0 counts 0
+  hist = np.array([5.0, 1, 2, 3, 4, 2, 4, 6, 8])  # window 6, m = 3
+  # Window [3, 4, 2, 4, 6, 8]: seasonal changes 4-3, 6-4, 8-2 -> mean 3.
+  got = baselines.seasonal_drift(hist, 7, season=3, window=6)
+  np.testing.assert_allclose(got, [7, 9, 11, 10, 12, 14, 13])
+  # m = 1: the last value plus the window's mean step ((8 - 3) / 5 = 1).
+  np.testing.assert_allclose(baselines.seasonal_drift(hist, 2, 1, 6), [9, 10])
+
+
+def test_fit_ets_is_statsmodels_lowest_aic():
+  pytest.importorskip("statsmodels")
+  from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+  rng = np.random.default_rng(0)
+  t = np.arange(96)
+  y = 50 + 0.5 * t + 5 * np.sin(2 * np.pi * t / 12) + rng.normal(size=96)
+  res = baselines.fit_ets(y, season=12)
+  fits = []
+  for trend, damped in ((None, False), ("add", False), ("add", True)):
+    for seas in (None, "add", "mul"):
+      m = ETSModel(y, error="add", trend=trend, damped_trend=damped, seasonal=seas,
+                   seasonal_periods=12 if seas else None)  # fmt: skip
+      fits.append(m.fit(disp=False))
+  best = min(fits, key=lambda r: r.aic)
+  assert res.aic == pytest.approx(best.aic)
+  np.testing.assert_allclose(res.forecast(24), best.forecast(24))
+  assert best.model.seasonal is not None  # the seasonal pattern is found

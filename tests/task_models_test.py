@@ -142,6 +142,27 @@ def test_seasonal_residual_starts_as_seasonal_naive(horizon, season):
     model.apply(variables, {"inputs": x[:, : season - 1]})
 
 
+@pytest.mark.parametrize("relative", [False, True])
+def test_drift_residual_starts_as_seasonal_drift(relative):
+  """Untrained, one call of horizon 9 is `baselines.seasonal_drift` of the
+  window (the relative wrapper changes nothing: the base is shift-invariant)."""
+  from lstm_jax.baselines import forecast as baselines
+  from lstm_jax.models.forecaster import RelativeForecaster
+
+  rng = np.random.default_rng(6)
+  window = np.cumsum(rng.normal(size=(3, 10, 1)), axis=1)
+  x = jnp.asarray(window, jnp.float32)
+  cls = RelativeForecaster if relative else Forecaster
+  model = cls(lstm=LSTM(4), horizon=9, season=4, drift=True)
+  variables = model.init(jax.random.key(0), {"inputs": x})
+  preds, _ = model.apply(variables, {"inputs": x})
+  for row in range(3):
+    want = baselines.seasonal_drift(window[row, :, 0], 9, 4, 10)
+    np.testing.assert_allclose(preds[row], want, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="window >= season 4 \\+ 1"):
+    model.apply(variables, {"inputs": x[:, :4]})
+
+
 def test_rollout_with_covariates():
   rng = np.random.default_rng(3)
   window = jnp.asarray(rng.normal(size=(2, 6, 2)), jnp.float32)

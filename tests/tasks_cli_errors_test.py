@@ -106,6 +106,14 @@ CASES = {
     ],
     ["neg.csv", "'sqrt'", "-2"],
   ),
+  "season_zero": (
+    lambda t: [*_forecast(_csv(t / "z.csv", SERIES)), "--config.data.season=0"],
+    ["data.season", "got 0"],
+  ),
+  "season_longer_than_half_the_training_part": (
+    lambda t: [*_forecast(_csv(t / "l.csv", SERIES)), "--config.data.season=40"],
+    ["data.season", "[1, 21]", "l.csv", "got 40"],
+  ),
   "ucr_patch_zero": (
     lambda t: ["--config=experiments/ucr.py:GunPoint,tiny", "--config.model.patch=0"],
     ["model.patch", "0"],

@@ -4,13 +4,16 @@ All on the original scale, over a holdout `test` that follows `history`
 (everything before it: training and validation parts).
 
 * MAE, RMSE; MASE (Hyndman & Koehler 2006): MAE over the in-sample MAE of the
-  (seasonal) naive forecast on the training part, `mean |y_t - y_{t-m}|`.
+  (seasonal) naive forecast on the training part, `mean |y_t - y_{t-m}|`;
+  sMAPE (the M3/M4 definition), `200 mean |y - f| / (|y| + |f|)` in percent.
 * Two forecasting modes over the holdout:
   - multi-step: one forecast from the origin (the end of history) for every
     holdout step, no holdout value is seen;
   - one-step-ahead: step t is forecast from the observed values before t.
 * Baselines: naive (last value), seasonal naive (the value one season back),
-  ARIMA/SARIMAX from statsmodels (optional dependency, `forecast` extra). The
+  seasonal naive with drift over a window (`seasonal_drift`: the base a
+  forecaster's `residual="drift"` corrects), ETS (`fit_ets`, statsmodels'
+  ETSModel, chosen by AIC), ARIMA/SARIMAX from statsmodels (optional dependency, `forecast` extra). The
   ARIMA order is fixed by the caller or picked by AIC over a tiny grid
   (p, q in 0..2, d in 0..1: 18 fits; 7 s on sunspots, 10 s on monthly co2,
   measured on 2 shared CPU cores). For a trending seasonal series (co2) give a
@@ -57,12 +60,21 @@ def mase(y: np.ndarray, yhat: np.ndarray, train: np.ndarray, season: int = 1) ->
   return mae(y, yhat) / mase_scale(train, season)
 
 
+def smape(y: np.ndarray, yhat: np.ndarray) -> float:
+  """Symmetric MAPE in percent (M3/M4); a step where y = yhat = 0 counts 0."""
+  y, yhat = np.asarray(y, np.float64), np.asarray(yhat, np.float64)
+  den = np.abs(y) + np.abs(yhat)
+  ratio = np.divide(np.abs(y - yhat), den, out=np.zeros_like(den), where=den > 0)
+  return float(200 * np.mean(ratio))
+
+
 def scores(y, yhat, train, season: int = 1) -> dict[str, float]:
-  """{"mae", "rmse", "mase"} of one forecast."""
+  """{"mae", "rmse", "mase", "smape"} of one forecast."""
   return {
     "mae": mae(y, yhat),
     "rmse": rmse(y, yhat),
     "mase": mase(y, yhat, train, season),
+    "smape": smape(y, yhat),
   }
 
 
@@ -87,6 +99,28 @@ def seasonal_naive(
   return np.resize(last, len(test))
 
 
+def seasonal_drift(
+  history: np.ndarray, steps: int, season: int, window: int
+) -> np.ndarray:
+  """Seasonal naive plus the window's mean seasonal change, multi-step.
+
+  With w = the last `window` values of history and the drift per season
+  d = mean_i (w_i - w_{i-m}) over the window, step j = 0, 1, ... ahead is
+  w[window - m + (j mod m)] + (floor(j / m) + 1) d. m = 1 is the naive
+  forecast with the window's drift (a random walk with drift).
+
+  Returns:
+    <float64>[steps].
+  """
+  w = np.asarray(history, np.float64)[-window:]
+  m = season
+  if len(w) <= m:
+    raise DataError(f"seasonal drift needs more than {m} history steps, got {len(w)}")
+  d = float(np.mean(w[m:] - w[:-m]))
+  j = np.arange(steps)
+  return w[len(w) - m + j % m] + (j // m + 1) * d
+
+
 def _statsmodels():
   if importlib.util.find_spec("statsmodels") is None:
     raise DataError(
@@ -101,8 +135,10 @@ def fit_arima(
   history: np.ndarray,
   order: tuple[int, int, int] | None = None,
   seasonal_order: tuple[int, int, int, int] = (0, 0, 0, 0),
+  grid: list[tuple[int, int, int]] | None = None,
 ):
-  """SARIMAX fit on `history`; `order=None` picks (p, d, q) by AIC on a tiny grid.
+  """SARIMAX fit on `history`; `order=None` picks (p, d, q) by AIC on `grid`
+  (default: p, q in 0..2, d in 0..1).
 
   A constant is included when d = 0 (`trend="c"`), none otherwise.
   """
@@ -122,7 +158,7 @@ def fit_arima(
 
   if order is not None:
     return fit(tuple(order))
-  grid = [(p, d, q) for p, d, q in itertools.product(range(3), range(2), range(3))]
+  grid = grid or list(itertools.product(range(3), range(2), range(3)))
   fits = [fit(o) for o in grid]
   return min(fits, key=lambda r: r.aic)
 
@@ -135,6 +171,60 @@ def arima_forecast(results, test: np.ndarray, one_step: bool) -> np.ndarray:
   extended = results.append(np.asarray(test, np.float64), refit=False)
   start = results.nobs
   return np.asarray(extended.predict(start=start, end=start + n - 1))
+
+
+def fit_ets(history: np.ndarray, season: int = 1):
+  """statsmodels ETSModel with the lowest AIC over additive errors, trend
+  none / additive / damped additive, and (season > 1, at least two seasons
+  of history) seasonality none / additive / multiplicative (positive series)."""
+  _statsmodels()
+  from statsmodels.tsa.exponential_smoothing.ets import ETSModel  # optional
+
+  y = np.asarray(history, np.float64)
+  seasonal = [None]
+  if season > 1 and len(y) >= 2 * season + 2:
+    seasonal += ["add"] + (["mul"] if y.min() > 0 else [])
+  fits = []
+  for trend, damped in ((None, False), ("add", False), ("add", True)):
+    for seas in seasonal:
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence warnings of small fits
+        model = ETSModel(
+          y, error="add", trend=trend, damped_trend=damped, seasonal=seas,
+          seasonal_periods=season if seas else None,
+        )  # fmt: skip
+        try:
+          res = model.fit(disp=False)
+        except (ValueError, np.linalg.LinAlgError):
+          continue
+      if np.isfinite(res.aic):
+        fits.append(res)
+  if not fits:
+    raise DataError("no ETS model could be fit to the history")
+  return min(fits, key=lambda r: r.aic)
+
+
+def baseline_forecasts(
+  history: np.ndarray,
+  test: np.ndarray,
+  season: int = 1,
+  arima_order: tuple[int, int, int] | None = (2, 0, 1),
+  seasonal_order: tuple[int, int, int, int] = (0, 0, 0, 0),
+  with_arima: bool = True,
+) -> dict[str, dict[str, np.ndarray]]:
+  """Every baseline's holdout forecasts, {name: {"multi"|"one_step": <f64>[n]}},
+  fit on `history` (what the forecasts may see: training + validation)."""
+  out = {"naive": {}, "seasonal_naive": {}}
+  for mode, one in (("multi", False), ("one_step", True)):
+    out["naive"][mode] = naive(history, test, one)
+    out["seasonal_naive"][mode] = seasonal_naive(history, test, season, one)
+  if with_arima:
+    res = fit_arima(history, arima_order, seasonal_order)
+    out["arima"] = {
+      mode: arima_forecast(res, test, one)
+      for mode, one in (("multi", False), ("one_step", True))
+    }
+  return out
 
 
 def baseline_report(
@@ -151,14 +241,11 @@ def baseline_report(
   `train` is the part the MASE scale comes from (the training part), `history`
   what the forecasts may see (training + validation).
   """
-  out = {}
-  for mode, one in (("multi", False), ("one_step", True)):
-    out[f"naive/{mode}"] = scores(test, naive(history, test, one), train, season)
-    out[f"seasonal_naive/{mode}"] = scores(
-      test, seasonal_naive(history, test, season, one), train, season
-    )
-  if with_arima:
-    res = fit_arima(history, arima_order, seasonal_order)
-    for mode, one in (("multi", False), ("one_step", True)):
-      out[f"arima/{mode}"] = scores(test, arima_forecast(res, test, one), train, season)
-  return out
+  forecasts = baseline_forecasts(
+    history, test, season, arima_order, seasonal_order, with_arima
+  )
+  return {
+    f"{name}/{mode}": scores(test, f, train, season)
+    for name, modes in forecasts.items()
+    for mode, f in modes.items()
+  }

@@ -4,7 +4,8 @@ Sources:
 * a CSV file with a header row; `columns` names the columns to use
   (comma-separated for a multivariate series), the first named one is the
   target unless `target` says otherwise. Values must be numbers; an empty cell
-  or text is an error naming the row and column.
+  or text is an error naming the row and column. A first column that is not
+  named is kept as the time stamps (`Series.dates`, for `data.season`).
 * `sunspots`: yearly sunspot numbers 1700-2008 (309 values,
   `sm.datasets.sunspots`, column SUNACTIVITY).
 * `co2`: Mauna Loa weekly CO2 1958-2001 (`sm.datasets.co2`), averaged per
@@ -48,12 +49,15 @@ class Series:
     names: the channel names.
     target: index of the target channel in `names`.
     source: the path or shortcut it came from.
+    dates: a CSV's first column, one string per step, when it is not one of
+      the named columns (read as dates for the seasonal period), else None.
   """
 
   values: np.ndarray
   names: list[str]
   target: int
   source: str
+  dates: tuple[str, ...] | None = None
 
   @property
   def target_values(self) -> np.ndarray:
@@ -96,10 +100,11 @@ def load_csv(
   if target not in names:
     raise DataError(f"{path}: target column {target!r} is not one of columns {names}")
   idx = [header.index(n) for n in names]
-  values = []
+  values, dates = [], []
   for lineno, row in enumerate(rows[1:], 2):
     if not row:
       continue
+    dates.append(row[0].strip())
     out = []
     for name, i in zip(names, idx):
       cell = row[i].strip() if i < len(row) else ""
@@ -114,7 +119,11 @@ def load_csv(
     values.append(out)
   if not values:
     raise DataError(f"{path}: a header but no data rows")
-  return Series(np.asarray(values, np.float64), names, names.index(target), path)
+  # The first column, when not a value column, is the time stamp (dates).
+  stamps = tuple(dates) if 0 not in idx else None
+  return Series(
+    np.asarray(values, np.float64), names, names.index(target), path, stamps
+  )
 
 
 def _statsmodels(name: str) -> np.ndarray:

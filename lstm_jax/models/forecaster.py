@@ -11,7 +11,12 @@ the direct one applied block by block.
 `season = m > 0` makes the head a correction to the seasonal naive forecast
 read off the window (the target's values one season back, the last season
 repeated over the horizon), as a seasonal difference does for SARIMA. The head
-starts at zero, so the untrained model is exactly seasonal naive.
+starts at zero, so the untrained model is exactly seasonal naive. `drift=True`
+adds the window's mean seasonal change per season ahead (seasonal naive with
+drift, `baselines.forecast.seasonal_drift`): the base follows a trend.
+
+`RelativeForecaster` wraps a `Forecaster` so that it reads each window
+relative to its last value (translation invariance for trending series).
 """
 
 from __future__ import annotations
@@ -37,12 +42,15 @@ class Forecaster(nn.Module):
     season: 0, or m > 0 to predict the residual over the seasonal naive
       forecast of the window's `target` channel (needs window >= m).
     target: the target channel (read only when `season > 0`).
+    drift: with `season > 0`, add the window's mean seasonal change
+      `mean_i (x_i - x_{i-m})` once per season ahead (needs window > m).
   """
 
   lstm: LSTM
   horizon: int = 1
   season: int = 0
   target: int = 0
+  drift: bool = False
 
   @nn.compact
   def __call__(
@@ -70,15 +78,54 @@ class Forecaster(nn.Module):
     if not self.season:
       return nn.Dense(self.horizon, name="head")(h), finals
     m, window = self.season, x.shape[1]
-    if window < m:
+    if window < m + self.drift:
       raise ValueError(
-        f"a seasonal residual needs a window >= season {m}, got {window}"
+        f"a seasonal residual needs a window >= season {m}"
+        f"{' + 1 (drift)' if self.drift else ''}, got {window}"
       )
     # Step j ahead repeats the value at window position window - m + (j mod m).
-    idx = window - m + np.arange(self.horizon) % m  # static: numpy or jax inputs
-    naive = jnp.asarray(x)[:, idx, self.target].astype(jnp.float32)
+    j = np.arange(self.horizon)  # static: numpy or jax inputs
+    y = jnp.asarray(x)[:, :, self.target].astype(jnp.float32)
+    naive = y[:, window - m + j % m]
+    if self.drift:
+      drift = jnp.mean(y[:, m:] - y[:, :-m], axis=1, keepdims=True)
+      naive = naive + (j // m + 1) * drift
     head = nn.Dense(self.horizon, kernel_init=nn.initializers.zeros, name="head")
     return naive + head(h), finals
+
+
+class RelativeForecaster(nn.Module):
+  """A `Forecaster` that sees each window relative to its last step.
+
+  Every channel minus its value at the window's last step goes in; the
+  forecast is a change from the target's last value. The model is then
+  translation-invariant, so a trending series (co2) can leave the range of
+  the training part: the plain model's bounded hidden state cannot follow
+  a level it never saw. Same attributes and interface as `Forecaster`
+  (`rollout` works).
+  """
+
+  lstm: LSTM
+  horizon: int = 1
+  season: int = 0
+  target: int = 0
+  drift: bool = False
+
+  @nn.compact
+  def __call__(self, batch: dict[str, Array], carry=None, deterministic: bool = True):
+    """As `Forecaster.__call__` (no mask): <float32>[batch, horizon], carry."""
+    x = batch["inputs"]
+    last = x[:, -1:, :]
+    inner = Forecaster(
+      lstm=self.lstm,
+      horizon=self.horizon,
+      season=self.season,
+      target=self.target,
+      drift=self.drift,
+      name="forecaster",
+    )
+    preds, finals = inner({"inputs": x - last}, carry, deterministic)
+    return preds + last[:, 0, self.target][:, None], finals
 
 
 def rollout(

@@ -2,12 +2,17 @@
 
 Config (declared in `experiments/forecast.py`): the source (`data.dataset`
 shortcut or `data.path` + `data.columns` [+ `data.target`]), the
-chronological split (`data.holdout`, `data.valid`), the windows
-(`data.input_len`, `data.horizon`), `data.transform` (sqrt or log1p of
-the target before scaling), `model.seasonal_residual` (the model predicts a
-correction to the seasonal naive forecast) and `forecast.*`: the multi-step strategy,
-the season and the ARIMA orders of the baselines (unset = the dataset's
-defaults in `DEFAULTS`).
+chronological split (`data.holdout`, `data.valid`), the season
+(`data.season`), the windows (`data.input_len`, `data.horizon`),
+`data.transform` (sqrt or log1p of the target before scaling),
+`model.residual` (the model predicts a correction to a base forecast:
+seasonal naive, with or without drift, chosen on the validation part by
+"auto"), `model.relative` and `forecast.*`: the multi-step strategy and the
+ARIMA orders. Unset keys resolve per source (`data.series_defaults`): the
+shortcuts' values, or, for a CSV, values scaled to its season and length;
+the season of a CSV comes from its dates or the ACF of its training part.
+The run prints the season and the residual chosen in one line, and
+`data.json` records every resolved value (`settings`).
 
 Training: windows of the training part, scaled with statistics of the
 training part only; the model (`models.forecaster.Forecaster`) predicts the
@@ -19,7 +24,7 @@ Final evaluation (`final_evaluation`, once, on the best checkpoint; split
 "test"), on the original scale over the whole holdout (the last `holdout`
 fraction):
 
-* `mae`, `rmse`, `mase`: the multi-step forecast from the end of the
+* `mae`, `rmse`, `mase`, `smape`: the multi-step forecast from the end of the
   validation part, no holdout value seen ("recursive": one step at a time,
   each forecast fed back; "direct": `horizon` values per call, block by block);
 * `valid_multi/mae`, `valid_multi/seasonal_naive/mae`: the same multi-step
@@ -29,7 +34,8 @@ fraction):
   before it;
 * `naive/*`, `seasonal_naive/*`, `arima/*` (multi-step) and
   `<baseline>/one_step/*`, fit on the same history in the same run
-  (`lstm_jax.baselines.forecast`).
+  (`lstm_jax.baselines.forecast`); `base/*`: the residual's base forecast
+  alone (the untrained model), so the gain of training shows.
 
 `forecast.png` in the workdir plots the holdout with every multi-step forecast.
 A multivariate model is fed the observed future values of the other channels
@@ -50,52 +56,19 @@ import numpy as np
 
 from lstm_jax.baselines import forecast as baselines
 from lstm_jax.data import series
+from lstm_jax.data import series_defaults as defaults
 from lstm_jax.errors import ConfigError, DataError
-from lstm_jax.models.forecaster import Forecaster, rollout
-from lstm_jax.nn.layers import LSTM, lstm_from_config
+from lstm_jax.models.forecaster import Forecaster, RelativeForecaster, rollout
+from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
 from lstm_jax.util import plotting
 
 TOKEN_METRIC = "mse"  # a "token" is one window
 RESUMABLE_KEYS = ("data.path", "forecast.plot")
-STRATEGIES = ("recursive", "direct")
 PLOT_FILE = "forecast.png"
-# Per-source defaults of the unset `forecast.*` keys: the season (MASE scale
-# and seasonal naive) and the SARIMAX orders. Sunspots: the ~11-year solar
-# cycle; co2: monthly, where a non-seasonal ARIMA reverts to the mean over the
-# holdout (MAE 16.3) while (1,1,1)x(0,1,1,12) gets 1.74 (baselines.py).
-DEFAULTS = {
-  "sunspots": {"season": 11, "arima_order": (2, 0, 1), "seasonal_order": (0, 0, 0, 0)},
-  "co2": {"season": 12, "arima_order": (1, 1, 1), "seasonal_order": (0, 1, 1, 12)},
-  "csv": {"season": 1, "arima_order": (2, 0, 1), "seasonal_order": (0, 0, 0, 0)},
-}
-
-
-# Default `data.transform` (unset) per source: sqrt counts for sunspots (skewed,
-# as in the classical sunspot models); none for co2 and CSVs (may be negative).
-TRANSFORM_DEFAULTS = {"sunspots": "sqrt"}
-
-
-def transform_name(config: ml_collections.ConfigDict) -> str:
-  """`data.transform`, or the source's default when unset."""
-  if config.data.transform is not None:
-    return config.data.transform
-  return TRANSFORM_DEFAULTS.get(config.data.dataset or "csv", "")
-
-
-def settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The `forecast.*` values with unset keys filled from `DEFAULTS`."""
-  f = config.forecast
-  out = dict(DEFAULTS.get(config.data.dataset or "csv", DEFAULTS["csv"]))
-  for key in out:
-    if f[key] is not None:
-      out[key] = tuple(f[key]) if key != "season" else int(f[key])
-  return out
-
-
-def horizon(config: ml_collections.ConfigDict) -> int:
-  """Values per model call: 1 for the recursive strategy, data.horizon direct."""
-  return 1 if config.forecast.strategy == "recursive" else config.data.horizon
+RESIDUALS, STRATEGIES = defaults.RESIDUALS, defaults.STRATEGIES
+transform_name, horizon = defaults.transform_name, defaults.horizon
+base_season = defaults.base_season
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -115,39 +88,36 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"data.holdout and data.valid must be in (0, 1) with a sum below 1, got "
       f"{d.holdout} and {d.valid}"
     )
-  for key in ("input_len", "horizon", "batch_size"):
-    if d[key] < 1:
-      raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
+  for key in ("season", "input_len", "horizon", "batch_size"):
+    if d[key] is not None and (isinstance(d[key], bool) or d[key] < 1):
+      raise ConfigError(f"data.{key} must be an integer >= 1, got {d[key]!r}")
   if transform_name(config) not in series.TRANSFORMS:
     raise ConfigError(
       f"data.transform must be one of {series.TRANSFORMS}, got {d.transform!r}"
     )
-  if f.strategy not in STRATEGIES:
+  if f.strategy is not None and f.strategy not in STRATEGIES:
     raise ConfigError(
       f"forecast.strategy must be one of {STRATEGIES}, got {f.strategy!r}"
     )
-  s = settings(config)
-  if s["season"] < 1:
-    raise ConfigError(f"forecast.season must be >= 1, got {s['season']}")
-  if len(s["arima_order"]) != 3 or len(s["seasonal_order"]) != 4:
+  if config.model.residual is not None and config.model.residual not in RESIDUALS:
     raise ConfigError(
-      "forecast.arima_order needs (p, d, q) and forecast.seasonal_order "
-      f"(P, D, Q, m); got {s['arima_order']} and {s['seasonal_order']}"
+      f"model.residual must be one of {RESIDUALS}, got {config.model.residual!r}"
     )
-  if config.model.seasonal_residual and d.input_len < s["season"]:
-    raise ConfigError(
-      f"model.seasonal_residual needs data.input_len >= the season "
-      f"({s['season']}), got {d.input_len}"
-    )
+  for key, n in (("arima_order", 3), ("seasonal_order", 4)):
+    if f[key] is not None and len(f[key]) != n:
+      raise ConfigError(
+        f"forecast.{key} needs {n} integers ((p, d, q) / (P, D, Q, m)), got {f[key]}"
+      )
 
 
 class Prepared:
-  """The loaded series, its split points and the scaled values."""
+  """The loaded series, its resolved settings, split points and scaled values."""
 
   def __init__(self, config: ml_collections.ConfigDict):
     d = config.data
     self.series = series.load_series(d.dataset or d.path, d.columns or "", d.target)
-    self.transform = transform_name(config)
+    self.settings = r = defaults.resolve(config, self.series)
+    self.transform = r["transform"]
     values = self.series.values.copy()
     t = self.series.target
     values[:, t] = series.transform(values[:, t], self.transform, self.series.source)
@@ -156,28 +126,59 @@ class Prepared:
     )
     self.scaler = series.Scaler.fit(values[: self.valid_start])
     self.scaled = self.scaler.transform(values)
-    self.target = self.series.target
-    src = self.series.source
-    h = horizon(config)
+    self.target = t
+    self._choose_residual()
+    src, L, h = self.series.source, r["input_len"], horizon(r)
     self.train = series.windows(
-      self.scaled[: self.valid_start],
-      d.input_len,
-      h,
-      self.target,
-      f"{src} (train part)",
+      self.scaled[: self.valid_start], L, h, t, f"{src} (train part)"
     )
     # Validation windows may read the end of the training part; their targets
     # all lie in the validation part.
-    lo = self.valid_start - d.input_len
+    lo = self.valid_start - L
     if lo < 0:
       raise DataError(
         f"{src}: the training part ({self.valid_start} steps) is shorter than "
-        f"one input window (data.input_len {d.input_len})"
+        f"one input window (data.input_len {L})"
       )
     self.valid = series.windows(
-      self.scaled[lo : self.test_start], d.input_len, h, self.target,
-      f"{src} (validation part)",
-    )  # fmt: skip
+      self.scaled[lo : self.test_start], L, h, t, f"{src} (validation part)"
+    )
+
+  def _choose_residual(self) -> None:
+    """Resolves "auto"; checks the window fits the residual's base."""
+    r, L = self.settings, self.settings["input_len"]
+    fits = {
+      name: m + drift <= L
+      for name in RESIDUALS[1:-1]
+      for m, drift in [base_season(name, r["season"])]
+    }
+    if r["residual"] == "auto":
+      v0, t0 = self.valid_start, self.test_start
+      y = self.series.target_values[v0:t0]
+      r["residual_valid_mae"] = {
+        name: baselines.mae(y, self.base_forecast(name, v0, t0 - v0))
+        for name, ok in fits.items()
+        if ok
+      }
+      r["residual"] = min(r["residual_valid_mae"], key=r["residual_valid_mae"].get)
+    elif r["residual"] and not fits[r["residual"]]:
+      m, drift = base_season(r["residual"], r["season"])
+      raise ConfigError(
+        f"model.residual={r['residual']!r} needs data.input_len >= "
+        f"{m + drift} (season {m}{' + 1 for the drift' if drift else ''}), got {L}"
+      )
+
+  def base_forecast(self, residual: str, origin: int, steps: int) -> np.ndarray:
+    """<float64>[steps] a residual's base forecast from the values before
+    `origin` over its window (what the untrained model forecasts), on the
+    original scale."""
+    m, drift = base_season(residual, self.settings["season"])
+    z = self.scaled[:origin, self.target]
+    if drift:
+      return self.back(
+        baselines.seasonal_drift(z, steps, m, self.settings["input_len"])
+      )
+    return self.back(np.resize(z[origin - m :], steps))
 
   def info(self) -> dict[str, Any]:
     v = np.ascontiguousarray(self.series.values)
@@ -190,16 +191,29 @@ class Prepared:
       "valid_start": self.valid_start,
       "test_start": self.test_start,
       "num_channels": v.shape[1],
-    }
+      "settings": {k: list(v) if isinstance(v, tuple) else v
+                   for k, v in self.settings.items()},
+    }  # fmt: skip
 
   def back(self, scaled_target: Any) -> np.ndarray:
     """Scaled (transformed) target values -> the original scale."""
     x = self.scaler.inverse(np.asarray(scaled_target, np.float64), self.target)
     return series.untransform(x, self.transform)
 
+  def describe(self) -> str:
+    """One line: the season and where it came from, the residual chosen."""
+    r = self.settings
+    line = f"{self.series.source}: season {r['season']} ({r['season_from']})"
+    if "residual_valid_mae" in r:
+      maes = ", ".join(f"{k} {v:.4g}" for k, v in r["residual_valid_mae"].items())
+      line += f"; residual {r['residual'] or 'none'} (validation MAE: {maes})"
+    return line
+
 
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   p = Prepared(config)
+  if jax.process_index() == 0:
+    print(p.describe(), flush=True)
   (xs, ys), (vx, vy) = p.train, p.valid
   size = config.data.batch_size
 
@@ -214,43 +228,18 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   )
 
 
-class RelativeForecaster(nn.Module):
-  """A `Forecaster` that sees each window relative to its last step.
-
-  Every channel minus its value at the window's last step goes in; the
-  forecast is a change from the target's last value. The model is then
-  translation-invariant, so a trending series (co2) can leave the range of
-  the training part: the plain model's bounded hidden state cannot follow
-  a level it never saw. Same interface as `Forecaster` (`rollout` works).
-  """
-
-  lstm: LSTM
-  horizon: int = 1
-  target: int = 0
-  season: int = 0
-
-  @nn.compact
-  def __call__(self, batch: Batch, carry=None, deterministic: bool = True):
-    x = batch["inputs"]
-    last = x[:, -1:, :]
-    inner = Forecaster(
-      lstm=self.lstm,
-      horizon=self.horizon,
-      season=self.season,
-      target=self.target,
-      name="forecaster",
-    )
-    preds, finals = inner({"inputs": x - last}, carry, deterministic)
-    return preds + last[:, 0, self.target][:, None], finals
-
-
 def make_model(config: ml_collections.ConfigDict, info: dict[str, Any]) -> nn.Module:
-  """`Forecaster`, or `RelativeForecaster` when model.relative is set."""
-  lstm = lstm_from_config(config.model.lstm)
-  target = info["columns"].index(info["target"])
-  season = settings(config)["season"] if config.model.seasonal_residual else 0
-  cls = RelativeForecaster if config.model.relative else Forecaster
-  return cls(lstm=lstm, horizon=horizon(config), season=season, target=target)
+  """`Forecaster`, or `RelativeForecaster` when model.relative resolves true."""
+  r = info["settings"]
+  m, drift = base_season(r["residual"], r["season"])
+  cls = RelativeForecaster if r["relative"] else Forecaster
+  return cls(
+    lstm=lstm_from_config(config.model.lstm),
+    horizon=horizon(r),
+    season=m,
+    target=info["columns"].index(info["target"]),
+    drift=drift,
+  )
 
 
 def loss_and_metrics(preds: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
@@ -271,7 +260,7 @@ def forecasts(
   """
   variables = {"params": params}
   multi = multi_step(config, model, variables, p, p.test_start, len(p.scaled))
-  inputs = series.one_step_inputs(p.scaled, p.test_start, config.data.input_len)
+  inputs = series.one_step_inputs(p.scaled, p.test_start, p.settings["input_len"])
   one, _ = jax.jit(model.apply)(variables, {"inputs": jnp.asarray(inputs)})
   return {"multi": multi, "one_step": p.back(one[:, 0])}
 
@@ -279,7 +268,8 @@ def forecasts(
 def multi_step(config, model, variables, p: Prepared, start: int, stop: int):
   """<float64>[stop - start] the multi-step forecast of steps start..stop-1 from
   the observed values before `start`, on the original scale."""
-  n, L, h = stop - start, config.data.input_len, model.horizon
+  del config
+  n, L, h = stop - start, p.settings["input_len"], model.horizon
   window = jnp.asarray(p.scaled[start - L : start][None], jnp.float32)
   future = np.zeros((1, -(-n // h) * h, p.scaled.shape[1]), np.float32)
   future[0, :n] = p.scaled[start:stop]  # known covariates; target replaced
@@ -292,24 +282,13 @@ def multi_step(config, model, variables, p: Prepared, start: int, stop: int):
 def baseline_forecasts(
   config: ml_collections.ConfigDict, p: Prepared
 ) -> dict[str, dict[str, np.ndarray]]:
-  """The baselines' holdout forecasts, {name: {"multi"|"one_step": <float64>[n]}},
-  fit on the same history (training + validation parts) as the model."""
-  s = settings(config)
-  y = p.series.target_values
-  history, test = y[: p.test_start], y[p.test_start :]
-  out = {}
-  for mode, one in (("multi", False), ("one_step", True)):
-    out.setdefault("naive", {})[mode] = baselines.naive(history, test, one)
-    out.setdefault("seasonal_naive", {})[mode] = baselines.seasonal_naive(
-      history, test, s["season"], one
-    )
-  if config.forecast.arima:
-    res = baselines.fit_arima(history, s["arima_order"], s["seasonal_order"])
-    out["arima"] = {
-      mode: baselines.arima_forecast(res, test, one)
-      for mode, one in (("multi", False), ("one_step", True))
-    }
-  return out
+  """The baselines' holdout forecasts (`baselines.baseline_forecasts`), fit on
+  the same history (training + validation parts) as the model."""
+  r, y = p.settings, p.series.target_values
+  return baselines.baseline_forecasts(
+    y[: p.test_start], y[p.test_start :], r["season"], r["arima_order"],
+    r["seasonal_order"], config.forecast.arima,
+  )  # fmt: skip
 
 
 def plot(path: str, p: Prepared, ours: np.ndarray, others: dict[str, np.ndarray]):
@@ -344,11 +323,14 @@ def final_evaluation(
   """Holdout scores of the model and the baselines; writes the plot."""
   del datasets
   p = Prepared(config)
-  s = settings(config)
+  m = p.settings["season"]
   y = p.series.target_values
   test, train = y[p.test_start :], y[: p.valid_start]
   ours = forecasts(config, model, params, p)
   others = baseline_forecasts(config, p)
+  if p.settings["residual"]:  # the base alone: what training added to it
+    base = p.base_forecast(p.settings["residual"], p.test_start, len(test))
+    others["base"] = {"multi": base}
   valid = y[p.valid_start : p.test_start]
   out = {
     "valid_multi/mae": baselines.mae(
@@ -356,16 +338,21 @@ def final_evaluation(
       multi_step(config, model, {"params": params}, p, p.valid_start, p.test_start),
     ),
     "valid_multi/seasonal_naive/mae": baselines.mae(
-      valid, baselines.seasonal_naive(train, valid, s["season"], False)
+      valid, baselines.seasonal_naive(train, valid, m, False)
     ),
   }
   for name, fc in (("", ours), *((f"{k}/", v) for k, v in others.items())):
-    for mode in ("multi", "one_step"):
+    for mode in fc:
       prefix = name if mode == "multi" else f"{name}one_step/"
-      scores = baselines.scores(test, fc[mode], train, s["season"])
+      scores = baselines.scores(test, fc[mode], train, m)
       out.update({f"{prefix}{k}": v for k, v in scores.items()})
   if workdir and config.forecast.plot and jax.process_index() == 0:
-    multi = {k.replace("_", " "): v["multi"] for k, v in others.items()}
+    multi = {
+      (k if k != "base" else f"base ({p.settings['residual']})").replace("_", " "): v[
+        "multi"
+      ]
+      for k, v in others.items()
+    }
     plot(os.path.join(workdir, PLOT_FILE), p, ours["multi"], multi)
   return out
 
@@ -373,7 +360,7 @@ def final_evaluation(
 def report(config, model, params, datasets, results) -> dict[str, Any]:
   del config, model, params
   if "test/mae" in results:
-    names = ("", "seasonal_naive/", "naive/", "arima/")
+    names = ("", "base/", "seasonal_naive/", "naive/", "arima/")
     row = ", ".join(
       f"{n.rstrip('/') or 'LSTM'} {results[f'test/{n}mae']:.3f}"
       for n in names
