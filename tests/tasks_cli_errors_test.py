@@ -106,9 +106,23 @@ CASES = {
     ],
     ["neg.csv", "'sqrt'", "-2"],
   ),
-  "ucr_patch_zero": (
-    lambda t: ["--config=experiments/ucr.py:GunPoint,tiny", "--config.model.patch=0"],
-    ["model.patch", "0"],
+  "ucr_patch_negative": (
+    lambda t: ["--config=experiments/ucr.py:GunPoint,tiny", "--config.model.patch=-1"],
+    ["model.patch", "-1"],
+  ),
+  "ucr_unknown_candidate": (
+    lambda t: [
+      "--config=experiments/ucr.py:GunPoint,tiny",
+      "--config.model.candidates=('mean', 'median')",
+    ],
+    ["model.candidates", "'median'"],
+  ),
+  "ucr_unknown_baseline": (
+    lambda t: [
+      "--config=experiments/ucr.py:GunPoint,tiny",
+      "--config.data.baselines=('rocket',)",
+    ],
+    ["data.baselines", "rocket"],
   ),
   "unknown_ucr_name": (
     lambda t: ["--config=experiments/ucr.py:NoSuchSet,tiny"],
