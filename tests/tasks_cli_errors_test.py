@@ -114,9 +114,23 @@ CASES = {
     lambda t: [*_forecast(_csv(t / "l.csv", SERIES)), "--config.data.season=40"],
     ["data.season", "[1, 21]", "l.csv", "got 40"],
   ),
-  "ucr_patch_zero": (
-    lambda t: ["--config=experiments/ucr.py:GunPoint,tiny", "--config.model.patch=0"],
-    ["model.patch", "0"],
+  "ucr_patch_negative": (
+    lambda t: ["--config=experiments/ucr.py:GunPoint,tiny", "--config.model.patch=-1"],
+    ["model.patch", "-1"],
+  ),
+  "ucr_unknown_candidate": (
+    lambda t: [
+      "--config=experiments/ucr.py:GunPoint,tiny",
+      "--config.model.candidates=('mean', 'median')",
+    ],
+    ["model.candidates", "'median'"],
+  ),
+  "ucr_unknown_baseline": (
+    lambda t: [
+      "--config=experiments/ucr.py:GunPoint,tiny",
+      "--config.data.baselines=('rocket',)",
+    ],
+    ["data.baselines", "rocket"],
   ),
   "unknown_ucr_name": (
     lambda t: ["--config=experiments/ucr.py:NoSuchSet,tiny"],

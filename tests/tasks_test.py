@@ -108,7 +108,19 @@ def test_ucr_accuracy(reference):
   from lstm_jax.tasks import ucr as ucr_task
 
   splits, _ = ucr_task.load_splits(run.config)
-  pred = np.argmax(_apply(run, splits["test"]), -1)
+
+  def probs(split):  # per choice: each candidate, then their mean probability
+    z = _apply(run, splits[split])  # [candidates, N, classes]
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.concatenate([p, p.mean(0, keepdims=True)])
+
+  # The choice is the best validation accuracy - 0.01 x cross-entropy.
+  pv, yv = probs("valid"), splits["valid"]["labels"]
+  acc_v = (pv.argmax(-1) == yv).mean(-1)
+  nll_v = -np.log(pv[:, np.arange(len(yv)), yv]).mean(-1)
+  assert test["choice"] == np.argmax(acc_v - 0.01 * nll_v)
+  pred = probs("test")[int(test["choice"])].argmax(-1)
   acc = np.mean([classes[p] == y for p, y in zip(pred, labels, strict=True)])
   assert list(test)[2] == "accuracy"  # step, split, then accuracy first
   np.testing.assert_allclose(test["accuracy"], acc, rtol=1e-6)

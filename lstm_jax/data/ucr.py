@@ -5,7 +5,7 @@ The parser is our own; aeon (or sktime) only ships data files (the `ucr` extra:
 looked up as `<pkg>/datasets/data/<Name>/<Name>_{TRAIN,TEST}.ts` inside the
 installed package, nothing is downloaded.
 
-A `.ts` file: `#` comment lines, `@key value` header lines up to `@data`, then
+A `.ts` file: `#` (or `%`, as in aeon's UnitTest) comment lines, `@key value` header lines up to `@data`, then
 one series per line: channels separated by `:`, values by `,`, the class label
 last (`1.0,2.0:3.0,4.0:label`). `?` (or `NaN`) is a missing value.
 
@@ -166,7 +166,7 @@ def load_ts(path: str, fill_missing: str | None = None) -> TsData:
   with open(path, encoding="utf-8", errors="replace") as f:
     for lineno, raw in enumerate(f, 1):
       line = raw.strip()
-      if not line or line.startswith("#"):
+      if not line or line.startswith(("#", "%")):
         continue
       if not in_data:
         if not line.startswith("@"):

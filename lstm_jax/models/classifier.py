@@ -53,7 +53,8 @@ class SequenceClassifier(nn.Module):
     fcn: an optional convolutional branch (LSTM-FCN, `models.fcn`) whose
       features are concatenated with the LSTM's before the dropout.
     patch: the LSTM reads `patchify(inputs, mask, patch)` (1: the steps
-      themselves); the FCN branch always reads the steps.
+      themselves); the FCN branch reads the steps, or the same patches with
+      `fcn_on_patches` (patch times cheaper on long series).
   """
 
   lstm: LSTM
@@ -62,6 +63,7 @@ class SequenceClassifier(nn.Module):
   dropout: float = 0.0
   fcn: FCN | None = None
   patch: int = 1
+  fcn_on_patches: bool = False
 
   @nn.compact
   def __call__(
@@ -83,15 +85,47 @@ class SequenceClassifier(nn.Module):
       raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
     mask = batch.get("mask")
     x = batch["inputs"]
+    steps, step_mask = x, mask
     if self.patch > 1:
       x, mask = patchify(x, mask, self.patch)
+    if self.fcn_on_patches:
+      steps, step_mask = x, mask
     y, finals = self.lstm(
       x, mask=mask, initial_carry=carry, deterministic=deterministic
     )
     feats = pool(y.astype(jnp.float32), mask, self.pooling, self.lstm.num_directions)
     if self.fcn is not None:
-      fcn_feats = self.fcn(batch["inputs"], batch.get("mask"))
+      fcn_feats = self.fcn(steps, step_mask)
       feats = jnp.concatenate([feats, fcn_feats], -1)
     if self.dropout > 0:
       feats = nn.Dropout(self.dropout)(feats, deterministic=deterministic)
     return nn.Dense(self.num_classes, name="out")(feats), finals
+
+
+class CandidateClassifier(nn.Module):
+  """A few `SequenceClassifier`s trained side by side, one logit set each.
+
+  The members share nothing but the batch (and the optimizer's global-norm
+  clip); the task sums their losses and picks one of them, or their
+  ensemble, by validation after training (`tasks.ucr.final_evaluation`).
+
+  Attributes:
+    members: the candidates.
+  """
+
+  members: tuple[SequenceClassifier, ...]
+
+  def __call__(
+    self, batch: dict[str, Array], carry=None, deterministic: bool = True
+  ) -> tuple[Array, None]:
+    """<float32>[members, batch, num_classes] logits (and no carry).
+
+    Args:
+      batch: as `SequenceClassifier`.
+      carry: must be None (the members start from zeros).
+      deterministic: disables dropout.
+    """
+    if carry is not None:
+      raise ValueError("CandidateClassifier takes no carry")
+    logits = [m(batch, deterministic=deterministic)[0] for m in self.members]
+    return jnp.stack(logits), None

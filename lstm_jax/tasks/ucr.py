@@ -5,22 +5,31 @@ an installed aeon/sktime wheel) or `data.train_path` + `data.test_path`;
 `data.valid_fraction` (stratified validation carved from the official train
 file), `data.fill_missing`, `data.batch_size`, `data.jitter_std` and
 `data.scale_std` (training-batch augmentation, `data.ts_augment`);
-`model.lstm`, `model.pooling`, `model.dropout`, `model.fcn_width` (0: LSTM
-only; > 0: LSTM-FCN, `models.fcn`), `model.patch` (steps per LSTM input).
+`data.baselines` (same-run baselines in the test record); `model.lstm`,
+`model.pooling`, `model.dropout`, `model.fcn_width` (0: LSTM only; > 0:
+LSTM-FCN, `models.fcn`), `model.patch` (steps per LSTM input; 0: automatic,
+`auto_patch`), `model.candidates` (several classifiers trained side by side,
+one chosen by validation: `CANDIDATE_HELP`).
 
 Variable-length series are padded on the right with a mask; the LSTM and
 every readout skip padding, so nothing is truncated or resampled. Per-channel
 normalisation is fit on the training part only (`data.ucr.prepare`). The
 official test file is scored once, at the end, on the best checkpoint by
-`checkpoint.best_metric` (validation accuracy unless set otherwise; the
-trainer's `test_batches` evaluation; split "test"). Never selected on test.
+`checkpoint.best_metric` (the validation `score` unless set otherwise;
+`final_evaluation`, split "test"), with the baselines of `data.baselines`
+(`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
+training file and scored on the same test file in the same record
+(`minirocket/accuracy`, `dtw/accuracy`). Never selected on test.
 
-Metrics (per series): `accuracy` (top-1) and `loss` (cross-entropy, nats).
+Metrics (per series): `accuracy` (top-1), `loss` (cross-entropy, nats) and
+`score` = accuracy - 0.01 loss (the checkpoint-selection metric: accuracy
+first, the loss breaking ties of small validation splits).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import Any
 
 import jax
@@ -29,9 +38,10 @@ import ml_collections
 import numpy as np
 import optax
 
+from lstm_jax.baselines import classify
 from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import ConfigError
-from lstm_jax.models.classifier import SequenceClassifier
+from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
 from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS
 from lstm_jax.nn.layers import lstm_from_config
@@ -40,6 +50,29 @@ from lstm_jax.tasks.base import Batch, Datasets, Metrics
 TOKEN_METRIC = "accuracy"  # a "token" is one classified series
 # The files' identity is their sha256 (data.json), not their path.
 RESUMABLE_KEYS = ("data.train_path", "data.test_path", "data.eval_batch_size")
+# model.patch = 0: the LSTM reads at most about this many patches.
+AUTO_LSTM_STEPS = 50
+# The chosen classifier's test probabilities, for seed ensembles.
+PROBS_FILE = "test_probs.npy"
+# Weight of the cross-entropy in the selection `score`.
+SCORE_LOSS_WEIGHT = 0.01
+CANDIDATE_HELP = (
+  "a readout (mean, max or last), '+fcn' for an FCN branch of model.fcn_width "
+  "filters over the LSTM's patches: e.g. ('mean', 'max', 'mean+fcn')"
+)
+
+
+def parse_candidate(spec: str) -> tuple[str, bool]:
+  """(pooling, with_fcn) of a `model.candidates` entry such as "mean+fcn"."""
+  pooling, _, extra = spec.partition("+")
+  if pooling not in POOLINGS or extra not in ("", "fcn"):
+    raise ConfigError(f"model.candidates: {spec!r} is not {CANDIDATE_HELP}")
+  return pooling, extra == "fcn"
+
+
+def auto_patch(max_len: int) -> int:
+  """Steps per LSTM input for model.patch = 0: ceil(max_len / AUTO_LSTM_STEPS)."""
+  return max(1, -(-max_len // AUTO_LSTM_STEPS))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -68,9 +101,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("batch_size", "eval_batch_size"):
     if d[key] < 1:
       raise ConfigError(f"data.{key} must be >= 1, got {d[key]}")
-  if config.model.patch < 1:
+  if config.model.patch < 0:
     raise ConfigError(
-      f"model.patch must be >= 1 (1 = no patches), got {config.model.patch}"
+      f"model.patch must be >= 0 (1 = no patches, 0 = automatic), got "
+      f"{config.model.patch}"
+    )
+  unknown = sorted(set(d.baselines) - set(classify.NAMES))
+  if unknown:
+    raise ConfigError(
+      f"data.baselines must be some of {classify.NAMES}, got {tuple(d.baselines)}"
     )
   if config.model.fcn_width < 0:
     raise ConfigError(
@@ -80,6 +119,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"model.pooling must be one of {POOLINGS}, got {config.model.pooling!r}"
     )
+  for spec in config.model.candidates:
+    if parse_candidate(spec)[1] and not config.model.fcn_width:
+      raise ConfigError(f"model.candidates has {spec!r} but model.fcn_width is 0")
 
 
 def _sha256(path: str) -> str:
@@ -87,8 +129,8 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], dict]:
-  """The train/valid/test arrays of `data.ucr.prepare` and the run's data info."""
+def _paths(config: ml_collections.ConfigDict) -> tuple[str, str]:
+  """(train_path, test_path) of the config: given, or the shipped data.name."""
   d = config.data
   if d.train_path or d.test_path:
     if not (d.train_path and d.test_path):
@@ -96,16 +138,21 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], di
         "data.train_path and data.test_path go together; got "
         f"train_path={d.train_path!r}, test_path={d.test_path!r}"
       )
-    train_path, test_path = d.train_path, d.test_path
-  elif not d.name:
+    return d.train_path, d.test_path
+  if not d.name:
     shipped = ", ".join(ucr.shipped_datasets()) or "none (pip install 'lstm_jax[ucr]')"
     raise ConfigError(
       "no UCR/UEA data: name a shipped set (experiments/ucr.py:GunPoint or "
       "GunPoint,tiny) or pass --config.data.train_path=... "
       f"--config.data.test_path=...; shipped: {shipped}"
     )
-  else:
-    train_path, test_path = ucr.resolve(d.name)
+  return ucr.resolve(d.name)
+
+
+def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], dict]:
+  """The train/valid/test arrays of `data.ucr.prepare` and the run's data info."""
+  d = config.data
+  train_path, test_path = _paths(config)
   train = ucr.load_ts(train_path, d.fill_missing)
   test = ucr.load_ts(test_path, d.fill_missing)
   splits, prep = ucr.prepare(train, test, d.valid_fraction, config.seed)
@@ -154,32 +201,143 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
 
 def make_model(
   config: ml_collections.ConfigDict, info: dict[str, Any]
-) -> SequenceClassifier:
-  """(bi)LSTM [+ FCN] -> masked `model.pooling` readout -> class logits."""
+) -> SequenceClassifier | CandidateClassifier:
+  """(bi)LSTM [+ FCN] -> masked `model.pooling` readout -> class logits, or
+  one such classifier per `model.candidates` entry."""
   width = config.model.fcn_width
+  patch = config.model.patch or auto_patch(info["max_len"])
+  if config.model.candidates:
+    members = []
+    for spec in config.model.candidates:
+      pooling, with_fcn = parse_candidate(spec)
+      members.append(
+        SequenceClassifier(
+          lstm=lstm_from_config(config.model.lstm),
+          num_classes=len(info["classes"]),
+          pooling=pooling,
+          dropout=config.model.dropout,
+          fcn=FCN(width) if with_fcn else None,
+          patch=patch,
+          fcn_on_patches=True,
+        )
+      )
+    return CandidateClassifier(members=tuple(members))
   return SequenceClassifier(
     lstm=lstm_from_config(config.model.lstm),
     num_classes=len(info["classes"]),
     pooling=config.model.pooling,
     dropout=config.model.dropout,
     fcn=FCN(width) if width else None,
-    patch=config.model.patch,
+    patch=patch,
   )
 
 
 def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
-  """Mean cross-entropy per series; accuracy first."""
+  """Mean cross-entropy per series; accuracy first.
+
+  Candidates' logits <float>[members, batch, classes]: the loss is the sum of
+  the members' mean cross-entropies (each trains as if alone), the metrics
+  their means over members (per series), plus `m<i>/accuracy`.
+  """
   labels = batch["labels"]
-  nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  n = jnp.asarray(nll.shape[0], jnp.float32)
-  correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  return jnp.mean(nll), {"accuracy": (correct, n), "loss": (jnp.sum(nll), n)}
+  nll = optax.softmax_cross_entropy_with_integer_labels(
+    logits, jnp.broadcast_to(labels, logits.shape[:-1])
+  )
+  n = jnp.asarray(labels.shape[0], jnp.float32)
+  hits = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  k = 1 if logits.ndim == 2 else logits.shape[0]
+  correct, total_nll = jnp.sum(hits) / k, jnp.sum(nll) / k
+  metrics = {
+    "accuracy": (correct, n),
+    "loss": (total_nll, n),
+    "score": (correct - SCORE_LOSS_WEIGHT * total_nll, n),
+  }
+  if logits.ndim == 3:
+    for i in range(k):
+      metrics[f"m{i}/accuracy"] = (jnp.sum(hits[i]), n)
+  return jnp.sum(jnp.mean(nll, -1)), metrics
 
 
-def predict(model: SequenceClassifier, params: Any, arrays: Batch) -> np.ndarray:
-  """<int32>[N] predicted class indices of a split (for analysis)."""
-  logits, _ = jax.jit(model.apply)({"params": params}, arrays)
-  return np.asarray(jnp.argmax(logits, -1), np.int32)
+def _log_probs(model, params, batches) -> tuple[np.ndarray, np.ndarray]:
+  """(<float64>[choices, N, classes] log-probabilities, <int32>[N] labels).
+
+  The choices: the single model; or each candidate, then (with more than one)
+  their ensemble, the mean of their probabilities.
+  """
+  apply = jax.jit(model.apply)
+  logps, labels = [], []
+  for batch in batches:
+    logits, _ = apply({"params": params}, batch)
+    logps.append(np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32)), np.float64))
+    labels.append(np.asarray(batch["labels"]))
+  logp = np.concatenate(logps, axis=-2)
+  if logp.ndim == 2:
+    return logp[None], np.concatenate(labels)
+  if len(logp) > 1:
+    ens = np.logaddexp.reduce(logp, axis=0) - np.log(len(logp))
+    logp = np.concatenate([logp, ens[None]])
+  return logp, np.concatenate(labels)
+
+
+def _scores(logp: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+  """Per choice (<float>[choices]): accuracy, mean cross-entropy and score."""
+  acc = (logp.argmax(-1) == labels).mean(-1)
+  nll = -np.take_along_axis(logp, labels[None, :, None], -1)[..., 0].mean(-1)
+  return {"accuracy": acc, "loss": nll, "score": acc - SCORE_LOSS_WEIGHT * nll}
+
+
+def predict(model, params: Any, arrays: Batch) -> np.ndarray:
+  """<int32>[N] predicted class indices of a split (for analysis); candidates
+  vote by their mean probability."""
+  logp, _ = _log_probs(model, params, [arrays])
+  return logp[-1].argmax(-1).astype(np.int32)
+
+
+def final_evaluation(
+  config: ml_collections.ConfigDict,
+  model: SequenceClassifier | CandidateClassifier,
+  params: Any,
+  datasets: Datasets,
+  workdir: str | None = None,
+) -> dict[str, float]:
+  """Chooses by validation, scores the test file once, then the baselines.
+
+  With `model.candidates`, the choice is the candidate (or their ensemble,
+  the last choice) of the best validation score at the selected checkpoint,
+  first on ties; only it is scored on test (`choice`: its index,
+  `valid_score`/`valid_accuracy`: its validation figures). Ours: `accuracy`,
+  `loss`, `score` over the whole test file; its test probabilities go to
+  `<workdir>/test_probs.npy` <float32>[N, classes] (seed ensembles).
+  Baselines (`data.baselines`): `<name>/accuracy`, fit on the whole official
+  training file (raw values) and scored on the same test file.
+  """
+  valid = _scores(*_log_probs(model, params, datasets.eval_batches()))
+  choice = int(np.argmax(valid["score"]))
+  logp, labels = _log_probs(model, params, datasets.test_batches())
+  test = _scores(logp[choice : choice + 1], labels)
+  out = {k: float(v[0]) for k, v in test.items()}
+  out.update(
+    choice=float(choice),
+    valid_score=float(valid["score"][choice]),
+    valid_accuracy=float(valid["accuracy"][choice]),
+  )
+  if workdir and jax.process_index() == 0:
+    np.save(os.path.join(workdir, PROBS_FILE), np.exp(logp[choice]).astype(np.float32))
+  if config.data.baselines:
+    train_path, test_path = _paths(config)
+    train = ucr.load_ts(train_path, config.data.fill_missing)
+    test_ts = ucr.load_ts(test_path, config.data.fill_missing)
+    out.update(
+      classify.accuracies(
+        train.series,
+        np.asarray(train.labels),
+        test_ts.series,
+        np.asarray(test_ts.labels),
+        config.seed,
+        tuple(config.data.baselines),
+      )
+    )
+  return out
 
 
 def report(config, model, params, datasets, results) -> dict[str, Any]:
@@ -189,5 +347,10 @@ def report(config, model, params, datasets, results) -> dict[str, Any]:
       f"{datasets.info['source']}: test accuracy {results['test/accuracy']:.4f} "
       f"({datasets.info['sizes']['test']} series, checkpoint of step "
       f"{int(results['test/checkpoint_step'])})"
+      + "".join(
+        f"; {k.split('/')[1]} {v:.4f}"
+        for k, v in results.items()
+        if k.startswith("test/") and k.count("/") == 2 and k.endswith("/accuracy")
+      )
     )
   return {}
