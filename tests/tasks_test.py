@@ -110,7 +110,7 @@ def test_ucr_accuracy(reference):
   splits, _ = ucr_task.load_splits(run.config)
 
   def probs(split):  # per choice: each candidate, then their mean probability
-    z = _apply(run, splits[split])  # [candidates, N, classes]
+    z = np.swapaxes(_apply(run, splits[split]), 0, 1)  # [candidates, N, classes]
     p = np.exp(z - z.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return np.concatenate([p, p.mean(0, keepdims=True)])

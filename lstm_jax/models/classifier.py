@@ -118,7 +118,8 @@ class CandidateClassifier(nn.Module):
   def __call__(
     self, batch: dict[str, Array], carry=None, deterministic: bool = True
   ) -> tuple[Array, None]:
-    """<float32>[members, batch, num_classes] logits (and no carry).
+    """<float32>[batch, members, num_classes] logits (and no carry): batch-major,
+    like every model's outputs, so the data axis shards them.
 
     Args:
       batch: as `SequenceClassifier`.
@@ -128,4 +129,4 @@ class CandidateClassifier(nn.Module):
     if carry is not None:
       raise ValueError("CandidateClassifier takes no carry")
     logits = [m(batch, deterministic=deterministic)[0] for m in self.members]
-    return jnp.stack(logits), None
+    return jnp.stack(logits, axis=1), None

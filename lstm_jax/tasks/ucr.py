@@ -235,10 +235,12 @@ def make_model(
 def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
   """Mean cross-entropy per series; accuracy first.
 
-  Candidates' logits <float>[members, batch, classes]: the loss is the sum of
+  Candidates' logits <float>[batch, members, classes]: the loss is the sum of
   the members' mean cross-entropies (each trains as if alone), the metrics
   their means over members (per series), plus `m<i>/accuracy`.
   """
+  if logits.ndim == 3:
+    logits = jnp.swapaxes(logits, 0, 1)  # [members, batch, classes] below
   labels = batch["labels"]
   nll = optax.softmax_cross_entropy_with_integer_labels(
     logits, jnp.broadcast_to(labels, logits.shape[:-1])
@@ -268,6 +270,8 @@ def _log_probs(model, params, batches) -> tuple[np.ndarray, np.ndarray]:
   logps, labels = [], []
   for batch in batches:
     logits, _ = apply({"params": params}, batch)
+    if logits.ndim == 3:
+      logits = jnp.swapaxes(logits, 0, 1)  # [members, batch, classes]
     logps.append(np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32)), np.float64))
     labels.append(np.asarray(batch["labels"]))
   logp = np.concatenate(logps, axis=-2)
