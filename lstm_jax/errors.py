@@ -38,10 +38,12 @@ class DivergenceError(LstmJaxError):
 _USER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def os_error_message(exc: BaseException) -> str | None:
+def os_error_message(exc: BaseException, default_path: object = None) -> str | None:
   """One line for a full or read-only disk anywhere in `exc`'s chain, else None.
 
-  Only an OSError in the chain counts; `workdir.orbax_compat.os_error_message`
+  The line names the file the OS names, else `default_path` (the workdir: a
+  failed `write()` on an open file carries no file name). Only an OSError in
+  the chain counts; `workdir.orbax_compat.os_error_message`
   also reads the OS's message out of the text of Orbax's and TensorStore's
   errors.
   """
@@ -49,7 +51,8 @@ def os_error_message(exc: BaseException) -> str | None:
   while exc is not None and exc not in seen:
     seen.append(exc)
     if isinstance(exc, OSError) and exc.errno in _USER_ERRNOS:
-      return os_error_line(exc.strerror or str(exc), exc.errno, exc.filename)
+      path = exc.filename or default_path
+      return os_error_line(exc.strerror or str(exc), exc.errno, path)
     exc = exc.__cause__ or exc.__context__
   return None
 

@@ -7,6 +7,7 @@ config or data file ends with one error line and a non-zero exit.
 """
 
 import logging as logging_std
+import os
 import sys
 
 import jax
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> None:
     print(f"error: interrupted ({e or 'SIGINT'}); not saved.", file=sys.stderr)
     sys.exit(130)
   except Exception as e:
-    message = orbax_compat.os_error_message(e)
+    message = orbax_compat.os_error_message(e, os.path.abspath(_WORKDIR.value))
     if message is None:
       raise  # a bug: keep the traceback
     cli.fail(message)

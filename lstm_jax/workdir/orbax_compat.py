@@ -199,10 +199,11 @@ _NEEDLES = (
 )
 
 
-def os_error_message(exc: BaseException) -> str | None:
+def os_error_message(exc: BaseException, default_path: object = None) -> str | None:
   """`errors.os_error_message`, or the same line for a disk error that
-  survives only as text somewhere in `exc`'s chain (item 4 above); else None."""
-  message = errors.os_error_message(exc)
+  survives only as text somewhere in `exc`'s chain (item 4 above); else None.
+  The line names `default_path` when the error names no file."""
+  message = errors.os_error_message(exc, default_path)
   if message is not None:
     return message
   seen = []
@@ -214,7 +215,8 @@ def os_error_message(exc: BaseException) -> str | None:
     for needle, code in _NEEDLES:
       if needle in text:
         paths = re.findall(r'"(/[^"]+)"', text) or re.findall(r"'(/[^']+)'", text)
-        return errors.os_error_line(needle, code, paths[-1] if paths else None)
+        path = paths[-1] if paths else default_path
+        return errors.os_error_line(needle, code, path)
   return None
 
 
