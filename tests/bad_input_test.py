@@ -52,7 +52,6 @@ class Case:
   setup: Callable[[Path], None] | None = None
   tiny: bool = True
   root: bool = False
-  slow: bool = False
 
 
 def _write(name: str, text: str | bytes) -> Callable[[Path], None]:
@@ -115,7 +114,7 @@ CASES: dict[str, Case] = {
     M, (CFG + "nope.py", "--workdir={new}"), ("nope.py", "does not exist"), tiny=False
   ),
   "config_empty_flag": Case(
-    M, ("--config=", "--workdir={new}"), ("--config is empty",), tiny=False, slow=True
+    M, ("--config=", "--workdir={new}"), ("--config is empty",), tiny=False
   ),
   "config_is_directory": Case(
     M, (CFG, "--workdir={new}"), ("is not a file",), tiny=False
@@ -153,50 +152,44 @@ CASES: dict[str, Case] = {
     ),
     ("unknownvariant",),
     tiny=False,
-    slow=True,
   ),
   # --- config values ---
   "batch_size_zero": Case(M, ("--config.data.batch_size=0",), ("data.batch_size", "0")),
   "batch_size_negative": Case(
-    M, ("--config.data.batch_size=-4",), ("data.batch_size", "-4"), slow=True
+    M, ("--config.data.batch_size=-4",), ("data.batch_size", "-4")
   ),
   "eval_batch_size_zero": Case(
-    M, ("--config.data.eval_batch_size=0",), ("data.eval_batch_size",), slow=True
+    M, ("--config.data.eval_batch_size=0",), ("data.eval_batch_size",)
   ),
   "eval_batch_size_negative": Case(
     M, ("--config.data.eval_batch_size=-1",), ("data.eval_batch_size", "-1")
   ),
   "seq_len_zero": Case(M, ("--config.data.seq_len=0",), ("data.seq_len", "0")),
-  "seq_len_negative": Case(
-    M, ("--config.data.seq_len=-32",), ("data.seq_len", "-32"), slow=True
-  ),
+  "seq_len_negative": Case(M, ("--config.data.seq_len=-32",), ("data.seq_len", "-32")),
   "proj_size_negative": Case(
     M, ("--config.model.lstm.proj_size=-1",), ("model.lstm.proj_size", "-1")
   ),
   "unroll_zero": Case(M, ("--config.model.lstm.unroll=0",), ("model.lstm.unroll", "0")),
   "hidden_size_zero": Case(
-    M, ("--config.model.lstm.hidden_size=0",), ("model.lstm.hidden_size",), slow=True
+    M, ("--config.model.lstm.hidden_size=0",), ("model.lstm.hidden_size",)
   ),
-  "dropout_one": Case(
-    M, ("--config.model.lstm.dropout=1.0",), ("model.lstm.dropout",), slow=True
-  ),
+  "dropout_one": Case(M, ("--config.model.lstm.dropout=1.0",), ("model.lstm.dropout",)),
   "cell_unknown": Case(
-    M, ("--config.model.lstm.cell=gru",), ("model.lstm.cell", "'gru'"), slow=True
+    M, ("--config.model.lstm.cell=gru",), ("model.lstm.cell", "'gru'")
   ),
   "valid_fraction_zero": Case(
-    M, ("--config.data.valid_fraction=0.0",), ("data.valid_fraction",), slow=True
+    M, ("--config.data.valid_fraction=0.0",), ("data.valid_fraction",)
   ),
   "sample_temperature_nan": Case(
     M, ("--config.sample.temperature=nan",), ("sample.temperature", "nan")
   ),
   "checkpoint_keep_zero": Case(
-    M, ("--config.checkpoint.keep=0",), ("checkpoint.keep",), slow=True
+    M, ("--config.checkpoint.keep=0",), ("checkpoint.keep",)
   ),
   "best_mode_unknown": Case(
     M,
     ("--config.checkpoint.best_mode=up",),
     ("checkpoint.best_mode", "'up'"),
-    slow=True,
   ),
   # --- the data ---
   "corpus_of_two_characters": Case(
@@ -206,7 +199,6 @@ CASES: dict[str, Case] = {
     M,
     ("--config.data.path={data}/two.txt", "--config.sample.length=0"),
     ("fewer than one batch",),
-    slow=True,
   ),
   "data_path_is_directory": Case(
     M, ("--config.data.path={data}",), ("is a directory",)
@@ -254,7 +246,7 @@ CASES: dict[str, Case] = {
   "sample_negative_length": Case(S, ("--length=-1",), ("--length", "-1")),
   "sample_nan_temperature": Case(S, ("--temperature=nan",), ("--temperature", "nan")),
   "sample_negative_temperature": Case(
-    S, ("--temperature=-0.5",), ("--temperature", "-0.5"), slow=True
+    S, ("--temperature=-0.5",), ("--temperature", "-0.5")
   ),
   "sample_empty_prompt": Case(S, ("--prompt=",), ("--prompt is empty",)),
   "sample_prompt_not_in_vocab": Case(
@@ -267,7 +259,7 @@ CASES: dict[str, Case] = {
     S, (), ("vocab.json", "cannot be read"), _write("vocab.json", '{"chars": [')
   ),
   "sample_vocab_a_list": Case(
-    S, (), ("vocab.json", "JSON list"), _write("vocab.json", "[1]"), slow=True
+    S, (), ("vocab.json", "JSON list"), _write("vocab.json", "[1]")
   ),
   "sample_vocab_duplicates": Case(
     S,
@@ -286,13 +278,12 @@ CASES: dict[str, Case] = {
     (),
     ("vocab.json has 105 characters", "vocabulary of 103"),
     _vocab_edit(lambda c: [*c, "\u20ac", "\u00e9"]),
-    slow=True,
   ),
   "sample_corrupt_data_json": Case(
     S, (), ("data.json", "cannot be read"), _write("data.json", "{nope")
   ),
   "sample_data_json_a_list": Case(
-    S, (), ("data.json", "JSON list"), _write("data.json", "[]"), slow=True
+    S, (), ("data.json", "JSON list"), _write("data.json", "[]")
   ),
   "sample_corrupt_config_json": Case(
     S, (), ("config.json", "cannot be read"), _write("config.json", "{")
@@ -375,8 +366,18 @@ def _run_cases(names, finished_run, base, env):
   return done
 
 
-FAST = sorted(n for n, c in CASES.items() if not c.slow)
-SLOW = sorted(n for n, c in CASES.items() if c.slow)
+# The default suite runs one or two cases of each kind (config file, config
+# value, data, workdir, metrics, checkpoints, sampling): each case is a
+# process start of ~2 s, and the kinds share their code path. `-m slow` runs
+# every case and the count of distinct messages.
+DEFAULT = (
+  "config_syntax_error", "config_unknown_variant", "batch_size_zero",
+  "dropout_one", "corpus_of_two_characters", "workdir_is_a_file",
+  "metrics_string_step", "none_restorable", "read_only_workdir",
+  "sample_prompt_not_in_vocab", "sample_corrupt_vocab",
+)  # fmt: skip
+FAST = sorted(DEFAULT)
+SLOW = sorted(n for n in CASES if n not in DEFAULT)
 
 
 @pytest.fixture(scope="module")
@@ -390,8 +391,13 @@ def results(finished_run, fast_base, env):
 
 
 @pytest.fixture(scope="module")
-def slow_results(finished_run, tmp_path_factory, env):
-  return _run_cases(SLOW, finished_run, tmp_path_factory.mktemp("bad_slow"), env)
+def slow_base(tmp_path_factory):
+  return tmp_path_factory.mktemp("bad_slow")
+
+
+@pytest.fixture(scope="module")
+def slow_results(finished_run, slow_base, env):
+  return _run_cases(SLOW, finished_run, slow_base, env)
 
 
 def _error_line(proc: subprocess.CompletedProcess, case_dir: Path) -> str | None:
@@ -400,21 +406,26 @@ def _error_line(proc: subprocess.CompletedProcess, case_dir: Path) -> str | None
   return lines[0].replace(str(case_dir), "<case>") if len(lines) == 1 else None
 
 
-def test_at_least_forty_distinct_bad_inputs(results, fast_base):
-  """The fast cases, run, end in at least 40 different error lines (38 without
+@pytest.mark.slow
+def test_at_least_forty_distinct_bad_inputs(
+  results, slow_results, fast_base, slow_base
+):
+  """The cases, run, end in at least 40 different error lines (38 without
   root, which skips the two read-only mounts), one per case: two cases of one
   program that hit the same check with the same message count once, so a
   redundant case fails here. A case's own paths are replaced by one
   placeholder, so they do not make two messages differ; main and sample may
   share a message (both read config.json and the checkpoints)."""
   by_message: dict[tuple[str, str], list[str]] = {}
-  for name, (proc, *_) in results.items():
-    line = _error_line(proc, fast_base / name)
+  both = {**results, **slow_results}
+  for name, (proc, *_) in both.items():
+    base = fast_base if name in results else slow_base
+    line = _error_line(proc, base / name)
     if line is not None:  # the case's own test reports a missing or second line
       by_message.setdefault((CASES[name].program, line), []).append(name)
   shared = {m: n for m, n in by_message.items() if len(n) > 1}
   assert not shared, shared
-  skipped = sum(CASES[n].root for n in FAST) if not IS_ROOT else 0
+  skipped = sum(c.root for c in CASES.values()) if not IS_ROOT else 0
   assert len(by_message) >= 40 - skipped, sorted(by_message)
 
 

@@ -94,7 +94,18 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+# bad_input_test covers the same checks one level down; the default suite runs
+# these three (each a process start), `-m slow` all of them.
+DEFAULT = ("not_utf8", "shorter_than_a_batch", "incompatible_config")
+
+
+@pytest.mark.parametrize(
+  "case",
+  [
+    c if c in DEFAULT else pytest.param(c, marks=pytest.mark.slow)
+    for c in sorted(CASES)
+  ],
+)
 def test_bad_input_fails_clearly_and_touches_nothing(
   case, finished_run, data_files, tmp_path, env
 ):
@@ -116,7 +127,9 @@ def test_bad_input_fails_clearly_and_touches_nothing(
   assert not changed, f"overwritten: {changed}"
 
 
-@pytest.mark.parametrize("case", ["unknown_key", "not_utf8"])
+@pytest.mark.parametrize(
+  "case", ["unknown_key", pytest.param("not_utf8", marks=pytest.mark.slow)]
+)
 def test_bad_input_creates_no_workdir(case, data_files, tmp_path, env):
   args, phrases = CASES[case]
   args = [a.format(latin1=data_files["latin1"]) for a in args]

@@ -117,10 +117,20 @@ def _compare(inputs, reverse, tol=F32_TOL, dtype=None, **kwargs):
   _assert_close(actual, expected, tol)
 
 
+# Every input kind in both directions; the default suite runs one direction
+# of each (alternating, each a compile of ~2 s), `-m slow` the other too.
+_F32 = [(i, flag, flag) for i, flag in itertools.product(INPUTS, (False, True))] + [
+  ("mask_and_segments", False, True),
+  ("segments", True, False),
+]
+_F32_DEFAULT = {(i, n % 2 == 1, n % 2 == 1) for n, i in enumerate(INPUTS)} | set(
+  _F32[-2:]
+)
+
+
 @pytest.mark.parametrize(
   "inputs,reverse,remat",
-  [(i, flag, flag) for i, flag in itertools.product(INPUTS, (False, True))]
-  + [("mask_and_segments", False, True), ("segments", True, False)],
+  [c if c in _F32_DEFAULT else pytest.param(*c, marks=pytest.mark.slow) for c in _F32],
 )
 def test_matches_reference_f32(inputs, reverse, remat):
   _compare(inputs, reverse, remat=remat)

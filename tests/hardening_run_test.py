@@ -115,6 +115,7 @@ def test_readers_write_nothing_and_still_fall_back(tmp_path, env, tiny_reference
   assert tiny_run.tree_snapshot(workdir) == before
 
 
+@pytest.mark.slow  # a training run with samplers beside it: ~10 s
 def test_sampling_while_training_does_not_disturb_the_run(
   tmp_path, env, tiny_reference
 ):
@@ -199,6 +200,7 @@ def test_missing_data_json_is_refused(tmp_path, env, tiny_reference):
   assert tiny_run.tree_snapshot(workdir) == before
 
 
+@pytest.mark.slow  # two CLI runs; missing_data_json covers the refusal path
 def test_deleted_checkpoints_dir_is_refused_not_restarted(
   tmp_path, env, tiny_reference
 ):

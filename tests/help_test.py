@@ -31,7 +31,9 @@ def _run(args, env, cwd, timeout=300):
   )
 
 
-@pytest.mark.parametrize("where", ["repo", "elsewhere"])
+@pytest.mark.parametrize(
+  "where", ["repo", pytest.param("elsewhere", marks=pytest.mark.slow)]
+)
 def test_main_help_is_a_users_page(where, env, tmp_path):
   cwd = tiny_run.REPO if where == "repo" else tmp_path
   proc = _run(["-m", "lstm_jax.main", "--help"], env, cwd)
@@ -97,23 +99,8 @@ def test_other_entry_points_help_is_a_users_page(module, phrases, env, tmp_path)
   assert "(default: 'None')" not in proc.stdout
 
 
-@pytest.fixture(scope="module")
-def tiny_workdir(tmp_path_factory, env):
-  workdir = tmp_path_factory.mktemp("help") / "run"
-  proc = subprocess.run(
-    tiny_run.command(f"--workdir={workdir}"),
-    env=env,
-    cwd=tiny_run.REPO,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
-  assert proc.returncode == 0, proc.stderr
-  return workdir, proc
-
-
-def test_train_and_sample_stderr_has_no_log_lines(tiny_workdir, env):
-  workdir, train = tiny_workdir
+def test_train_and_sample_stderr_has_no_log_lines(tiny_reference, env):
+  workdir, train = tiny_reference  # the session's tiny run (conftest.py)
   assert not ABSL_LINE.findall(train.stderr), train.stderr
   args = ["-m", "lstm_jax.sample", f"--workdir={workdir}", "--length=10"]
   quiet = _run(args, env, tiny_run.REPO)

@@ -246,18 +246,18 @@ def test_remat_same_grads_less_memory(impl):
   (temp_full, g_full), (temp_remat, g_remat) = results[False], results[True]
   print(f"{impl}: temp bytes no-remat {temp_full:,} remat {temp_remat:,} "
         f"(B={b}, T={t}, F={f}, H={h})")  # fmt: skip
-  if impl == "reference":
-    # jax.checkpoint replays the very same ops: bitwise-identical gradients.
-    jax.tree.map(np.testing.assert_array_equal, g_full, g_remat)
-  else:
-    # The fused backward recomputes the gates inside a differently fused loop,
-    # which XLA may round differently: a few float32 ulps of the largest
-    # gradient (|g| up to ~100 here, sums over 512 steps).
-    def close(a, c):
-      a, c = np.asarray(a), np.asarray(c)
-      assert np.max(np.abs(a - c)) <= 1e-6 * max(1.0, np.max(np.abs(c)))
 
-    jax.tree.map(close, g_full, g_remat)
+  # jax.checkpoint replays the same ops (reference), or the fused backward
+  # recomputes the gates inside a differently fused loop: either way the loop
+  # bodies are code-generated apart and may round differently. At XLA's
+  # default -O2 the reference path is bitwise equal; the suite compiles at -O0
+  # (conftest.py), where it is not. Allow a few float32 ulps of the largest
+  # gradient (|g| up to ~100 here, sums over 512 steps).
+  def close(a, c):
+    a, c = np.asarray(a), np.asarray(c)
+    assert np.max(np.abs(a - c)) <= 1e-6 * max(1.0, np.max(np.abs(c)))
+
+  jax.tree.map(close, g_full, g_remat)
   assert temp_remat < temp_full
 
 

@@ -129,6 +129,7 @@ def test_second_trainer_refused_first_finishes_identical(tmp_path, env, tiny_ref
   assert metrics_history(workdir) == metrics_history(tiny_reference[0])
 
 
+@pytest.mark.slow  # a killed run and its rerun: ~10 s
 def test_rerun_after_sigkill_takes_the_lock(tmp_path, env, tiny_reference):
   workdir = tmp_path / "run"
   err = tmp_path / "first.txt"

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lstm_jax.util import plotting
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,6 +85,7 @@ def test_forecast_with_diagnostics_finishes_without_its_two_plots(tmp_path, env)
   assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # a sweep of CLI runs; the forecast run covers the warning
 def test_sweep_writes_its_tables_without_the_plot(tmp_path, env):
   sweep_file = tmp_path / "one.py"
   sweep_file.write_text(

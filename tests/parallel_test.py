@@ -199,7 +199,16 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD))
+# Two cases by default (each a process start); `-m slow` runs them all.
+@pytest.mark.parametrize(
+  "case",
+  [
+    c
+    if c in ("model_vs_hidden", "mesh_vs_devices")
+    else pytest.param(c, marks=pytest.mark.slow)
+    for c in sorted(BAD)
+  ],
+)
 def test_bad_parallel_config_fails_naming_the_key(case, tmp_path, env):
   devices, flags, key = BAD[case]
   flags = [f.format(port=_free_port()) for f in flags]

@@ -138,11 +138,9 @@ def metrics_history(workdir) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, env):
-  """One uninterrupted run (compiles, filling the shared cache)."""
-  workdir = tmp_path_factory.mktemp("reference") / "run"
-  proc = _run(workdir, env)
-  return workdir, proc
+def reference(tiny_reference):
+  """One uninterrupted run: the session's (conftest.py), the same command."""
+  return tiny_reference
 
 
 # Checkpoints of the tiny run, the last one included. A kill after k of them,

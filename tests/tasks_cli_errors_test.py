@@ -156,7 +156,18 @@ def _snapshot(workdir: Path) -> dict[str, bytes]:
   }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# The default suite runs one case per loader and per task's config check (each
+# case is a process start of ~3 s); `-m slow` runs them all.
+DEFAULT = (
+  "bad_ts_header", "csv_non_numeric", "season_longer_than_half_the_training_part",
+  "ucr_unknown_candidate", "unknown_ucr_name",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+  "case",
+  [c if c in DEFAULT else pytest.param(c, marks=pytest.mark.slow) for c in CASES],
+)
 def test_malformed_input_is_one_error_line(case, tmp_path, env):
   flags, expected = CASES[case]
   workdir = tmp_path / "run"
