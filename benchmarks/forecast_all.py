@@ -176,30 +176,33 @@ def run_one(name, dates, y, known, runs: Path, tiny: bool, sets=()) -> dict:
   line = next((x for x in log.getvalue().splitlines() if ": season " in x), "")
   return {
     "name": name, "n": len(y), "known": known, "season": m,
-    "season_from": s["season_from"], "residual": s["residual"], "line": line,
+    "season_from": s["season_from"], "line": line,
+    "residual": f"{s.get('deseason', '')} {s['residual']}".strip(),
     "f_t": f_t, "f_s": f_s, "ts": known > 1 and f_t >= STRENGTH and f_s >= STRENGTH,
     "minutes": minutes,
     **{f"{k}/{x}": test[f"{p}{x}"] for k, p in (
       ("lstm", ""), ("snaive", "seasonal_naive/"), ("naive", "naive/"),
-      ("arima", "arima/"), ("base", "base/")) for x in ("mase", "smape", "mae")
+      ("arima", "arima/"), ("base", "base/"), ("trained", "trained/"))
+      for x in ("mase", "smape", "mae")
       if f"{p}{x}" in test},
     "ets/mase": ets_scores["mase"], "ets/smape": ets_scores["smape"],
-    "lstm/valid_mae": test["valid_multi/mae"],
+    "lstm/valid_mae": test["valid_multi/mae"], "fallback": test.get("fallback", 0.0),
     "snaive/valid_mae": test["valid_multi/seasonal_naive/mae"],
   }  # fmt: skip
 
 
 def table(rows: list[dict]) -> str:
   head = ("| series | n | period known / inferred (how) | F_T, F_S | residual | "
-          "MASE LSTM | sNaive | naive | ETS | ARIMA | base | sMAPE LSTM | sNaive | "
-          "ETS | ARIMA | min |\n|" + "---|" * 16 + "\n")  # fmt: skip
+          "MASE LSTM | trained | sNaive | naive | ETS | ARIMA | base | sMAPE LSTM | "
+          "sNaive | ETS | ARIMA | min |\n|" + "---|" * 17 + "\n")  # fmt: skip
   lines = []
   for r in rows:
     g = lambda k, r=r: f"{r[k]:.3f}" if k in r else "-"  # noqa: E731
     lines.append(
       f"| {r['name']}{' (T+S)' if r['ts'] else ''} | {r['n']} | {r['known']} / "
       f"{r['season']} ({r['season_from']}) | {r['f_t']:.2f}, {r['f_s']:.2f} | "
-      f"{r['residual'] or 'none'} | **{g('lstm/mase')}** | {g('snaive/mase')} | "
+      f"{r['residual'] or 'none'} | **{g('lstm/mase')}**"
+      f"{' (base)' if r.get('fallback') else ''} | {g('trained/mase')} | {g('snaive/mase')} | "
       f"{g('naive/mase')} | {g('ets/mase')} | {g('arima/mase')} | {g('base/mase')} | "
       f"{r['lstm/smape']:.2f} | {r['snaive/smape']:.2f} | {r['ets/smape']:.2f} | "
       f"{r['arima/smape']:.2f} | {r['minutes']:.2f} |"
@@ -227,6 +230,15 @@ def summary(rows: list[dict]) -> str:
       f"mean MASE ratio LSTM / sNaive {gmean(sub, 'snaive'):.3f}, / ETS "
       f"{gmean(sub, 'ets'):.3f}, / ARIMA {gmean(sub, 'arima'):.3f}"
     )  # fmt: skip
+  fell = sum(bool(r.get("fallback")) for r in rows)
+  out.append(
+    f"- the base alone replaced the trained model (validation MAE lower) on "
+    f"{fell}/{len(rows)} series; trained model alone below seasonal naive on "
+    f"{sum(r.get('trained/mase', r['lstm/mase']) < r['snaive/mase'] for r in rows)}"
+    f"/{len(rows)} (T+S: "
+    f"{sum(r.get('trained/mase', r['lstm/mase']) < r['snaive/mase'] for r in rows if r['ts'])}"
+    f"/{sum(r['ts'] for r in rows)})"
+  )
   match = sum(r["season"] == r["known"] for r in rows)
   out.append(f"- inferred period equals the known one on {match}/{len(rows)} series")
   out.append(

@@ -107,6 +107,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # transformed back before scoring. Unset = none (sunspots: chosen on
   # validation, 12.1 vs 16.3 with sqrt; see the table above).
   config.data.transform = config_dict.placeholder(str)
+  # Seasonal adjustment (lstm_jax/data/deseason.py): "" none, "additive" or
+  # "multiplicative" (the training part's classical-decomposition indices are
+  # removed before the model and put back after), or "auto": chosen with an
+  # "auto" model.residual by the same validation MAE. Unset = none for
+  # sunspots and co2, "auto" for a CSV with a season > 1.
+  config.data.deseason = config_dict.placeholder(str)
 
   config.model = ml_collections.ConfigDict()
   # The LSTM over the window (keys: lstm_jax.nn.layers.lstm_config).
@@ -119,7 +125,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The model predicts a correction to a base forecast read off its window:
   # "seasonal" (seasonal naive, as SARIMA's seasonal difference),
   # "seasonal_drift" (plus the window's mean seasonal change: follows a
-  # trend), "naive", "naive_drift" (m = 1), "" none, or "auto": the base with
+  # trend), "naive", "naive_drift" (m = 1), "mean" (the last season's mean, a
+  # level for an adjusted series), "" none, or "auto": the base with
   # the lowest multi-step MAE over the validation part, from the training
   # part alone (no training run, no holdout value). The head starts at zero:
   # the untrained model is the base. Unset = "" for sunspots (seasonal,
@@ -128,6 +135,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.residual = config_dict.placeholder(str)
 
   config.forecast = ml_collections.ConfigDict()
+  # With a residual base: forecast with the base alone when it has the lower
+  # multi-step MAE over the validation part than the trained model (the
+  # test record says which: `fallback` 1 or 0; `trained/*` are the trained
+  # model's scores either way). A choice on validation, never the holdout.
+  config.forecast.fallback = True
   # Multi-step strategy over the holdout: "recursive" (one step at a time,
   # fed back) or "direct" (data.horizon values per call, block by block).
   # Unset = direct for sunspots (seed 0, holdout MAE: direct with an 11-year

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lstm_jax.models.classifier import SequenceClassifier
-from lstm_jax.models.forecaster import Forecaster, rollout
+from lstm_jax.models.forecaster import Forecaster, RelativeForecaster, rollout
 from lstm_jax.models.seq2seq import Seq2Seq, generate
 from lstm_jax.nn.layers import LSTM
 
@@ -245,3 +245,17 @@ def test_generate_greedy_equals_python_loop_and_sampling_is_seeded():
   np.testing.assert_array_equal(a, b)
   cold, _ = gen(variables, batch, key, 1e-4)
   np.testing.assert_array_equal(cold, tokens)
+
+
+def test_average_residual_starts_as_the_last_seasons_mean():
+  """`average=True`: the untrained model forecasts the mean of the window's
+  last m target values at every step (a numpy mean), relative or not."""
+  rng = np.random.default_rng(6)
+  window = rng.normal(size=(3, 9, 1)) + 5.0
+  x = jnp.asarray(window, jnp.float32)
+  want = np.repeat(window[:, -4:, 0].mean(1, keepdims=True), 3, 1)
+  for cls in (Forecaster, RelativeForecaster):
+    model = cls(lstm=LSTM(4), horizon=3, season=4, average=True)
+    variables = model.init(jax.random.key(0), {"inputs": x})
+    preds, _ = model.apply(variables, {"inputs": x})
+    np.testing.assert_allclose(preds, want, rtol=1e-6, atol=1e-5)

@@ -23,7 +23,15 @@ STRATEGIES = ("recursive", "direct")
 # over the validation part from the end of the training part (no training,
 # no holdout value): a trend-aware base for a trending series, plain seasonal
 # naive for a level one.
-RESIDUALS = ("", "seasonal", "seasonal_drift", "naive", "naive_drift", "auto")
+# "mean": the mean of the window's last season, repeated (a level for a
+# seasonally adjusted series). "auto" also chooses `data.deseason` when that
+# is "auto" (every base on the series as it is, and naive, naive_drift and
+# mean on the additively and, for a positive series, multiplicatively adjusted
+# one), by the same validation MAE.
+RESIDUALS = ("", "seasonal", "seasonal_drift", "naive", "naive_drift", "mean", "auto")
+# data.deseason: remove the training part's seasonal indices before the model
+# sees the series (`lstm_jax.data.deseason`), or "auto" (with model.residual).
+DESEASONS = ("", "additive", "multiplicative", "auto")
 # Per-source values of the unset keys. Sunspots: the ~11-year solar cycle,
 # direct 11-year blocks, no transform (the lowest validation MAE of the
 # configurations in experiments/forecast.py's table; sqrt was the default
@@ -32,15 +40,16 @@ RESIDUALS = ("", "seasonal", "seasonal_drift", "naive", "naive_drift", "auto")
 # gets 1.74 (baselines.py). CSV: `csv_defaults`, scaled to the data.
 DEFAULTS = {
   "sunspots": {"season": 11, "input_len": 33, "horizon": 11, "strategy": "direct",
-               "residual": "", "relative": False, "transform": "",
+               "residual": "", "relative": False, "transform": "", "deseason": "",
                "arima_order": (2, 0, 1), "seasonal_order": (0, 0, 0, 0)},
   "co2": {"season": 12, "input_len": 36, "horizon": 12, "strategy": "recursive",
-          "residual": "", "relative": True, "transform": "",
+          "residual": "", "relative": True, "transform": "", "deseason": "",
           "arima_order": (1, 1, 1), "seasonal_order": (0, 1, 1, 12)},
 }  # fmt: skip
 KEYS = {
   "season": "data.season", "input_len": "data.input_len", "horizon": "data.horizon",
-  "transform": "data.transform", "strategy": "forecast.strategy",
+  "transform": "data.transform", "deseason": "data.deseason",
+  "strategy": "forecast.strategy",
   "residual": "model.residual", "relative": "model.relative",
   "arima_order": "forecast.arima_order", "seasonal_order": "forecast.seasonal_order",
 }  # fmt: skip
@@ -53,7 +62,8 @@ def csv_defaults(season: int, train_len: int, valid_len: int) -> dict[str, Any]:
   of the training part (enough training windows on a short series), at least
   4 steps. Direct blocks of one season (at most the validation part, whose
   windows pick the checkpoint); recursive when m = 1. Relative windows (a
-  trend leaves the training range), the "auto" residual, and SARIMA
+  trend leaves the training range), the "auto" residual and seasonal
+  adjustment (chosen together on the validation part), and SARIMA
   (1,1,1)x(0,1,1,m) (the co2 model) or ARIMA(1,1,1) when m = 1.
   """
   window = max(4, min(2 * season if season > 1 else 24, train_len // 3))
@@ -62,6 +72,7 @@ def csv_defaults(season: int, train_len: int, valid_len: int) -> dict[str, Any]:
     "horizon": max(1, min(season, valid_len)),
     "strategy": "direct" if season > 1 else "recursive",
     "residual": "auto",
+    "deseason": "auto" if season > 1 else "",
     "relative": True,
     "transform": "",
     "arima_order": (1, 1, 1),
@@ -124,8 +135,15 @@ def horizon(r: dict[str, Any]) -> int:
   return 1 if r["strategy"] == "recursive" else r["horizon"]
 
 
-def base_season(residual: str, season: int) -> tuple[int, bool]:
-  """(m, drift) of a residual's base forecast; m = 0 for none."""
+def base_season(residual: str, season: int) -> tuple[int, bool, bool]:
+  """(m, drift, average) of a residual's base forecast; m = 0 for none.
+
+  The base repeats the window's last m values (seasonal naive; m = 1 naive),
+  plus the mean change per m steps with `drift`, or, with `average`, repeats
+  the mean of the last m values ("mean")."""
   if not residual:
-    return 0, False
-  return (1 if residual.startswith("naive") else season), residual.endswith("drift")
+    return 0, False, False
+  if residual == "mean":
+    return season, False, True
+  m = 1 if residual.startswith("naive") else season
+  return m, residual.endswith("drift"), False

@@ -14,6 +14,8 @@ repeated over the horizon), as a seasonal difference does for SARIMA. The head
 starts at zero, so the untrained model is exactly seasonal naive. `drift=True`
 adds the window's mean seasonal change per season ahead (seasonal naive with
 drift, `baselines.forecast.seasonal_drift`): the base follows a trend.
+`average=True` makes the base the mean of the window's last m values instead
+(a level: for a seasonally adjusted series, `lstm_jax.data.deseason`).
 
 `RelativeForecaster` wraps a `Forecaster` so that it reads each window
 relative to its last value (translation invariance for trending series).
@@ -44,6 +46,8 @@ class Forecaster(nn.Module):
     target: the target channel (read only when `season > 0`).
     drift: with `season > 0`, add the window's mean seasonal change
       `mean_i (x_i - x_{i-m})` once per season ahead (needs window > m).
+    average: with `season > 0`, the base is the mean of the window's last m
+      target values, every step ahead (instead of seasonal naive).
   """
 
   lstm: LSTM
@@ -51,6 +55,7 @@ class Forecaster(nn.Module):
   season: int = 0
   target: int = 0
   drift: bool = False
+  average: bool = False
 
   @nn.compact
   def __call__(
@@ -86,7 +91,11 @@ class Forecaster(nn.Module):
     # Step j ahead repeats the value at window position window - m + (j mod m).
     j = np.arange(self.horizon)  # static: numpy or jax inputs
     y = jnp.asarray(x)[:, :, self.target].astype(jnp.float32)
-    naive = y[:, window - m + j % m]
+    if self.average:
+      level = jnp.mean(y[:, window - m :], axis=1, keepdims=True)
+      naive = jnp.broadcast_to(level, (y.shape[0], self.horizon))
+    else:
+      naive = y[:, window - m + j % m]
     if self.drift:
       drift = jnp.mean(y[:, m:] - y[:, :-m], axis=1, keepdims=True)
       naive = naive + (j // m + 1) * drift
@@ -110,6 +119,7 @@ class RelativeForecaster(nn.Module):
   season: int = 0
   target: int = 0
   drift: bool = False
+  average: bool = False
 
   @nn.compact
   def __call__(self, batch: dict[str, Array], carry=None, deterministic: bool = True):
@@ -122,6 +132,7 @@ class RelativeForecaster(nn.Module):
       season=self.season,
       target=self.target,
       drift=self.drift,
+      average=self.average,
       name="forecaster",
     )
     preds, finals = inner({"inputs": x - last}, carry, deterministic)

@@ -44,7 +44,6 @@ A multivariate model is fed the observed future values of the other channels
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any
 
@@ -57,14 +56,15 @@ import numpy as np
 from lstm_jax.baselines import forecast as baselines
 from lstm_jax.data import series
 from lstm_jax.data import series_defaults as defaults
-from lstm_jax.errors import ConfigError, DataError
+from lstm_jax.errors import ConfigError
 from lstm_jax.models.forecaster import Forecaster, RelativeForecaster, rollout
 from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
+from lstm_jax.tasks.forecast_prep import Prepared
 from lstm_jax.util import plotting
 
 TOKEN_METRIC = "mse"  # a "token" is one window
-RESUMABLE_KEYS = ("data.path", "forecast.plot")
+RESUMABLE_KEYS = ("data.path", "forecast.plot", "forecast.fallback")
 PLOT_FILE = "forecast.png"
 RESIDUALS, STRATEGIES = defaults.RESIDUALS, defaults.STRATEGIES
 transform_name, horizon = defaults.transform_name, defaults.horizon
@@ -99,6 +99,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"forecast.strategy must be one of {STRATEGIES}, got {f.strategy!r}"
     )
+  if d.deseason is not None and d.deseason not in defaults.DESEASONS:
+    raise ConfigError(
+      f"data.deseason must be one of {defaults.DESEASONS}, got {d.deseason!r}"
+    )
   if config.model.residual is not None and config.model.residual not in RESIDUALS:
     raise ConfigError(
       f"model.residual must be one of {RESIDUALS}, got {config.model.residual!r}"
@@ -108,106 +112,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(
         f"forecast.{key} needs {n} integers ((p, d, q) / (P, D, Q, m)), got {f[key]}"
       )
-
-
-class Prepared:
-  """The loaded series, its resolved settings, split points and scaled values."""
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    d = config.data
-    self.series = series.load_series(d.dataset or d.path, d.columns or "", d.target)
-    self.settings = r = defaults.resolve(config, self.series)
-    self.transform = r["transform"]
-    values = self.series.values.copy()
-    t = self.series.target
-    values[:, t] = series.transform(values[:, t], self.transform, self.series.source)
-    self.valid_start, self.test_start = series.split_points(
-      len(values), d.holdout, d.valid
-    )
-    self.scaler = series.Scaler.fit(values[: self.valid_start])
-    self.scaled = self.scaler.transform(values)
-    self.target = t
-    self._choose_residual()
-    src, L, h = self.series.source, r["input_len"], horizon(r)
-    self.train = series.windows(
-      self.scaled[: self.valid_start], L, h, t, f"{src} (train part)"
-    )
-    # Validation windows may read the end of the training part; their targets
-    # all lie in the validation part.
-    lo = self.valid_start - L
-    if lo < 0:
-      raise DataError(
-        f"{src}: the training part ({self.valid_start} steps) is shorter than "
-        f"one input window (data.input_len {L})"
-      )
-    self.valid = series.windows(
-      self.scaled[lo : self.test_start], L, h, t, f"{src} (validation part)"
-    )
-
-  def _choose_residual(self) -> None:
-    """Resolves "auto"; checks the window fits the residual's base."""
-    r, L = self.settings, self.settings["input_len"]
-    fits = {
-      name: m + drift <= L
-      for name in RESIDUALS[1:-1]
-      for m, drift in [base_season(name, r["season"])]
-    }
-    if r["residual"] == "auto":
-      v0, t0 = self.valid_start, self.test_start
-      y = self.series.target_values[v0:t0]
-      r["residual_valid_mae"] = {
-        name: baselines.mae(y, self.base_forecast(name, v0, t0 - v0))
-        for name, ok in fits.items()
-        if ok
-      }
-      r["residual"] = min(r["residual_valid_mae"], key=r["residual_valid_mae"].get)
-    elif r["residual"] and not fits[r["residual"]]:
-      m, drift = base_season(r["residual"], r["season"])
-      raise ConfigError(
-        f"model.residual={r['residual']!r} needs data.input_len >= "
-        f"{m + drift} (season {m}{' + 1 for the drift' if drift else ''}), got {L}"
-      )
-
-  def base_forecast(self, residual: str, origin: int, steps: int) -> np.ndarray:
-    """<float64>[steps] a residual's base forecast from the values before
-    `origin` over its window (what the untrained model forecasts), on the
-    original scale."""
-    m, drift = base_season(residual, self.settings["season"])
-    z = self.scaled[:origin, self.target]
-    if drift:
-      return self.back(
-        baselines.seasonal_drift(z, steps, m, self.settings["input_len"])
-      )
-    return self.back(np.resize(z[origin - m :], steps))
-
-  def info(self) -> dict[str, Any]:
-    v = np.ascontiguousarray(self.series.values)
-    return {
-      "source": self.series.source,
-      "columns": self.series.names,
-      "target": self.series.names[self.target],
-      "length": len(v),
-      "sha256": hashlib.sha256(v.tobytes()).hexdigest(),
-      "valid_start": self.valid_start,
-      "test_start": self.test_start,
-      "num_channels": v.shape[1],
-      "settings": {k: list(v) if isinstance(v, tuple) else v
-                   for k, v in self.settings.items()},
-    }  # fmt: skip
-
-  def back(self, scaled_target: Any) -> np.ndarray:
-    """Scaled (transformed) target values -> the original scale."""
-    x = self.scaler.inverse(np.asarray(scaled_target, np.float64), self.target)
-    return series.untransform(x, self.transform)
-
-  def describe(self) -> str:
-    """One line: the season and where it came from, the residual chosen."""
-    r = self.settings
-    line = f"{self.series.source}: season {r['season']} ({r['season_from']})"
-    if "residual_valid_mae" in r:
-      maes = ", ".join(f"{k} {v:.4g}" for k, v in r["residual_valid_mae"].items())
-      line += f"; residual {r['residual'] or 'none'} (validation MAE: {maes})"
-    return line
 
 
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
@@ -231,7 +135,7 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
 def make_model(config: ml_collections.ConfigDict, info: dict[str, Any]) -> nn.Module:
   """`Forecaster`, or `RelativeForecaster` when model.relative resolves true."""
   r = info["settings"]
-  m, drift = base_season(r["residual"], r["season"])
+  m, drift, average = base_season(r["residual"], r["season"])
   cls = RelativeForecaster if r["relative"] else Forecaster
   return cls(
     lstm=lstm_from_config(config.model.lstm),
@@ -239,6 +143,7 @@ def make_model(config: ml_collections.ConfigDict, info: dict[str, Any]) -> nn.Mo
     season=m,
     target=info["columns"].index(info["target"]),
     drift=drift,
+    average=average,
   )
 
 
@@ -262,7 +167,7 @@ def forecasts(
   multi = multi_step(config, model, variables, p, p.test_start, len(p.scaled))
   inputs = series.one_step_inputs(p.scaled, p.test_start, p.settings["input_len"])
   one, _ = jax.jit(model.apply)(variables, {"inputs": jnp.asarray(inputs)})
-  return {"multi": multi, "one_step": p.back(one[:, 0])}
+  return {"multi": multi, "one_step": p.back(one[:, 0], p.test_start)}
 
 
 def multi_step(config, model, variables, p: Prepared, start: int, stop: int):
@@ -276,7 +181,7 @@ def multi_step(config, model, variables, p: Prepared, start: int, stop: int):
   multi = jax.jit(rollout, static_argnums=(0, 3, 4))(
     model, variables, window, n, p.target, jnp.asarray(future)
   )
-  return p.back(multi[0])
+  return p.back(multi[0], start)
 
 
 def baseline_forecasts(
@@ -328,9 +233,6 @@ def final_evaluation(
   test, train = y[p.test_start :], y[: p.valid_start]
   ours = forecasts(config, model, params, p)
   others = baseline_forecasts(config, p)
-  if p.settings["residual"]:  # the base alone: what training added to it
-    base = p.base_forecast(p.settings["residual"], p.test_start, len(test))
-    others["base"] = {"multi": base}
   valid = y[p.valid_start : p.test_start]
   out = {
     "valid_multi/mae": baselines.mae(
@@ -341,6 +243,23 @@ def final_evaluation(
       valid, baselines.seasonal_naive(train, valid, m, False)
     ),
   }
+  if p.settings["residual"]:  # the base alone: what training added to it
+    base = p.base_forecast(p.settings["residual"], p.test_start, len(test))
+    others["base"] = {"multi": base}
+    valid_base = p.base_forecast(p.settings["residual"], p.valid_start, len(valid))
+    out["valid_multi/base/mae"] = baselines.mae(valid, valid_base)
+    # forecast.fallback: the base alone replaces the trained correction when
+    # it forecasts the validation part better (never looking at the holdout);
+    # `trained/*` keeps the trained model's holdout scores either way.
+    trained = ours
+    out.update({f"trained/{k}": v for k, v in
+                baselines.scores(test, trained["multi"], train, m).items()})  # fmt: skip
+    fallback = bool(
+      config.forecast.fallback and out["valid_multi/base/mae"] < out["valid_multi/mae"]
+    )
+    out["fallback"] = float(fallback)
+    if fallback:
+      ours = {**trained, "multi": base}
   for name, fc in (("", ours), *((f"{k}/", v) for k, v in others.items())):
     for mode in fc:
       prefix = name if mode == "multi" else f"{name}one_step/"
