@@ -84,14 +84,7 @@ def tiny_reference(tmp_path_factory, env):
   with open(root / "lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
     if not done.exists():
-      proc = subprocess.run(
-        tiny_run.command(f"--workdir={workdir}"),
-        cwd=tiny_run.REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-      )
+      proc = tiny_run.run(workdir, env)
       assert proc.returncode == 0, proc.stderr[-3000:]
       done.write_text(json.dumps([proc.args, proc.stdout, proc.stderr]))
   args, stdout, stderr = json.loads(done.read_text())

@@ -101,14 +101,7 @@ def test_second_trainer_refused_first_finishes_identical(tmp_path, env, tiny_ref
     _wait_until_stopped(first.pid, workdir)  # the signal is asynchronous
     before = tiny_run.tree_snapshot(workdir)
     started = time.monotonic()
-    second = subprocess.run(
-      tiny_run.command(f"--workdir={workdir}"),
-      cwd=tiny_run.REPO,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=TIMEOUT,
-    )
+    second = tiny_run.run(workdir, env, TIMEOUT)
     seconds = time.monotonic() - started
     # Before SIGCONT: once continued, the first trainer writes again (its
     # in-flight checkpoint; on an idle machine at once).

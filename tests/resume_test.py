@@ -46,14 +46,7 @@ def _command(workdir) -> list[str]:
 
 
 def _run(workdir, env) -> subprocess.CompletedProcess:
-  proc = subprocess.run(
-    _command(workdir),
-    cwd=tiny_run.REPO,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=TIMEOUT,
-  )
+  proc = tiny_run.run(workdir, env, TIMEOUT)
   assert proc.returncode == 0, f"run failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
   return proc
 

@@ -32,6 +32,21 @@ def command(*args: str) -> list[str]:
   return [sys.executable, "-m", "lstm_jax.main", *ARGS, *args]
 
 
+def run(workdir, env, timeout: float = 300, *args: str):
+  """The tiny run (plus `args`) in `workdir`, to completion or `timeout`
+  seconds: the `subprocess.CompletedProcess`, output captured as text."""
+  import subprocess
+
+  return subprocess.run(
+    command(f"--workdir={workdir}", *args),
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+
+
 def tree_snapshot(root, skip=()) -> dict[str, tuple]:
   """{relative path: (kind, size, mtime_ns, sha256)} of everything under
   `root` (directories included), but the names in `skip`: two equal

@@ -251,15 +251,14 @@ def final_evaluation(
     # forecast.fallback: the base alone replaces the trained correction when
     # it forecasts the validation part better (never looking at the holdout);
     # `trained/*` keeps the trained model's holdout scores either way.
-    trained = ours
     out.update({f"trained/{k}": v for k, v in
-                baselines.scores(test, trained["multi"], train, m).items()})  # fmt: skip
+                baselines.scores(test, ours["multi"], train, m).items()})  # fmt: skip
     fallback = bool(
       config.forecast.fallback and out["valid_multi/base/mae"] < out["valid_multi/mae"]
     )
     out["fallback"] = float(fallback)
     if fallback:
-      ours = {**trained, "multi": base}
+      ours = {**ours, "multi": base}
   for name, fc in (("", ours), *((f"{k}/", v) for k, v in others.items())):
     for mode in fc:
       prefix = name if mode == "multi" else f"{name}one_step/"

@@ -42,7 +42,8 @@ class Prepared:
     self.valid_start, self.test_start = series.split_points(
       len(values), d.holdout, d.valid
     )
-    self._choose_base(values[:, t])
+    self._z = values[:, t].copy()  # the transformed target, before adjustment
+    self._choose_base(self._z)
     if r["deseason"]:
       values[:, t] = deseason.adjust(values[:, t], self.indices, r["deseason"])
     self.scaler = series.Scaler.fit(values[: self.valid_start])
@@ -87,7 +88,6 @@ class Prepared:
       kinds += ["additive"] + (["multiplicative"] if np.all(z[:v0] > 0) else [])
     if r["deseason"] and r["deseason"] != "auto" and m < 2:
       raise ConfigError(f"data.deseason={r['deseason']!r} needs a season >= 2, got {m}")
-    self._z = z.copy()
     self.candidate_indices = {k: deseason.indices(z[:v0], m, k) for k in kinds if k}
     if r["residual"] == "auto":
       t0, y = self.test_start, self.series.target_values[v0 : self.test_start]
