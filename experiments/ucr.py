@@ -96,6 +96,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # steps). The two readouts and the FCN branch are the choices the old
   # per-set flags made by hand; here validation makes them.
   config.model.candidates = ("mean", "max", "mean+fcn")
+  # MiniRocket kernels of the random-kernel choice (lstm_jax/tasks/ucr_kernels.py:
+  # MiniRocket features + ridge, fit in seconds after training) that validation
+  # weighs against the LSTM choices and mixes with them; 0 = LSTM choices only.
+  # 10,000 is MiniRocket's published default (not tuned here). Why it is in
+  # the default: the LSTM choices alone averaged 0.807 over the 10 shipped
+  # UCR/UEA sets against MiniRocket's 0.937 in the same runs (RESULTS.md).
+  config.model.kernels = 10_000
 
   config.optim.learning_rate = 3e-3
   config.optim.warmup_steps = 50
@@ -119,5 +126,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.dropout = 0.0
     config.model.fcn_width = 4
     config.model.candidates = ("mean", "max+fcn")
+    config.model.kernels = 84  # the fewest MiniRocket allows
     config.data.baselines = ()
   return config

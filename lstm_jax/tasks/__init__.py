@@ -11,11 +11,13 @@ from lstm_jax.tasks.base import Datasets, Metrics, Task, TaskModule
 __all__ = ["Datasets", "Metrics", "Task", "TaskModule", "available", "get_task"]
 
 _REQUIRED = ("make_datasets", "make_model", "loss_and_metrics")
+# Modules of this package that are parts of a task, not tasks.
+_PARTS = ("base", "forecast_prep", "ucr_choice", "ucr_kernels")
 
 
 def available() -> list[str]:
   """Names of the task modules in this package."""
-  return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base")
+  return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _PARTS)
 
 
 def get_task(name: str | None) -> Task:

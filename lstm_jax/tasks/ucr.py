@@ -9,14 +9,16 @@ file), `data.fill_missing`, `data.batch_size`, `data.jitter_std` and
 `model.pooling`, `model.dropout`, `model.fcn_width` (0: LSTM only; > 0:
 LSTM-FCN, `models.fcn`), `model.patch` (steps per LSTM input; 0: automatic,
 `auto_patch`), `model.candidates` (several classifiers trained side by side,
-one chosen by validation: `CANDIDATE_HELP`).
+one chosen by validation: `CANDIDATE_HELP`), `model.kernels` (MiniRocket
+kernels of the random-kernel choice, `tasks.ucr_kernels`; 0: LSTM only).
 
 Variable-length series are padded on the right with a mask; the LSTM and
 every readout skip padding, so nothing is truncated or resampled. Per-channel
 normalisation is fit on the training part only (`data.ucr.prepare`). The
-official test file is scored once, at the end, on the best checkpoint by
-`checkpoint.best_metric` (the validation `score` unless set otherwise;
-`final_evaluation`, split "test"), with the baselines of `data.baselines`
+official test file is scored once, at the end, with the classifier that
+validation chose (`tasks.ucr_choice`: the LSTM candidates at the best
+checkpoint by `checkpoint.best_metric`, their ensemble, the random-kernel
+classifier, or its mix with the LSTM; `final_evaluation`, split "test"), with the baselines of `data.baselines`
 (`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
 training file and scored on the same test file in the same record
 (`minirocket/accuracy`, `dtw/accuracy`). Never selected on test.
@@ -45,7 +47,11 @@ from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
 from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS
 from lstm_jax.nn.layers import lstm_from_config
+from lstm_jax.tasks import ucr_choice, ucr_kernels
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
+from lstm_jax.tasks.ucr_choice import SCORE_LOSS_WEIGHT, predict
+
+__all__ = ["predict"]  # the task's analysis helper, from ucr_choice
 
 TOKEN_METRIC = "accuracy"  # a "token" is one classified series
 # The files' identity is their sha256 (data.json), not their path.
@@ -54,8 +60,6 @@ RESUMABLE_KEYS = ("data.train_path", "data.test_path", "data.eval_batch_size")
 AUTO_LSTM_STEPS = 50
 # The chosen classifier's test probabilities, for seed ensembles.
 PROBS_FILE = "test_probs.npy"
-# Weight of the cross-entropy in the selection `score`.
-SCORE_LOSS_WEIGHT = 0.01
 CANDIDATE_HELP = (
   "a readout (mean, max or last), '+fcn' for an FCN branch of model.fcn_width "
   "filters over the LSTM's patches: e.g. ('mean', 'max', 'mean+fcn')"
@@ -118,6 +122,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.model.pooling not in POOLINGS:
     raise ConfigError(
       f"model.pooling must be one of {POOLINGS}, got {config.model.pooling!r}"
+    )
+  kernels = config.model.kernels
+  if kernels != 0 and kernels < ucr_kernels.MIN_KERNELS:
+    raise ConfigError(
+      f"model.kernels must be 0 (LSTM choices only) or >= {ucr_kernels.MIN_KERNELS} "
+      f"(MiniRocket's kernels come in 84s), got {kernels}"
+    )
+  if kernels and not ucr_kernels.available():
+    raise ConfigError(
+      f"model.kernels={kernels} needs aeon's MiniRocket: pip install "
+      "'lstm_jax[ucr]', or set --config.model.kernels=0 (LSTM choices only)"
     )
   for spec in config.model.candidates:
     if parse_candidate(spec)[1] and not config.model.fcn_width:
@@ -260,43 +275,6 @@ def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metric
   return jnp.sum(jnp.mean(nll, -1)), metrics
 
 
-def _log_probs(model, params, batches) -> tuple[np.ndarray, np.ndarray]:
-  """(<float64>[choices, N, classes] log-probabilities, <int32>[N] labels).
-
-  The choices: the single model; or each candidate, then (with more than one)
-  their ensemble, the mean of their probabilities.
-  """
-  apply = jax.jit(model.apply)
-  logps, labels = [], []
-  for batch in batches:
-    logits, _ = apply({"params": params}, batch)
-    if logits.ndim == 3:
-      logits = jnp.swapaxes(logits, 0, 1)  # [members, batch, classes]
-    logps.append(np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32)), np.float64))
-    labels.append(np.asarray(batch["labels"]))
-  logp = np.concatenate(logps, axis=-2)
-  if logp.ndim == 2:
-    return logp[None], np.concatenate(labels)
-  if len(logp) > 1:
-    ens = np.logaddexp.reduce(logp, axis=0) - np.log(len(logp))
-    logp = np.concatenate([logp, ens[None]])
-  return logp, np.concatenate(labels)
-
-
-def _scores(logp: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
-  """Per choice (<float>[choices]): accuracy, mean cross-entropy and score."""
-  acc = (logp.argmax(-1) == labels).mean(-1)
-  nll = -np.take_along_axis(logp, labels[None, :, None], -1)[..., 0].mean(-1)
-  return {"accuracy": acc, "loss": nll, "score": acc - SCORE_LOSS_WEIGHT * nll}
-
-
-def predict(model, params: Any, arrays: Batch) -> np.ndarray:
-  """<int32>[N] predicted class indices of a split (for analysis); candidates
-  vote by their mean probability."""
-  logp, _ = _log_probs(model, params, [arrays])
-  return logp[-1].argmax(-1).astype(np.int32)
-
-
 def final_evaluation(
   config: ml_collections.ConfigDict,
   model: SequenceClassifier | CandidateClassifier,
@@ -306,27 +284,29 @@ def final_evaluation(
 ) -> dict[str, float]:
   """Chooses by validation, scores the test file once, then the baselines.
 
-  With `model.candidates`, the choice is the candidate (or their ensemble,
-  the last choice) of the best validation score at the selected checkpoint,
+  The choice (`tasks.ucr_choice`): an LSTM candidate at the selected
+  checkpoint, their ensemble, the MiniRocket + ridge classifier of
+  `model.kernels`, or its mix with the LSTM, by the best validation score,
   first on ties; only it is scored on test (`choice`: its index,
-  `valid_score`/`valid_accuracy`: its validation figures). Ours: `accuracy`,
+  `valid_score`/`valid_accuracy`: its validation figures; `lstm/accuracy`:
+  the best LSTM choice's test accuracy, the ablation). Ours: `accuracy`,
   `loss`, `score` over the whole test file; its test probabilities go to
   `<workdir>/test_probs.npy` <float32>[N, classes] (seed ensembles).
   Baselines (`data.baselines`): `<name>/accuracy`, fit on the whole official
   training file (raw values) and scored on the same test file.
   """
-  valid = _scores(*_log_probs(model, params, datasets.eval_batches()))
-  choice = int(np.argmax(valid["score"]))
-  logp, labels = _log_probs(model, params, datasets.test_batches())
-  test = _scores(logp[choice : choice + 1], labels)
-  out = {k: float(v[0]) for k, v in test.items()}
-  out.update(
-    choice=float(choice),
-    valid_score=float(valid["score"][choice]),
-    valid_accuracy=float(valid["accuracy"][choice]),
+  del datasets  # the splits again, with the training part for the kernels
+  splits, _ = load_splits(config)
+  out, probs = ucr_choice.choose_and_test(
+    model,
+    params,
+    splits,
+    seed=config.seed,
+    kernels=config.model.kernels,
+    batch_size=config.data.eval_batch_size,
   )
   if workdir and jax.process_index() == 0:
-    np.save(os.path.join(workdir, PROBS_FILE), np.exp(logp[choice]).astype(np.float32))
+    np.save(os.path.join(workdir, PROBS_FILE), probs)
   if config.data.baselines:
     train_path, test_path = _paths(config)
     train = ucr.load_ts(train_path, config.data.fill_missing)

@@ -1,0 +1,153 @@
+"""The random-kernel candidate of the UCR/UEA task: MiniRocket features, a
+closed-form ridge readout, and probabilities calibrated without validation.
+
+Why a candidate that is not an LSTM: the LSTM candidates alone (readouts,
+FCN branch, their ensemble, chosen by validation) reached a mean test
+accuracy of 0.807 over the 10 shipped UCR/UEA sets against the same runs'
+MiniRocket 0.937 (benchmarks/RESULTS.md, commit 41c52f5), and the gap is on
+long series whose classes differ in fine local shape (OSULeaf -0.22, ACSF1
+-0.26, PLAID -0.51): an LSTM over ~50 patches does not see them, and an LSTM
+over the raw steps costs about 1 s per step on CPU. Random dilated
+convolutions see exactly those shapes, and a ridge readout fits in seconds.
+So the task trains its LSTM candidates as before and fits this one beside
+them; validation chooses among all of them and their ensembles
+(`tasks.ucr.final_evaluation`), and the test record keeps the chosen LSTM
+candidate's own accuracy (`lstm/accuracy`), so what the LSTM contributes is
+visible on every set.
+
+The classifier (Dempster et al. 2021, arXiv:2012.08791, as aeon implements
+it; the same pipeline as aeon's `MiniRocketClassifier`):
+
+  f = MiniRocket(x)                      # <float64>[N, ~10k] PPV features
+  z = f / std_train(f)                   # scaling fit on the fitting series
+  d = z W + b                            # RidgeClassifierCV, penalty by LOO
+
+on the task's normalised, right-zero-padded series ([N, T, C] -> aeon's
+[N, C, T]; at least 9 steps, MiniRocket's kernel length).
+
+Probabilities: a ridge classifier gives decision values, not probabilities,
+and the task's selection score (accuracy - 0.01 cross-entropy) and its
+ensembles need probabilities. RidgeClassifierCV's leave-one-out decision
+values at the chosen penalty (`store_cv_results` with a scorer) are out-of-sample for
+every fitting series, so a temperature `t` fit on them (cross-entropy over
+`TEMPERATURES`) calibrates `softmax(t d)` without touching validation or
+test. Binary sets have one decision column `d`; their logits are
+`(-d, d)`, the class of `d > 0` being the second, as sklearn predicts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from lstm_jax.tasks.base import Batch
+
+# RidgeClassifierCV's penalties (aeon's MiniRocketClassifier uses the same).
+ALPHAS = np.logspace(-3, 3, 10)
+# Calibration temperatures tried on the leave-one-out decision values.
+TEMPERATURES = np.logspace(-1, 2, 61)
+MIN_STEPS = 9  # MiniRocket's kernels have length 9
+MIN_KERNELS = 84  # MiniRocket's kernel count comes in multiples of 84
+
+
+def available() -> bool:
+  """True when aeon (the `ucr` extra) is importable."""
+  try:
+    import aeon  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+@dataclasses.dataclass
+class KernelRidge:
+  """A fitted MiniRocket -> scaling -> ridge pipeline and its temperature."""
+
+  transform: Any
+  scale: np.ndarray  # <float64>[features]
+  ridge: Any
+  temperature: float
+  num_classes: int
+
+
+def aeon_input(arrays: Batch) -> np.ndarray:
+  """<float64>[N, C, max(T, 9)] of the task's zero-padded `inputs` [N, T, C]."""
+  x = np.where(arrays["mask"][..., None], arrays["inputs"], 0.0)
+  x = np.ascontiguousarray(np.swapaxes(x, 1, 2), np.float64)
+  if x.shape[-1] < MIN_STEPS:
+    x = np.pad(x, ((0, 0), (0, 0), (0, MIN_STEPS - x.shape[-1])))
+  return x
+
+
+def _logits(decision: np.ndarray) -> np.ndarray:
+  """<float64>[N, classes] of sklearn's decision values, [N] or [N, 1] when binary."""
+  d = np.asarray(decision, np.float64)
+  if d.ndim == 2 and d.shape[1] == 1:
+    d = d[:, 0]
+  return np.stack([-d, d], -1) if d.ndim == 1 else d
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(-1, keepdims=True)
+  return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+  """The `TEMPERATURES` entry of least mean cross-entropy of softmax(t logits)."""
+  nll = [
+    -np.take_along_axis(_log_softmax(t * logits), labels[:, None], -1).mean()
+    for t in TEMPERATURES
+  ]
+  return float(TEMPERATURES[int(np.argmin(nll))])
+
+
+def fit(arrays: Batch, seed: int, num_kernels: int, num_classes: int) -> KernelRidge:
+  """Fits the pipeline on `arrays` ({"inputs", "mask", "labels"}).
+
+  Args:
+    arrays: the fitting series, <float>[N, T, C] inputs, <bool>[N, T] mask and
+      <int>[N] labels in [0, num_classes).
+    seed: MiniRocket's kernels (dilations, biases' quantiles) are seeded.
+    num_kernels: MiniRocket's `n_kernels` (rounded down to a multiple of 84).
+    num_classes: the task's classes (a class absent from `arrays` keeps a
+      column of zero probability mass after calibration's softmax, never an
+      index shift).
+  """
+  from aeon.transformations.collection.convolution_based import MiniRocket
+  from sklearn.linear_model import RidgeClassifierCV
+
+  labels = np.asarray(arrays["labels"])
+  transform = MiniRocket(n_kernels=num_kernels, random_state=seed, n_jobs=1)
+  feats = transform.fit_transform(aeon_input(arrays))
+  scale = feats.std(0)
+  scale = np.where(scale > 0, scale, 1.0)
+  feats = feats / scale
+  # The penalty as aeon chooses it (leave-one-out squared error), then a refit
+  # at that penalty with a scorer, which makes sklearn keep the leave-one-out
+  # decision values themselves ([N, targets, 1]) rather than squared errors.
+  alpha = RidgeClassifierCV(alphas=ALPHAS).fit(feats, labels).alpha_
+  ridge = RidgeClassifierCV(alphas=[alpha], scoring="accuracy", store_cv_results=True)
+  ridge.fit(feats, labels)
+  loo_logits = _full(_logits(ridge.cv_results_[..., 0]), ridge.classes_, num_classes)
+  temperature = fit_temperature(loo_logits, labels)
+  return KernelRidge(transform, scale, ridge, temperature, num_classes)
+
+
+def _full(logits: np.ndarray, present: np.ndarray, num_classes: int) -> np.ndarray:
+  """[N, num_classes] logits; classes absent from the fit get -inf."""
+  out = np.full((len(logits), num_classes), -np.inf)
+  out[:, np.asarray(present, np.int64)] = logits
+  return out
+
+
+def log_probs(model: KernelRidge, arrays: Batch) -> np.ndarray:
+  """<float64>[N, classes] calibrated log-probabilities of `arrays`' series."""
+  feats = model.transform.transform(aeon_input(arrays)) / model.scale
+  logits = _full(
+    _logits(model.ridge.decision_function(feats)),
+    model.ridge.classes_,
+    model.num_classes,
+  )
+  return _log_softmax(model.temperature * logits)

@@ -1,0 +1,113 @@
+"""The UCR task's random-kernel choice and the validation choice around it.
+
+References: aeon's own `MiniRocketClassifier` (MiniRocket, scaling without
+centring, `RidgeClassifierCV` over the same penalties) on the same arrays;
+leave-one-out decision values from a loop of sklearn `RidgeClassifier` fits
+that each leave one series out; labels read from the shipped .ts files.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from lstm_jax.data import ucr
+
+pytest.importorskip("aeon")
+from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
+from lstm_jax.nn.layers import LSTM
+from lstm_jax.tasks import ucr_choice, ucr_kernels
+
+
+def _splits(name: str, seed: int = 0):
+  shipped = ucr.shipped_datasets()
+  if name not in shipped:
+    pytest.skip(f"{name} not shipped in an installed aeon/sktime")
+  train, test = (ucr.load_ts(p) for p in shipped[name])
+  splits, _ = ucr.prepare(train, test, 0.2, seed)
+  return splits, test
+
+
+def _aeon_predict(fit_arrays, arrays, seed, kernels):
+  from aeon.classification.convolution_based import MiniRocketClassifier
+
+  clf = MiniRocketClassifier(n_kernels=kernels, random_state=seed, n_jobs=1)
+  clf.fit(ucr_kernels.aeon_input(fit_arrays), fit_arrays["labels"])
+  return clf.predict(ucr_kernels.aeon_input(arrays))
+
+
+@pytest.mark.parametrize(
+  "name", ["UnitTest", "BasicMotions"]
+)  # 2 classes; 4 x 6 channels
+def test_predictions_equal_aeons_minirocket_classifier(name):
+  splits, _ = _splits(name)
+  num_classes = int(splits["train"]["labels"].max()) + 1
+  fitted = ucr_kernels.fit(splits["train"], 3, 840, num_classes)
+  got = ucr_kernels.log_probs(fitted, splits["test"]).argmax(-1)
+  want = _aeon_predict(splits["train"], splits["test"], 3, 840)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_temperature_is_fit_on_leave_one_out_decisions():
+  from aeon.transformations.collection.convolution_based import MiniRocket
+  from sklearn.linear_model import RidgeClassifier
+
+  splits, _ = _splits("UnitTest")
+  arrays = splits["train"]
+  y = arrays["labels"]
+  fitted = ucr_kernels.fit(arrays, 0, 168, 2)
+  feats = MiniRocket(n_kernels=168, random_state=0, n_jobs=1).fit_transform(
+    ucr_kernels.aeon_input(arrays)
+  )
+  feats = feats / np.where(feats.std(0) > 0, feats.std(0), 1.0)
+  loo = []
+  for i in range(len(y)):
+    keep = np.arange(len(y)) != i
+    clf = RidgeClassifier(alpha=fitted.ridge.alpha_).fit(feats[keep], y[keep])
+    loo.append(clf.decision_function(feats[i : i + 1])[0])
+  loo = np.asarray(loo)
+  logits = np.stack([-loo, loo], -1)  # binary: class 1 where d > 0
+
+  def nll(t):
+    z = t * logits
+    z = z - z.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return -logp[np.arange(len(y)), y].mean()
+
+  best = min(ucr_kernels.TEMPERATURES, key=nll)
+  assert fitted.temperature == pytest.approx(best)
+  # Calibrated probabilities: softmax of the temperature times the decisions.
+  probs = np.exp(ucr_kernels.log_probs(fitted, splits["test"]))
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-12)
+
+
+def test_a_class_absent_from_the_fit_gets_no_probability():
+  splits, _ = _splits("UnitTest")
+  arrays = splits["train"]
+  fitted = ucr_kernels.fit(arrays, 0, 84, 3)  # a third class never seen
+  probs = np.exp(ucr_kernels.log_probs(fitted, splits["test"]))
+  assert probs.shape == (len(splits["test"]["labels"]), 3)
+  np.testing.assert_array_equal(probs[:, 2], 0.0)
+
+
+def test_choice_refits_kernels_on_all_training_series_and_keeps_the_lstm_figure():
+  splits, test_ts = _splits("UnitTest")
+  members = tuple(
+    SequenceClassifier(lstm=LSTM(4), num_classes=2, pooling=p) for p in ("mean", "max")
+  )
+  model = CandidateClassifier(members=members)
+  params = model.init(jax.random.key(0), {k: v[:2] for k, v in splits["train"].items()})
+  # All-zero parameters: every LSTM choice says 1/2, 1/2 (argmax: class 0),
+  # so a kernel choice (alone, or mixed with that flat vote) must win.
+  params = jax.tree.map(np.zeros_like, params["params"])
+  out, probs = ucr_choice.choose_and_test(
+    model, params, splits, seed=0, kernels=168, batch_size=7
+  )
+  assert out["choice"] in (3, 4)  # 2 members + their ensemble, then kernels, mix
+  labels = ucr.encode_labels(test_ts.labels, ["1", "2"])
+  whole = {
+    k: np.concatenate([splits["train"][k], splits["valid"][k]]) for k in splits["train"]
+  }
+  want = _aeon_predict(whole, splits["test"], 0, 168)
+  np.testing.assert_array_equal(probs.argmax(-1), want)
+  assert out["accuracy"] == pytest.approx(np.mean(want == labels))
+  assert out["lstm/accuracy"] == pytest.approx(np.mean(labels == 0))
