@@ -1,7 +1,7 @@
 r"""Runs every task at a documented CPU budget and writes benchmarks/RESULTS.md.
 
   python benchmarks/tasks.py                      # everything (hours on 2 cores)
-  python benchmarks/tasks.py --only=forecast,ucr  # some groups
+  python benchmarks/tasks.py --only=forecast,copy  # some groups
   python benchmarks/tasks.py --seeds=1            # one seed per entry
   python benchmarks/tasks.py --runs_dir=/tmp/b --report_only  # re-read runs
 
@@ -10,8 +10,8 @@ Each entry is one `python -m lstm_jax.main` command per seed, in
 read, not retrained (delete it to rerun); an unfinished one is resumed.
 Minutes are the wall time between the run's config.json and its last
 metrics record (resumed runs include the gap). The table holds our figure
-(mean +- sample std over the seeds that finished), the same-split baseline
-and, for UCR, the archive's published 1-NN DTW accuracy. Entries with no
+(mean +- sample std over the seeds that finished) and the same-split
+baseline. UCR/UEA classification: benchmarks/ucr_all.py. Entries with no
 finished run in runs_dir (or left out by --only) keep their row of the
 existing RESULTS.md, and the notes written after the table are kept.
 """
@@ -27,24 +27,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# Published 1-NN DTW test accuracy. Univariate: 1 - the "DTW (w=100)" error
-# (full window, unconstrained) of the UCR archive's DataSummary.csv (Dau et al.
-# 2018, arXiv:1810.07758): GunPoint 0.0933, ItalyPowerDemand 0.0496, ArrowHead
-# 0.2971; the learned-window column is stricter (0.913, 0.955, 0.800).
-# Multivariate: DTW_D of the UEA archive paper (Bagnall et al. 2018,
-# arXiv:1811.00075).
-DTW = {
-  "GunPoint": 0.907,
-  "ItalyPowerDemand": 0.950,
-  "ArrowHead": 0.703,
-  "BasicMotions": 0.975,
-  "JapaneseVowels": 0.949,
-}
-
-# The learned-window DTW column (the stricter reference) of the same file.
-DTW_LEARNED = {"GunPoint": 0.913, "ItalyPowerDemand": 0.955, "ArrowHead": 0.800}
-# The UEA (multivariate) sets, whose reference is DTW_D (Bagnall et al. 2018).
-MULTIVARIATE = ("BasicMotions", "JapaneseVowels")
+# UCR/UEA classification is not here: benchmarks/ucr_all.py runs the one
+# default config on every shipped set beside same-run MiniRocket and 1-NN DTW
+# (the per-set flags this table once used were chosen on test means).
 
 # name -> (group, config, flags, metric, baseline keys or note, seeds)
 ENTRIES = {
@@ -55,26 +40,6 @@ ENTRIES = {
   "sunspots_sqrt_recursive": ("forecast", "experiments/forecast.py", ["--config.data.transform=sqrt", "--config.forecast.strategy=recursive"], "mae", None, 1),
   "sunspots_sqrt_recursive_relative": ("forecast", "experiments/forecast.py", ["--config.data.transform=sqrt", "--config.forecast.strategy=recursive", "--config.model.relative=True"], "mae", None, 1),
   "co2": ("forecast", "experiments/forecast.py:co2", [], "mae", None, 3),
-  **{
-    name: ("ucr", f"experiments/ucr.py:{name}", flags, "accuracy", None, 3)
-    for name, flags in {
-      # The config's defaults (bi-LSTM 64, mean pooling, best by val accuracy).
-      "GunPoint": ["--config.train.steps=1000"],
-      # Val accuracy saturates at 1.0 on 13 series: 30% held out (20 series),
-      # evaluated every 25 steps; the readout is the end states (forward last,
-      # backward first) and the LSTM gets locked input/recurrent dropout.
-      "ItalyPowerDemand": ["--config.train.steps=1000", "--config.train.eval_every=25", "--config.checkpoint.every_steps=25", "--config.data.valid_fraction=0.3", "--config.model.pooling=last", "--config.model.dropout=0.3", "--config.model.lstm.input_dropout=0.1", "--config.model.lstm.recurrent_dropout=0.1"],
-      # 30 training series of 251 steps are fit exactly by step 700: jitter and
-      # per-series scaling of the training batches (data/ts_augment.py), and
-      # the LSTM reads 51 patches of 5 steps (steps themselves: 0.691 +- 0.045;
-      # patches of 10: 0.716 +- 0.007; LSTM-FCN, fcn_width=128: 0.686, 1 seed).
-      "ArrowHead": ["--config.train.steps=1000", "--config.train.eval_every=25", "--config.checkpoint.every_steps=25", "--config.data.jitter_std=0.1", "--config.data.scale_std=0.1", "--config.model.patch=5"],
-      # 8 val series are all right from step 50 on: best by val loss instead,
-      # max pooling over steps.
-      "BasicMotions": ["--config.train.steps=600", "--config.train.eval_every=25", "--config.checkpoint.every_steps=25", "--config.checkpoint.best_metric=eval/loss", "--config.checkpoint.best_mode=min", "--config.model.pooling=max"],
-      "JapaneseVowels": ["--config.train.steps=1000"],
-    }.items()
-  },
   "seq2seq_addition_lsb": ("seq2seq", "experiments/seq2seq.py", [], "exact_match", None, 1),
   "seq2seq_addition": ("seq2seq", "experiments/seq2seq.py:addition", [], "exact_match", None, 1),
   "seq2seq_reversal": ("seq2seq", "experiments/seq2seq.py:reversal", [], "exact_match", None, 1),
@@ -136,13 +101,6 @@ def baseline(name: str, records: list[dict]) -> str:
     return (
       f"seasonal naive {r['seasonal_naive/mae']:.4g}, naive {r['naive/mae']:.4g}, "
       f"ARIMA {r['arima/mae']:.4g} (same split, same run)"
-    )
-  if group == "ucr":
-    if name in MULTIVARIATE:
-      return f"1-NN DTW_D {DTW[name]:.3f} (published, UEA paper)"
-    return (
-      f"1-NN DTW {DTW[name]:.3f} full window, {DTW_LEARNED[name]:.3f} learned "
-      "window (published, UCR archive)"
     )
   if group == "adding":
     return "always 1: 0.167; target < 0.01"

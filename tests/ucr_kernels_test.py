@@ -111,3 +111,22 @@ def test_choice_refits_kernels_on_all_training_series_and_keeps_the_lstm_figure(
   np.testing.assert_array_equal(probs.argmax(-1), want)
   assert out["accuracy"] == pytest.approx(np.mean(want == labels))
   assert out["lstm/accuracy"] == pytest.approx(np.mean(labels == 0))
+
+
+def test_one_standard_error_rule_by_hand():
+  # 10 validation series; choices: 2 LSTM members, their ensemble, kernels, mix.
+  acc = np.array([0.9, 0.6, 0.8, 0.7, 0.6])
+  order = ucr_choice.preference(3, kernels=True)
+  assert order == [3, 4, 2, 0, 1]
+  # Best 0.9: p = 10/12, se = sqrt(p (1 - p) / 10) = 0.1179; the kernels'
+  # 0.7 is outside, the ensemble's 0.8 inside.
+  assert ucr_choice.one_se_choice(acc, acc, 10, order) == 2
+  acc[3] = 0.8  # now inside: the kernels, first in preference
+  assert ucr_choice.one_se_choice(acc, acc, 10, order) == 3
+  # All right on 8 series: p = 9/10, se = 0.106, so 7 of 8 (0.875) is
+  # outside (0.875 < 0.894): the ensemble, first of the LSTM choices.
+  acc = np.array([1.0, 1.0, 1.0, 0.875, 0.75])
+  assert ucr_choice.one_se_choice(acc, acc, 8, order) == 2
+  acc[3] = 1.0
+  assert ucr_choice.one_se_choice(acc, acc, 8, order) == 3
+  assert ucr_choice.one_se_choice(acc, acc, 8, ucr_choice.preference(3, False)) == 2

@@ -286,8 +286,8 @@ def final_evaluation(
 
   The choice (`tasks.ucr_choice`): an LSTM candidate at the selected
   checkpoint, their ensemble, the MiniRocket + ridge classifier of
-  `model.kernels`, or its mix with the LSTM, by the best validation score,
-  first on ties; only it is scored on test (`choice`: its index,
+  `model.kernels`, or its mix with the LSTM, by validation score (the
+  one-standard-error rule, preferring the kernels); only it is scored on test (`choice`: its index,
   `valid_score`/`valid_accuracy`: its validation figures; `lstm/accuracy`:
   the best LSTM choice's test accuracy, the ablation). Ours: `accuracy`,
   `loss`, `score` over the whole test file; its test probabilities go to
