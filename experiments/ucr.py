@@ -126,6 +126,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.dropout = 0.0
     config.model.fcn_width = 4
     config.model.candidates = ("mean", "max+fcn")
-    config.model.kernels = 84  # the fewest MiniRocket allows
+    # LSTM choices only: MiniRocket's first use compiles its numba kernels
+    # (~25 s of CPU in a fresh environment); tests/ucr_kernels_test.py covers them.
+    config.model.kernels = 0
     config.data.baselines = ()
   return config
