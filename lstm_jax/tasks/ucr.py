@@ -18,8 +18,8 @@ normalisation is fit on the training part only (`data.ucr.prepare`). The
 official test file is scored once, at the end, with the classifier that
 validation chose (`tasks.ucr_choice`: the LSTM candidates at the best
 checkpoint by `checkpoint.best_metric`, their ensemble, the random-kernel
-classifier, or its mix with the LSTM; `final_evaluation`, split "test"), with the baselines of `data.baselines`
-(`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
+classifier, or its mix with the LSTM; `final_evaluation`, split "test"),
+with the baselines of `data.baselines` (`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
 training file and scored on the same test file in the same record
 (`minirocket/accuracy`, `dtw/accuracy`). Never selected on test.
 
@@ -30,6 +30,7 @@ first, the loss breaking ties of small validation splits).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from typing import Any
@@ -164,12 +165,19 @@ def _paths(config: ml_collections.ConfigDict) -> tuple[str, str]:
   return ucr.resolve(d.name)
 
 
+def _read(
+  config: ml_collections.ConfigDict,
+) -> tuple[tuple[str, str], ucr.TsData, ucr.TsData]:
+  """((train path, test path), the parsed train file, the parsed test file)."""
+  paths = _paths(config)
+  fill = config.data.fill_missing
+  return paths, ucr.load_ts(paths[0], fill), ucr.load_ts(paths[1], fill)
+
+
 def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], dict]:
   """The train/valid/test arrays of `data.ucr.prepare` and the run's data info."""
   d = config.data
-  train_path, test_path = _paths(config)
-  train = ucr.load_ts(train_path, d.fill_missing)
-  test = ucr.load_ts(test_path, d.fill_missing)
+  (train_path, test_path), train, test = _read(config)
   splits, prep = ucr.prepare(train, test, d.valid_fraction, config.seed)
   info = {
     "source": d.name or train_path,
@@ -183,13 +191,6 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], di
     "std": [float(x) for x in prep["std"]],
   }
   return splits, info
-
-
-def _batches(arrays: Batch, size: int):
-  n = len(arrays["labels"])
-  return lambda: (
-    {k: v[i : i + size] for k, v in arrays.items()} for i in range(0, n, size)
-  )
 
 
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
@@ -208,8 +209,12 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
 
   return Datasets(
     train_batch=train_batch,
-    eval_batches=_batches(splits["valid"], config.data.eval_batch_size),
-    test_batches=_batches(splits["test"], config.data.eval_batch_size),
+    eval_batches=functools.partial(
+      ucr_choice.batches, splits["valid"], config.data.eval_batch_size
+    ),
+    test_batches=functools.partial(
+      ucr_choice.batches, splits["test"], config.data.eval_batch_size
+    ),
     info=info,
   )
 
@@ -287,16 +292,19 @@ def final_evaluation(
   The choice (`tasks.ucr_choice`): an LSTM candidate at the selected
   checkpoint, their ensemble, the MiniRocket + ridge classifier of
   `model.kernels`, or its mix with the LSTM, by validation score (the
-  one-standard-error rule, preferring the kernels); only it is scored on test (`choice`: its index,
-  `valid_score`/`valid_accuracy`: its validation figures; `lstm/accuracy`:
-  the best LSTM choice's test accuracy, the ablation). Ours: `accuracy`,
+  one-standard-error rule, preferring the kernels); only it is scored on
+  test (`choice`: its index, `valid_score`/`valid_accuracy`: its validation
+  figures; `lstm/accuracy`: the best LSTM choice's test accuracy, the
+  ablation). Ours: `accuracy`,
   `loss`, `score` over the whole test file; its test probabilities go to
   `<workdir>/test_probs.npy` <float32>[N, classes] (seed ensembles).
   Baselines (`data.baselines`): `<name>/accuracy`, fit on the whole official
   training file (raw values) and scored on the same test file.
   """
   del datasets  # the splits again, with the training part for the kernels
-  splits, _ = load_splits(config)
+  _, train, test_ts = _read(config)  # parsed once, for ours and the baselines
+  d = config.data
+  splits, _ = ucr.prepare(train, test_ts, d.valid_fraction, config.seed)
   out, probs = ucr_choice.choose_and_test(
     model,
     params,
@@ -307,10 +315,7 @@ def final_evaluation(
   )
   if workdir and jax.process_index() == 0:
     np.save(os.path.join(workdir, PROBS_FILE), probs)
-  if config.data.baselines:
-    train_path, test_path = _paths(config)
-    train = ucr.load_ts(train_path, config.data.fill_missing)
-    test_ts = ucr.load_ts(test_path, config.data.fill_missing)
+  if d.baselines:
     out.update(
       classify.accuracies(
         train.series,
@@ -318,7 +323,7 @@ def final_evaluation(
         test_ts.series,
         np.asarray(test_ts.labels),
         config.seed,
-        tuple(config.data.baselines),
+        tuple(d.baselines),
       )
     )
   return out

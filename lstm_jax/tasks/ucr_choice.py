@@ -115,7 +115,8 @@ def predict(model, params: Any, arrays: Batch) -> np.ndarray:
   return logp[-1].argmax(-1).astype(np.int32)
 
 
-def _batches(arrays: Batch, size: int) -> list[Batch]:
+def batches(arrays: Batch, size: int) -> list[Batch]:
+  """Consecutive slices of `size` series of a split (the last may be shorter)."""
   n = len(arrays["labels"])
   return [{k: v[i : i + size] for k, v in arrays.items()} for i in range(0, n, size)]
 
@@ -150,7 +151,7 @@ def choose_and_test(
     lstm/accuracy, lstm/choice}, the chosen classifier's <float32>[N, classes]
     test probabilities).
   """
-  valid, yv = log_probs(model, params, _batches(splits["valid"], batch_size))
+  valid, yv = log_probs(model, params, batches(splits["valid"], batch_size))
   num_classes = valid.shape[-1]
   num_lstm = len(valid)
   if kernels:
@@ -162,7 +163,7 @@ def choose_and_test(
     v["score"], v["accuracy"], n, preference(num_lstm, kernels > 0)
   )
   lstm_choice = one_se_choice(v["score"], v["accuracy"], n, preference(num_lstm, False))
-  test, yt = log_probs(model, params, _batches(splits["test"], batch_size))
+  test, yt = log_probs(model, params, batches(splits["test"], batch_size))
   lstm_test = scores(test[lstm_choice : lstm_choice + 1], yt)
   if choice >= num_lstm:
     whole = {
