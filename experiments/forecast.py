@@ -40,7 +40,7 @@ the dates in its first column give the season (monthly 12, quarterly 4,
 daily 7, ...; yearly, irregular, unparsable or no dates: the autocorrelation
 of the training part, else 1); the run prints it in one line. Window, horizon,
 strategy, relative windows, residual and SARIMA orders are scaled to the
-season and the part lengths (lstm_jax.data.series_defaults.csv_defaults).
+season and the part lengths (lstm_jax.tasks.forecast.settings.csv_defaults).
 How they were chosen: a priori, before any CSV run and never from a holdout
 (two seasons of window, which the drift base needs; one season per direct
 block; relative windows as for co2; the trainer settings are sunspots',
@@ -96,7 +96,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.season = config_dict.placeholder(int)
   # Steps of every channel the model reads per forecast. Unset = sunspots 33
   # (three ~11-year cycles), co2 36, a CSV two seasons capped at a third of
-  # the training part (lstm_jax.data.series_defaults.csv_defaults).
+  # the training part (lstm_jax.tasks.forecast.settings.csv_defaults).
   config.data.input_len = config_dict.placeholder(int)
   # Values per call of the "direct" strategy (ignored by "recursive"). Unset =
   # one season (sunspots 11, co2 12; a CSV m, at most the validation part).

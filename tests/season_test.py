@@ -78,18 +78,18 @@ def _write(tmp_path, dates, y, name="s.csv"):
 
 
 def test_csv_run_uses_the_dates_period_for_seasonal_naive(tmp_path):
-  from lstm_jax.tasks import forecast
+  from lstm_jax.tasks.forecast import evaluate, prepare
 
   y = 10 + _seasonal(120, 12, seed=3)
   dates = pd.date_range("1990-01-01", periods=120, freq="MS").strftime("%Y-%m")
-  p = forecast.Prepared(_config(_write(tmp_path, dates, y)))
+  p = prepare.Prepared(_config(_write(tmp_path, dates, y)))
   assert p.settings["season"] == 12 and "monthly" in p.settings["season_from"]
   assert "season 12 (monthly dates (MS))" in p.describe()
   assert p.settings["seasonal_order"] == (0, 1, 1, 12)
   # The run's seasonal naive repeats the last 12 observed months.
   config = _config(_write(tmp_path, dates, y))
   config.forecast.arima = False
-  got = forecast.baseline_forecasts(config, p)["seasonal_naive"]["multi"]
+  got = evaluate.baseline_forecasts(config, p)["seasonal_naive"]["multi"]
   np.testing.assert_array_equal(got, np.resize(y[p.test_start - 12 : p.test_start], 24))
   # "auto" picks the base with the lowest validation MAE, computed here by hand.
   v0, t0, L = p.valid_start, p.test_start, p.settings["input_len"]
@@ -119,12 +119,12 @@ def test_csv_run_uses_the_dates_period_for_seasonal_naive(tmp_path):
 
 
 def test_csv_with_irregular_dates_runs_on_the_acf_period(tmp_path):
-  from lstm_jax.tasks import forecast
+  from lstm_jax.tasks.forecast import prepare
 
   y = _seasonal(200, 7, seed=4)
   days = np.cumsum(np.random.default_rng(0).integers(1, 3, size=200))
   dates = (pd.Timestamp("2020-01-01") + pd.to_timedelta(days, "D")).strftime("%Y-%m-%d")
-  p = forecast.Prepared(_config(_write(tmp_path, dates, y)))
+  p = prepare.Prepared(_config(_write(tmp_path, dates, y)))
   assert p.settings["season"] == 7
   assert p.describe().startswith(
     f"{tmp_path / 's.csv'}: season 7 (the dates are irregular"
@@ -134,20 +134,21 @@ def test_csv_with_irregular_dates_runs_on_the_acf_period(tmp_path):
 @pytest.mark.parametrize("bad", [0, -3, 1000])
 def test_bad_season_is_one_clear_error(tmp_path, bad):
   from lstm_jax.tasks import forecast
+  from lstm_jax.tasks.forecast import prepare
 
   y = _seasonal(120, 12)
   path = _write(tmp_path, range(120), y)
   config = _config(path, season=bad)
   with pytest.raises(ConfigError, match=rf"data\.season must be .*got {bad}"):
     forecast.validate(config)
-    forecast.Prepared(config)
+    prepare.Prepared(config)
 
 
 def test_explicit_season_overrides_the_dates(tmp_path):
-  from lstm_jax.tasks import forecast
+  from lstm_jax.tasks.forecast import prepare
 
   dates = pd.date_range("1990-01-01", periods=120, freq="MS").strftime("%Y-%m")
-  p = forecast.Prepared(_config(_write(tmp_path, dates, _seasonal(120, 12)), season=6))
+  p = prepare.Prepared(_config(_write(tmp_path, dates, _seasonal(120, 12)), season=6))
   assert p.settings["season"] == 6 and p.settings["season_from"] == "data.season"
 
 

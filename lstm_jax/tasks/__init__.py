@@ -1,9 +1,16 @@
-"""Tasks the trainer can run, looked up by `config.task` (see `tasks/base.py`)."""
+"""Tasks the trainer can run, looked up by `config.task` (see `tasks/base.py`).
+
+A task is a module or a package of this folder that provides the interface
+of `tasks/base.py` (`make_datasets`, `make_model`, `loss_and_metrics`); a
+package holds the task's parts as its submodules, which are never listed.
+Every other module here (`base`, shared helpers) is not a task.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+from types import ModuleType
 
 from lstm_jax.errors import ConfigError
 from lstm_jax.tasks.base import Datasets, Metrics, Task, TaskModule
@@ -11,13 +18,21 @@ from lstm_jax.tasks.base import Datasets, Metrics, Task, TaskModule
 __all__ = ["Datasets", "Metrics", "Task", "TaskModule", "available", "get_task"]
 
 _REQUIRED = ("make_datasets", "make_model", "loss_and_metrics")
-# Modules of this package that are parts of a task, not tasks.
-_PARTS = ("base", "forecast_prep", "ucr_choice", "ucr_kernels")
+
+
+def _missing(module: ModuleType) -> list[str]:
+  """The required functions of the task interface that `module` lacks."""
+  return [f for f in _REQUIRED if not callable(getattr(module, f, None))]
 
 
 def available() -> list[str]:
-  """Names of the task modules in this package."""
-  return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _PARTS)
+  """Names of the tasks in this package: the modules and packages directly
+  under it that provide the task interface (importing each one)."""
+  return sorted(
+    m.name
+    for m in pkgutil.iter_modules(__path__)
+    if not _missing(importlib.import_module(f"{__name__}.{m.name}"))
+  )
 
 
 def get_task(name: str | None) -> Task:
@@ -29,7 +44,7 @@ def get_task(name: str | None) -> Task:
   if not name:
     raise ConfigError(f"config.task is unset; set it to one of {available()}")
   if name in available():
-    module_name = f"lstm_jax.tasks.{name}"
+    module_name = f"{__name__}.{name}"
   elif "." in name:
     module_name = name
   else:
@@ -43,7 +58,7 @@ def get_task(name: str | None) -> Task:
       f"config.task = {name!r}: no module {module_name!r} can be imported; "
       f"built-in tasks: {available()}"
     ) from e
-  missing = [f for f in _REQUIRED if not callable(getattr(module, f, None))]
+  missing = _missing(module)
   if missing:
     raise ConfigError(f"task module {module_name} lacks {missing}")
   return Task.from_module(name, module)

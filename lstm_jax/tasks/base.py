@@ -1,8 +1,8 @@
 """The small interface between the trainer and a task.
 
-A task is a module (looked up by `config.task`: a name under `lstm_jax/tasks/`
-or any importable dotted module path) with three required functions and a few
-optional ones; `TaskModule` spells them out and `Task` is the module with the
+A task is a module or package (looked up by `config.task`: a name under
+`lstm_jax/tasks/` or any importable dotted module path) with three required
+functions and a few optional ones; `TaskModule` spells them out and `Task` is the module with the
 optional parts filled in. The trainer only ever:
 
 1. asks for data as pure functions of the step (resumable, no iterator state),

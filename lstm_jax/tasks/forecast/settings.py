@@ -1,4 +1,4 @@
-"""Per-source settings of the forecasting task, scaled to the data for a CSV.
+"""The forecasting task's per-source settings, scaled to the data for a CSV.
 
 The keys a user may leave unset (`KEYS`: the season, window, horizon,
 strategy, residual, relative windows, transform, ARIMA orders) resolve here:
@@ -34,10 +34,10 @@ RESIDUALS = ("", "seasonal", "seasonal_drift", "naive", "naive_drift", "mean", "
 DESEASONS = ("", "additive", "multiplicative", "auto")
 # Per-source values of the unset keys. Sunspots: the ~11-year solar cycle,
 # direct 11-year blocks, no transform (the lowest validation MAE of the
-# configurations in experiments/forecast.py's table; sqrt was the default
-# until it turned out to have been kept after seeing the holdout); co2: monthly, where a non-seasonal ARIMA
-# reverts to the mean over the holdout (MAE 16.3) while (1,1,1)x(0,1,1,12)
-# gets 1.74 (baselines.py). CSV: `csv_defaults`, scaled to the data.
+# configurations in experiments/forecast.py's table); co2: monthly, where a
+# non-seasonal ARIMA reverts to the mean over the holdout (MAE 16.3) while
+# (1,1,1)x(0,1,1,12) gets 1.74 (`lstm_jax.baselines.forecast`). CSV:
+# `csv_defaults`, scaled to the data.
 DEFAULTS = {
   "sunspots": {"season": 11, "input_len": 33, "horizon": 11, "strategy": "direct",
                "residual": "", "relative": False, "transform": "", "deseason": "",

@@ -2,8 +2,7 @@
 transformed, seasonally adjusted and scaled (`Prepared`), with the residual
 base and the seasonal adjustment chosen on the validation part.
 
-Split out of `lstm_jax.tasks.forecast`, which documents the task and its
-config; `forecast.Prepared` is this class.
+`lstm_jax.tasks.forecast` documents the task and its config.
 """
 
 from __future__ import annotations
@@ -16,11 +15,8 @@ import numpy as np
 
 from lstm_jax.baselines import forecast as baselines
 from lstm_jax.data import deseason, series
-from lstm_jax.data import series_defaults as defaults
 from lstm_jax.errors import ConfigError, DataError
-
-RESIDUALS = defaults.RESIDUALS
-horizon, base_season = defaults.horizon, defaults.base_season
+from lstm_jax.tasks.forecast import settings
 
 
 class Prepared:
@@ -34,7 +30,7 @@ class Prepared:
   def __init__(self, config: ml_collections.ConfigDict):
     d = config.data
     self.series = series.load_series(d.dataset or d.path, d.columns or "", d.target)
-    self.settings = r = defaults.resolve(config, self.series)
+    self.settings = r = settings.resolve(config, self.series)
     self.transform = r["transform"]
     values = self.series.values.copy()
     t = self.target = self.series.target
@@ -48,7 +44,7 @@ class Prepared:
       values[:, t] = deseason.adjust(values[:, t], self.indices, r["deseason"])
     self.scaler = series.Scaler.fit(values[: self.valid_start])
     self.scaled = self.scaler.transform(values)
-    src, L, h = self.series.source, r["input_len"], horizon(r)
+    src, L, h = self.series.source, r["input_len"], settings.horizon(r)
     self.train = series.windows(
       self.scaled[: self.valid_start], L, h, t, f"{src} (train part)"
     )
@@ -80,8 +76,8 @@ class Prepared:
     )
     fits = {
       name: m_ + drift <= L
-      for name in RESIDUALS[1:-1]
-      for m_, drift, _ in [base_season(name, m)]
+      for name in settings.RESIDUALS[1:-1]
+      for m_, drift, _ in [settings.base_season(name, m)]
     }
     kinds = [r["deseason"]] if r["deseason"] != "auto" else [""]
     if r["deseason"] == "auto" and m > 1 and v0 >= 2 * m + 1:
@@ -110,7 +106,7 @@ class Prepared:
       if r["deseason"] == "auto":
         r["deseason"] = ""
       if r["residual"] and not fits[r["residual"]]:
-        m_, drift, _ = base_season(r["residual"], m)
+        m_, drift, _ = settings.base_season(r["residual"], m)
         raise ConfigError(
           f"model.residual={r['residual']!r} needs data.input_len >= "
           f"{m_ + drift} (season {m_}{' + 1 for the drift' if drift else ''}), got {L}"
@@ -121,7 +117,7 @@ class Prepared:
     """<float64>[steps] a base forecast from z[:origin] (the transformed
     target) after adjustment `kind`, on the original scale. The bases are
     affine-equivariant, so computing them before scaling is the same."""
-    m, drift, average = base_season(residual, self.settings["season"])
+    m, drift, average = settings.base_season(residual, self.settings["season"])
     s = self.candidate_indices.get(kind)
     h = deseason.adjust(z[:origin], s, kind) if kind else np.asarray(z[:origin])
     if average:
