@@ -48,12 +48,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # train.steps = 900 (17.6 passes); a 4.3M-character corpus gets 2,362.
   config.data.min_epochs = 5.0
 
-  # Tuned on this corpus for two CPU cores (validation bpc at the end):
-  # 1 x 512, dropout 0.1-0.4, lr 2e-3, 1800 steps: 1.72-1.74 (overfits after
-  # ~1200); 1 x 512, dropout 0.3, lr 3e-3, 1200 steps: 1.69; 2 x 384 as below:
-  # 1.650 after 1200 steps (1.649 at step 900), 1.661 after 1000. More steps
-  # buy little (the model overfits the ~420k training characters) and cost
-  # time, so the run stops at 900 (time per step: the README's Set-up).
+  # Tuned on this corpus for two CPU cores (the tuning runs: benchmarks/
+  # README.md, "Tuning the char-LM default"): 2 x 384 with dropout 0.3 beats
+  # 1 x 512. More steps buy little (the model overfits the ~420k training
+  # characters) and cost time, so the run stops at 900 (time per step: the
+  # README's Set-up).
   config.model = ml_collections.ConfigDict()
   # Width of the input embedding.
   config.model.embed_dim = 64

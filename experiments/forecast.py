@@ -23,18 +23,19 @@ naive 49.16, ARIMA(2,0,1) 42.54) and over the 31-year validation part
 | sqrt, recursive, relative                       | 27.7              | 40.3               |
 | sqrt, model.residual=seasonal                   | 22.2, 22.8, 18.7  | 40.8, 41.0, 41.5   |
 | sqrt, hidden 64                                 | 22.4, 20.9, 21.3  | 32.5, 38.9, 31.8   |
-| old default (no sqrt, input 24, hidden 64,      | 16.9              | 43.7               |
-|   lr 3e-3, 1500 steps, ckpt every 100)          |                   |                    |
+| no sqrt, input 24, hidden 64, lr 3e-3,          | 16.9              | 43.7               |
+|   1500 steps, ckpt every 100                    |                   |                    |
 
 How the sunspots default was chosen: the row with the lowest validation
-MAE (seed 0), never the holdout. Until 2026-12-05 the default was the sqrt
-row, kept for the skewed counts (the usual sunspot transform) after the
-holdout figures had been seen: selection on the test split, now undone. The
-31-step validation forecast is a weak guide (the no-sqrt row is best on
-validation and worst on the holdout), and its 47.5 loses to seasonal naive
-(38.86); sqrt (`--config.data.transform=sqrt`) remains the better holdout
-figure. The old default's validation MSE was lowest at its first checkpoint
-(step 100) and then climbed: ~180 training windows overfit fast.
+MAE (seed 0), never the holdout (its history: benchmarks/README.md, "The
+sunspots default"). The 31-step validation forecast is a weak guide (the
+no-sqrt row is best on validation and worst on the holdout), and its 47.5
+loses to seasonal naive (38.86); sqrt
+(`--config.data.transform=sqrt`, the usual sunspot transform for the skewed
+counts) is the better holdout figure. In the last row, validation MSE is
+lowest at the first checkpoint (step 100) and then climbs: ~180 training
+windows overfit fast, hence the gentler optimiser, fewer steps and finer
+checkpoint grid of the default.
 A CSV (`--config.data.dataset= --config.data.path=... --config.data.columns=`):
 the dates in its first column give the season (monthly 12, quarterly 4,
 daily 7, ...; yearly, irregular, unparsable or no dates: the autocorrelation

@@ -255,9 +255,9 @@ def evaluate(
   With `token_metric`, the result also holds `tokens`: that metric's summed
   weight, i.e. how much was scored (characters, for the char-LM). A stateless
   evaluation starts every batch from the model's zero state: the final carry a
-  model returns is dropped, not fed into the next batch (fed on, it starts the
-  adding task's second test batch from the first one's LSTM state: test MSE
-  0.19301 instead of 0.19273).
+  model returns is dropped, not fed into the next batch, whose rows are other
+  sequences (fed on, the adding task's second test batch would start from the
+  first one's LSTM state).
   """
   stateful = carry is not None
   pairs = []
