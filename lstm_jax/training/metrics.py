@@ -228,6 +228,11 @@ class MetricWriter:
       elapsed = _duration(self._clock() - self._start)
       self._bar.write(f"step {step} eval: {text}{best} | {elapsed} elapsed")
 
+  def note(self, line: str) -> None:
+    """Prints `line` on its own line above the progress bar (process 0)."""
+    if self.enabled:
+      self._bar.write(line)
+
   @property
   def progress(self) -> str:
     """The progress bar's current line ("" off process 0 or once closed)."""
