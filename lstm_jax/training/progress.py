@@ -3,7 +3,7 @@
 tqdm's own rate counts every step since the bar appeared, the first one
 included; the first step of a process compiles the train step (seconds to
 minutes), so tqdm's first estimate is that step's time multiplied by the steps
-left (a 7 s compile showed "1/150 [00:07<19:20]" for a run of 2 minutes).
+left, many times the real remaining time.
 `Progress` measures the rate from the end of the first step the process runs,
 so the ETA reads "?" until a second step has finished and covers the running
 steps (evaluations included) from then on.
