@@ -233,14 +233,14 @@ def test_seq2seq_exact_match(reference):
   # The printed examples show this greedy answer (even a wrong or empty one).
   stdout = (reference("seq2seq").parent / "stdout.txt").read_text()
   shown = seq2seq.examples(run.config, run.model, run.params)
+  names = {synthetic.PAD: "<pad>", synthetic.BOS: "<bos>"}
   for line, i in zip(shown, np.linspace(0, n - 1, 4).astype(int), strict=True):
-    answer = synthetic.decode(dec[i, 1:])
-    first = dec[i, 1]
+    ids = dec[i, 1:].tolist()
+    ids = ids[: ids.index(synthetic.EOS)] if synthetic.EOS in ids else ids
+    answer = "".join(names.get(t) or synthetic.SEQ2SEQ_CHARS[t - 3] for t in ids)
     assert f"  {line}\n" in stdout
     assert line.startswith(f"{synthetic.decode(held['inputs'][i])} -> ")
-    assert line.split(" -> ")[1].split(" (target ")[0] == (
-      answer if answer or first != synthetic.EOS else "<eos>"
-    )
+    assert line.split(" -> ")[1].split(" (target ")[0] == (answer or "<eos>")
   # The eval line's best step is the checkpoint the run names as its best.
   best_lines = re.findall(r"best exact_match [\d.]+ \(step (\d+)\)", stdout)
   (closing,) = re.findall(r"Best checkpoint: step (\d+)", stdout)
