@@ -9,7 +9,7 @@ character of the last `valid_fraction`, each predicted from the `order - 1`
 characters before it in the corpus.
 
 Two smoothings (Chen & Goodman 1998), both interpolated down to P_0, uniform
-over the vocabulary. Witten-Bell (section 2.4; the README's 1.905 on the
+over the vocabulary. Witten-Bell (section 2.4; docs/tasks.md's 1.905 on the
 built-in corpus), with raw counts c at every order:
 
   P_k(w | h) = (c(hw) + N1+(h .) * P_{k-1}(w | h')) / (c(h) + N1+(h .)).

@@ -3,7 +3,7 @@
 Usage::
 
   python benchmarks/speed.py                  # all shapes, 7 rounds, all cores
-  python benchmarks/speed.py --quick          # 3 rounds, under 2 minutes
+  python benchmarks/speed.py --quick          # 3 rounds (about 3.5 minutes on 2 busy vCPUs)
   python benchmarks/speed.py --shapes 32,128,128,256 --rounds 9
   python benchmarks/speed.py --threads 1 --cpu-time   # one pinned core, CPU time
 
@@ -110,12 +110,24 @@ def flax_impl(shape):
   return _jax_impl("flax OptimizedLSTMCell", model.apply, params, x)
 
 
+_SKIPPED: set[str] = set()
+
+
+def _skip(row: str, why: str) -> None:
+  """Says once per run why a peer's row is missing from the tables."""
+  if row not in _SKIPPED:
+    _SKIPPED.add(row)
+    print(f"note: no {row} row: {why}", flush=True)
+
+
 def keras_impl(shape):
   try:
     import keras
-  except Exception:  # noqa: BLE001 (not installed, or installed without a backend)
+  except Exception as e:  # noqa: BLE001 (not installed, or installed without a backend)
+    _skip("keras", f"keras does not import ({e}); pip install -e '.[bench]' adds it")
     return None
   if keras.backend.backend() != "jax":
+    _skip("keras", f"its backend is {keras.backend.backend()!r}, not 'jax'")
     return None
   b, t, i, h = shape
   layer = keras.layers.LSTM(h, return_sequences=True)
@@ -180,7 +192,8 @@ def matmul_bound_impl(shape, chunk=16):
 def torch_impl(shape, threads):
   try:
     import torch
-  except ImportError:
+  except ImportError as e:
+    _skip("torch", f"torch does not import ({e}); pip install -e '.[bench]' adds it")
     return None
   torch.set_num_threads(threads)
   b, t, i, h = shape

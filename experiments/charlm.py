@@ -7,8 +7,8 @@ r"""Character-level LSTM language model on the built-in corpus.
 
 The default corpus is Python's `pydoc_data.topics` (~465k characters); the
 last 10% is validation. On another corpus the step count scales with its size
-(`data.min_epochs`; the README's "A larger corpus" has measured figures). The run's measured time and validation bits per
-character are in the README (an interpolated character 5-gram gets 1.905 on
+(`data.min_epochs`; docs/tasks.md, "The char-LM on a larger corpus", has measured figures). The run's measured time and validation bits per
+character are in docs/tasks.md (an interpolated character 5-gram gets 1.905 on
 the same split).
 """
 
@@ -51,8 +51,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Tuned on this corpus for two CPU cores (the tuning runs: benchmarks/
   # README.md, "Tuning the char-LM default"): 2 x 384 with dropout 0.3 beats
   # 1 x 512. More steps buy little (the model overfits the ~420k training
-  # characters) and cost time, so the run stops at 900 (time per step: the
-  # README's Set-up).
+  # characters) and cost time, so the run stops at 900 (time per step:
+  # docs/tasks.md).
   config.model = ml_collections.ConfigDict()
   # Width of the input embedding.
   config.model.embed_dim = 64

@@ -23,7 +23,7 @@ addition_lsb at 6000 steps: 2.0 CPU-minutes (5.3 min wall under load, ~21
 steps/s); reversal is solved on validation by step 500. Lengths beyond
 training barely generalise (the +2 length is 0 everywhere). The two reversal
 runs share config and seed but one ran pinned to one core: XLA:CPU's results
-depend on the cores a process may use (README, "exact resume"), and the
+depend on the cores a process may use (docs/training.md, the workdir), and the
 longer lengths move with that last-bit difference.
 """
 

@@ -14,7 +14,7 @@ the same split with the same vocabulary. Measured (seed 0, 2026-12-05):
 test perplexity 64.06 (validation 60.21 at step 1,500, still falling:
 62.2 at 1,050, 60.6 at 1,350) against the Kneser-Ney 5-gram's 73.57
 (validation 65.64); 39.2 minutes wall, 7.1 CPU-minutes, on 2 shared CPU
-cores. README, "Tasks and their baselines".
+cores. docs/tasks.md, "The other tasks".
 
 Variants: `tiny` (seconds on CPU, the tests' run) and `awd`, the AWD-LSTM
 recipe of Merity et al. (2018): 3 layers of 1150 units, 400-wide tied

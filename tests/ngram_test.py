@@ -77,7 +77,7 @@ def test_matches_plain_python_and_sums_to_one(method):
 
 
 def test_builtin_corpus_figure():
-  """The README's 1.905 (Witten-Bell 5-gram on the char-LM's split)."""
+  """docs/tasks.md's 1.905 (Witten-Bell 5-gram on the char-LM's split)."""
   from lstm_jax.data import text
 
   corpus = text.load_corpus(None)

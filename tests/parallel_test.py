@@ -302,7 +302,7 @@ def _two_processes(workdir, env):
   ]
 
 
-def _wait(procs):
+def _wait(procs, returncode=0):
   try:
     outs = [p.communicate(timeout=TIMEOUT) for p in procs]
   finally:
@@ -311,7 +311,7 @@ def _wait(procs):
         p.kill()
         p.wait()
   for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+    assert p.returncode == returncode, err[-3000:]
   return outs
 
 
@@ -361,7 +361,8 @@ def test_two_processes_match_one_and_agree_on_sigterm(tmp_path, env):
   )
 
   # SIGTERM to process 1 only, once a checkpoint exists: both stop at the
-  # same step boundary, save it once and exit 0; rerunning both resumes.
+  # same step boundary, save it once and exit 75 (preempted: rerun); rerunning
+  # both resumes.
   workdir = tmp_path / "term"
   procs = _two_processes(workdir, env)
   deadline = time.monotonic() + TIMEOUT
@@ -369,7 +370,7 @@ def test_two_processes_match_one_and_agree_on_sigterm(tmp_path, env):
     assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
     time.sleep(0.2)
   procs[1].send_signal(signal.SIGTERM)
-  _wait(procs)
+  _wait(procs, returncode=75)
   _, stopped, _ = _final(workdir)
   assert 2 <= stopped < 10
   _wait(_two_processes(workdir, env))

@@ -18,6 +18,7 @@ Independent checks (the best checkpoint, restored with `runs.open_run`):
 from __future__ import annotations
 
 import math
+import re
 import signal
 import subprocess
 import time
@@ -30,6 +31,7 @@ import task_runs
 from resume_test import _finalized_steps, final_state
 
 from lstm_jax.data import synthetic, ucr
+from lstm_jax.tasks import seq2seq
 from lstm_jax.workdir import reader as runs
 
 _REFERENCES: dict[str, Path] = {}
@@ -44,7 +46,8 @@ def reference(tmp_path_factory, env):
   def get(task: str) -> Path:
     if task not in _REFERENCES:
       workdir = tmp_path_factory.mktemp(task) / "run"
-      task_runs.run(task, workdir, env)
+      proc = task_runs.run(task, workdir, env)
+      (workdir.parent / "stdout.txt").write_text(proc.stdout)
       _REFERENCES[task] = workdir
     return _REFERENCES[task]
 
@@ -226,6 +229,22 @@ def test_seq2seq_exact_match(reference):
   np.testing.assert_allclose(
     test["exact_match/longer"], right[lengths > d.max_len].mean()
   )
+
+  # The printed examples show this greedy answer (even a wrong or empty one).
+  stdout = (reference("seq2seq").parent / "stdout.txt").read_text()
+  shown = seq2seq.examples(run.config, run.model, run.params)
+  names = {synthetic.PAD: "<pad>", synthetic.BOS: "<bos>"}
+  for line, i in zip(shown, np.linspace(0, n - 1, 4).astype(int), strict=True):
+    ids = dec[i, 1:].tolist()
+    ids = ids[: ids.index(synthetic.EOS)] if synthetic.EOS in ids else ids
+    answer = "".join(names.get(t) or synthetic.SEQ2SEQ_CHARS[t - 3] for t in ids)
+    assert f"  {line}\n" in stdout
+    assert line.startswith(f"{synthetic.decode(held['inputs'][i])} -> ")
+    assert line.split(" -> ")[1].split(" (target ")[0] == (answer or "<eos>")
+  # The eval line's best step is the checkpoint the run names as its best.
+  best_lines = re.findall(r"best exact_match [\d.]+ \(step (\d+)\)", stdout)
+  (closing,) = re.findall(r"Best checkpoint: step (\d+)", stdout)
+  assert int(best_lines[-1]) == int(closing) == run.step
 
 
 # The resume machinery is the task-independent loop (resume_test.py kills the

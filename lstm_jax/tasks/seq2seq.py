@@ -166,8 +166,36 @@ def report(config, model, params, datasets, results) -> dict[str, Any]:
       f"exact match {results['test/exact_match']:.4f}; longer: "
       f"{results.get('test/exact_match/longer', float('nan')):.4f}"
     )
-    held, tokens = decode_heldout(config, model, params)
-    for i in np.linspace(0, len(tokens) - 1, 4).astype(int):
-      src = synthetic.decode(held["inputs"][i])
-      print(f"  {src} -> {synthetic.decode(tokens[i])}")
+    for line in examples(config, model, params):
+      print(f"  {line}")
   return {}
+
+
+def shown(ids: np.ndarray) -> str:
+  """A decoded answer as printed: its text up to EOS, with "<eos>" for an
+  answer that ends before its first character and "<pad>" / "<bos>" for
+  those tokens if the model emits them before EOS (`synthetic.decode`
+  would drop them and print nothing)."""
+  markers = {synthetic.PAD: "<pad>", synthetic.BOS: "<bos>"}
+  out = []
+  for i in np.asarray(ids).tolist():
+    if i == synthetic.EOS:
+      break
+    out.append(markers.get(i) or synthetic.decode([i]))
+  return "".join(out) or "<eos>"
+
+
+def examples(
+  config: ml_collections.ConfigDict, model: Seq2Seq, params: Any, count: int = 4
+) -> list[str]:
+  """`count` held-out problems spread over the lengths, each as
+  "<source> -> <greedy answer> (target <answer>)"."""
+  held, tokens = decode_heldout(config, model, params)
+  lines = []
+  for i in np.linspace(0, len(tokens) - 1, count).astype(int):
+    src, want = (
+      synthetic.decode(held["inputs"][i]),
+      synthetic.decode(held["targets"][i]),
+    )
+    lines.append(f"{src} -> {shown(tokens[i])} (target {want})")
+  return lines

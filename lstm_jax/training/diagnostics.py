@@ -266,7 +266,7 @@ class Monitor:
     found = warnings_for(values, self.cfg)
     for text in found:
       logging.warning("step %d: %s", step, text)
-      print(f"warning (step {step}): {text}")
+      self.writer.note(f"warning (step {step}): {text}")
     return found
 
   def run(self, params: Any, batch: Any) -> tuple[dict[str, float], list]:

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
@@ -131,12 +131,19 @@ class MetricWriter:
   best headline value so far (this run's history included) and the time
   since this process started training.
 
+  A record at a step means the step has finished, so `write` also moves the
+  bar there: the bar and the eval line name the same step. The best step is
+  the latest of equal values, as the checkpoint manager keeps it (the run's
+  closing "Best checkpoint" line names the same step).
+
   Args:
     workdir: run directory.
     total_steps: length of the progress bar.
     initial_step: the step the run starts (or resumes) from.
     headline: the eval metric of the bar and the "best" of the eval line
       (e.g. "bpc"; "" = the first one), and `minimize` its direction.
+    clock: seconds, monotonic, for the bar's rate and the elapsed time
+      (tests pass a fake one).
   """
 
   def __init__(
@@ -146,15 +153,17 @@ class MetricWriter:
     initial_step: int = 0,
     headline: str = "",
     minimize: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
   ):
     self.enabled = jax.process_index() == 0
     self._bar = self._tb = self._jsonl = None
     self._headline, self._minimize = headline, minimize
     self._best: tuple[float, int] | None = None
-    self._start = time.perf_counter()
+    self._clock = clock
+    self._start = clock()
     if not self.enabled:
       return
-    import tqdm  # slow import; process 0 only
+    from lstm_jax.training import progress  # imports tqdm (slow): process 0 only
 
     path = os.path.join(workdir, METRICS_FILE)
     history = _truncate_jsonl(path, initial_step) if os.path.exists(path) else []
@@ -172,11 +181,7 @@ class MetricWriter:
       if record.get("split") == "eval":
         self._track_best(record, int(record["step"]))
     self._tb.sync()
-    self._bar = tqdm.tqdm(
-      total=total_steps, initial=initial_step, unit="step", dynamic_ncols=True
-    )
-    self._postfix: dict[str, str] = {}
-    self._step = initial_step
+    self._bar = progress.Progress(total_steps, initial_step, clock)
 
   def _tensorboard(self, record: Mapping[str, Any]) -> None:
     for name, value in record.items():
@@ -191,7 +196,7 @@ class MetricWriter:
     if value is None or math.isnan(value):
       return
     if self._best is None or (
-      value < self._best[0] if self._minimize else value > self._best[0]
+      value <= self._best[0] if self._minimize else value >= self._best[0]
     ):
       self._best = (value, step)
 
@@ -207,21 +212,31 @@ class MetricWriter:
     self._tensorboard({"step": step, "split": split, **values})
     text = " ".join(f"{k}={v:.6g}" for k, v in values.items())
     logging.info("step %d %s: %s", step, split, text)
+    if split in ("train", "eval"):
+      self.advance(step)
     if split == "train" and "loss" in values:
-      self._postfix["loss"] = f"{values['loss']:.4f}"
+      self._bar.set("loss", f"{values['loss']:.4f}")
       if "tokens_per_sec" in values:
-        self._postfix["tok/s"] = f"{values['tokens_per_sec']:.0f}"
-      self._bar.set_postfix(self._postfix, refresh=False)
+        self._bar.set("tok/s", f"{values['tokens_per_sec']:.0f}")
     elif split == "eval":
       self._track_best(values, step)
       if self._headline in values:
-        self._postfix[f"val_{self._headline}"] = f"{values[self._headline]:.4f}"
-        self._bar.set_postfix(self._postfix, refresh=False)
+        self._bar.set(f"val_{self._headline}", f"{values[self._headline]:.4f}")
       best = ""
       if self._best is not None:
         best = f" | best {self._headline} {self._best[0]:.4f} (step {self._best[1]})"
-      elapsed = _duration(time.perf_counter() - self._start)
+      elapsed = _duration(self._clock() - self._start)
       self._bar.write(f"step {step} eval: {text}{best} | {elapsed} elapsed")
+
+  def note(self, line: str) -> None:
+    """Prints `line` on its own line above the progress bar (process 0)."""
+    if self.enabled:
+      self._bar.write(line)
+
+  @property
+  def progress(self) -> str:
+    """The progress bar's current line ("" off process 0 or once closed)."""
+    return self._bar.text if self.enabled else ""
 
   def sync(self) -> None:
     """Makes every record written so far durable (before a checkpoint)."""
@@ -233,9 +248,8 @@ class MetricWriter:
 
   def advance(self, step: int) -> None:
     """Moves the progress bar to `step` (steps finished on the device)."""
-    if self.enabled and step > self._step:
-      self._bar.update(step - self._step)
-      self._step = step
+    if self.enabled:
+      self._bar.advance(step)
 
   def close(self) -> None:
     if not self.enabled:
