@@ -134,7 +134,16 @@ def test_ours_to_torch_matches_our_outputs(torch):
 def test_to_torch_accepts_bare_params_and_zero_bias_for_no_bias(torch):
   t = _torch_lstm(torch, bias=False)
   variables = convert.from_torch(t)
-  convert.to_torch(variables["params"], _torch_lstm(torch, seed=2, bias=False))
+  # The params dict without its {"params": ...} wrapper, into a differently
+  # seeded bias-free module: every torch weight becomes the source's (a copy,
+  # so exact), and the module computes what the source does.
+  loaded = convert.to_torch(variables["params"], _torch_lstm(torch, seed=2, bias=False))
+  source = dict(t.named_parameters())
+  for name, value in loaded.named_parameters():
+    np.testing.assert_array_equal(value.detach().numpy(), source[name].detach().numpy())
+  x = np.random.default_rng(0).normal(size=(2, 3, 5)).astype("f4")
+  for got, want in zip(_torch_outputs(torch, loaded, x), _torch_outputs(torch, t, x)):
+    np.testing.assert_array_equal(got, want)  # same weights, same torch program
 
 
 @pytest.mark.parametrize(

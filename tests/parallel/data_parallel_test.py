@@ -1,4 +1,4 @@
-"""Scale-out (issue 9): sharding rules, grad accumulation, multi-device runs,
+"""Scale-out: sharding rules, grad accumulation, multi-device runs,
 bad parallel config, the TPU launcher.
 
 Multi-device runs happen in subprocesses with forced CPU devices (this pytest

@@ -1,4 +1,4 @@
-"""A run survives its readers and damaged or missing workdir files (issue 13).
+"""A run survives its readers and damaged or missing workdir files.
 
 Real runs in subprocesses, real Orbax checkpoints on disk, no mocks:
 

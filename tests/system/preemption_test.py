@@ -1,4 +1,4 @@
-"""Preemption honoured in time (issue 13): real signals to real trainers.
+"""Preemption honoured in time: real signals to real trainers.
 
 * SIGTERM or SIGINT during training: the save lands within 2 steps of the
   steps finished when the signal arrived (dispatch runs at most 2 steps

@@ -1,6 +1,6 @@
 """End to end, in subprocesses: a run killed and restarted ends bit-identical.
 
-Acceptance checks of the training system (issue #3):
+What the training system promises:
 
 * SIGKILL at a random point after k checkpoints, then the same command again:
   the final train state (parameters, optimizer state, RNG, step, early-stopping
@@ -192,7 +192,7 @@ def test_truncated_latest_checkpoint_falls_back_and_says_so(tmp_path, env, refer
 
 
 # ---------------------------------------------------------------------------
-# metrics.jsonl vs TensorBoard vs the progress bar (acceptance 5).
+# metrics.jsonl vs TensorBoard vs the progress bar.
 # ---------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@
 
 * Two locks on one workdir conflict even within a process (flock is per open
   file), and the refusal names the holder.
-* Acceptance 2 of issue 13: a second trainer on a busy workdir exits
+* A second trainer on a busy workdir exits
   non-zero at once with one `error:` line naming the holder (pid, host,
   since), writes nothing, and the first finishes bit-identical to an
   uninterrupted run. The first is held with SIGSTOP while the second starts,
