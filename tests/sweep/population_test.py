@@ -113,7 +113,11 @@ def test_vmapped_population_equals_members_run_one_by_one():
 def test_a_diverging_member_stops_alone(tmp_path):
   config = _config(steps_=6)
   config.train.max_nonfinite_steps = 2
-  bad = {**MEMBERS[0], "optim.learning_rate": float("inf")}
+  # A finite learning rate (the config check refuses inf) so large that Adam's
+  # first update (about lr / warmup_steps per weight) puts the weights near
+  # float32's largest value (3.4e38): the next forward pass overflows, every
+  # later loss is non-finite, and the member stops after two of them.
+  bad = {**MEMBERS[0], "optim.learning_rate": 3e38}
   statuses = population.run(_trials(config, [bad, *MEMBERS[1:3]]), str(tmp_path / "a"))
   assert statuses == ["diverged", "finished", "finished"]
   population.run(_trials(config, MEMBERS[1:3]), str(tmp_path / "b"))

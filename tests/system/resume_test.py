@@ -71,11 +71,25 @@ def reference(tiny_reference):
 
 
 # Checkpoints of the tiny run, the last one included. A kill after k of them,
-# k <= LAST_KILL, leaves at least two checkpoint intervals of steps to run;
-# the kill lands a seeded fraction (< 1) of the measured last interval later,
-# so it always falls before the run's end, however fast the machine is.
+# k <= LAST_KILL, leaves at least two checkpoint intervals of steps to run.
+# The kill lands a seeded fraction (< 1) of the measured last interval later,
+# or as soon as the next checkpoint appears, whichever comes first: the
+# measured interval can be far longer than the next one (after the first
+# checkpoint it includes start-up and compilation), and the checkpoint trigger
+# keeps the kill at least one interval (5 steps, an eval, the final save)
+# before the run's end, however fast the machine is.
 CHECKPOINTS = STEPS // tiny_run.CHECKPOINT_EVERY
 LAST_KILL = CHECKPOINTS - 2
+
+
+def _sleep_before_next_checkpoint(workdir, seconds: float) -> None:
+  """Sleeps `seconds`, or until a checkpoint newer than the latest appears."""
+  latest = max(finalized_steps(workdir), default=-1)
+  deadline = time.monotonic() + seconds
+  while time.monotonic() < deadline:
+    if max(finalized_steps(workdir), default=-1) > latest:
+      return
+    time.sleep(0.01)
 
 
 def _kill_and_resume(tmp_path, env, reference, kills: list[tuple[int, float]]):
@@ -94,7 +108,7 @@ def _kill_and_resume(tmp_path, env, reference, kills: list[tuple[int, float]]):
       while "Starting" not in out.read_text() and proc.poll() is None:
         time.sleep(0.01)
       interval = 0.5
-    time.sleep(delay * interval)
+    _sleep_before_next_checkpoint(workdir, delay * interval)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
     steps = finalized_steps(workdir)
