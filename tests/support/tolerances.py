@@ -127,3 +127,14 @@ def bf16_recurrence_tol(time_steps: int, magnitude: float = 1.0) -> float:
   (a value near a rounding tie goes either way), carried on by the forget
   gate (< 1) without growth: `time_steps * BF16_EPS * magnitude`."""
   return time_steps * BF16_EPS * magnitude
+
+
+def assert_close(actual, expected, tol: float, err_msg: str = "") -> None:
+  """`|actual - expected| <= tol * max(1, max|expected|)` elementwise: a bound
+  relative to the compared values' size (the bounds above are relative),
+  absolute below 1 so values near zero need not match relatively."""
+  expected = np.asarray(expected, np.float64)
+  scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+  np.testing.assert_allclose(
+    np.asarray(actual, np.float64), expected, rtol=0, atol=tol * scale, err_msg=err_msg
+  )
