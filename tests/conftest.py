@@ -47,7 +47,7 @@ def env(tmp_path_factory) -> dict[str, str]:
   """Environment for `python -m lstm_jax.main` subprocesses.
 
   CPU, and one persistent JAX compilation cache for the whole session (per
-  pytest worker), so the tiny run (tests/tiny_run.py) compiles only once.
+  pytest worker), so the tiny run (tests/support/tiny_run.py) compiles only once.
   """
   cache = tmp_path_factory.getbasetemp() / "jax_compilation_cache"
   cache.mkdir(exist_ok=True)
@@ -62,7 +62,7 @@ def env(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def tiny_reference(tmp_path_factory, env):
-  """One uninterrupted tiny run (tests/tiny_run.py), shared by the test files
+  """One uninterrupted tiny run (tests/support/tiny_run.py), shared by the test files
   that compare a disturbed run with it: (workdir, CompletedProcess).
 
   Under pytest-xdist the workers share one run: the first to get here makes
@@ -73,7 +73,7 @@ def tiny_reference(tmp_path_factory, env):
   import json
   import subprocess
 
-  import tiny_run
+  from tests.support import tiny_run
 
   base = tmp_path_factory.getbasetemp()
   if os.environ.get("PYTEST_XDIST_WORKER"):

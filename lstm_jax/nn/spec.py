@@ -125,7 +125,7 @@ class LSTMSpec:
     'matmul compute dtype, "float32" or "bfloat16" (parameters and carry stay '
     "float32; with bfloat16 the outputs are within 0.03 max abs and 2e-3 mean "
     "abs of float32 for T <= 512, H <= 512 with the default init, measured on "
-    "CPU: max 0.008-0.011, mean 6e-4, tests/layers_test.py). The modules also "
+    "CPU: max 0.008-0.011, mean 6e-4, tests/nn/layers_test.py). The modules also "
     "take a JAX dtype, and None: the dtype of inputs and parameters.",
     "layer",
     _one_of(DTYPE_NAMES),

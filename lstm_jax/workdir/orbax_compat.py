@@ -12,7 +12,7 @@ is given with it; the tests named there must stay green without it.
    remembered in `unreadable_metrics` and skipped like any damaged step.
    Drop when Orbax skips (or reports per step) an unreadable metrics file;
    follow the rename if `_get_metrics` changes.
-   `hardening_run_test.py::test_a_bad_metrics_file_falls_back_for_readers_and_resume`
+   `tests/system/damaged_workdir_test.py::test_a_bad_metrics_file_falls_back_for_readers_and_resume`
    fails without it.
 2. `describe` reduces an exception to its innermost cause's first line:
    Orbax wraps TensorStore's read errors in "Encountered error while reading

@@ -107,8 +107,8 @@ def backward(cfg, saved, cts):
   as four large matmuls after the loop (module docstring: why that is fast).
   remat=True: only c_in and h_in were saved, so each step recomputes a_t from
   x_t and h_in_t, and the four sums accumulate inside the loop (there is no
-  dA buffer). Checked against autodiff in tests/fused_test.py and
-  tests/masking_test.py.
+  dA buffer). Checked against autodiff in tests/kernels/fused_test.py and
+  tests/ops/masking_test.py.
 
   Args:
     cfg: the static settings.
