@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.kernels.fused.layout import (
-  activate,
   at,
   cast,
   loop_weights,
@@ -22,37 +21,7 @@ from lstm_jax.kernels.fused.layout import (
   put,
   step_mm,
 )
-from lstm_jax.ops.cell import dot
-
-
-def gate_grads(acts, c_in, tc, dc, dh):
-  """One step's gate gradients d a and the gradient into its `c_in`.
-
-  The formulas of `backward`, with `dc` + dh o (1 - tanh^2 c') the total
-  gradient w.r.t. c' and the activation derivatives written through the
-  activations (sigmoid' = s (1 - s), tanh' = 1 - g^2); d c_in = that times f.
-  The four gate gradients are one [B, 4, H] product `deriv * partner` so that
-  XLA emits a single loop for them.
-
-  Args:
-    acts: <float32>[B, 4H] activations [i | f | g | o].
-    c_in: <float32>[B, H] the cell state entering the step (after any reset).
-    tc: <float32>[B, H] tanh(c'), recomputed.
-    dc: <float32>[B, H] gradient w.r.t. c'.
-    dh: <float32>[B, H] gradient w.r.t. h'.
-
-  Returns:
-    (d a <float32>[B, 4H] in gate order, d c_in <float32>[B, H]).
-  """
-  batch, hid4 = acts.shape
-  hid = hid4 // 4
-  i, f, g, o = jnp.split(acts, 4, axis=-1)
-  dc = dc + dh * o * (1.0 - tc * tc)
-  partner = jnp.stack([dc * g, dc * c_in, dc * i, dh * tc], axis=1)
-  a = acts.reshape(batch, 4, hid)
-  k = jax.lax.broadcasted_iota(jnp.int32, (1, 4, 1), 1)
-  deriv = jnp.where(k == 2, 1.0 - a * a, a * (1.0 - a))
-  return (deriv * partner).reshape(batch, hid4), dc * f
+from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp, dot
 
 
 def backward(cfg, saved, cts):
@@ -149,11 +118,12 @@ def backward(cfg, saved, cts):
     if cfg.remat:
       x, h_in = at(xs, k), at(h_ins, k)
       gx = dot(x, wih, dt) if lay.proj == "hoist" else x
-      acts = activate(preactivations(lay, w, b, gx, h_in))
+      _, _, saved = cell_pointwise(
+        preactivations(lay, w, b, gx, h_in), c_in, sigmoid="tanh"
+      )
+      acts = saved.acts
     else:
       acts = nxt
-    i, f, g, _ = jnp.split(acts, 4, axis=-1)
-    tc = jnp.tanh(f * c_in + i * g)
     dhn = dh + at(dys, k).astype(jnp.float32)  # d h_t = d y_t + d a_{t+1} W_hh^T
     dcn = dc
     if cfg.has_mask:  # a padded step: no d y_t, d a_t = 0
@@ -167,7 +137,7 @@ def backward(cfg, saved, cts):
     if cfg.has_zh:
       zh = at(zhs, k)
       dh_new = jnp.where(zh, 0.0, dhn)
-    dgates, dc_in = gate_grads(acts, c_in, tc, dc_new, dh_new)
+    dgates, dc_in = cell_pointwise_vjp(CellSaved(acts, c_in), dc_new, dh_new)
     dh_in = step_mm(dgates, whh_t, lay.wleft, dt)
     if cfg.has_rdrop:  # W_hh read h_in * m
       dh_in = dh_in * rmask

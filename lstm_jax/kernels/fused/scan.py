@@ -60,7 +60,6 @@ from lstm_jax.kernels.fused import backward as fused_backward
 from lstm_jax.kernels.fused.layout import (
   PROJS,
   Layout,
-  activate,
   at,
   auto_layout,
   cast,
@@ -68,7 +67,14 @@ from lstm_jax.kernels.fused.layout import (
   preactivations,
   put,
 )
-from lstm_jax.ops.cell import LSTMCarry, dot, real_steps, segment_resets, zero_carry
+from lstm_jax.ops.cell import (
+  LSTMCarry,
+  cell_pointwise,
+  dot,
+  real_steps,
+  segment_resets,
+  zero_carry,
+)
 
 Array = jax.Array
 
@@ -139,10 +145,8 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save
     else:
       c_in, h_in = c, h
     h_rec = h_in * rmask if cfg.has_rdrop else h_in  # what W_hh reads
-    acts = activate(preactivations(lay, w, b, nxt if in_place else at(xs, k), h_rec))
-    i, f, g, o = jnp.split(acts, 4, axis=-1)
-    c_new = f * c_in + i * g
-    h_new = o * jnp.tanh(c_new)
+    pre = preactivations(lay, w, b, nxt if in_place else at(xs, k), h_rec)
+    c_new, h_new, saved = cell_pointwise(pre, c_in, sigmoid="tanh")
     if cfg.has_zc:  # zoneout: these units keep the state that entered
       c_new = jnp.where(at(zcs, k), c_in, c_new)
     if cfg.has_zh:
@@ -158,7 +162,7 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save
       bufs["c_in"] = put(bufs["c_in"], c_in, k)
       bufs["h_in"] = put(bufs["h_in"], h_rec, k)
       if not cfg.remat:
-        bufs["acts"] = put(bufs["acts"], acts, k)
+        bufs["acts"] = put(bufs["acts"], saved.acts, k)
     if in_place:  # read the next step's slice after this step's write
       nxt = at(bufs["acts"], k - 1 if cfg.reverse else k + 1)
     return c_out, h_out, bufs, nxt

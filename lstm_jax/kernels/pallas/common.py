@@ -86,36 +86,12 @@ def tpu_vmem_bytes(blk: Blocks, w_itemsize: int, save: bool = True) -> int:
   return w + 2 * max(fwd, bwd) + 8 * blk.bb * blk.hp * 4
 
 
-def sigmoid(x):
-  return 0.5 * jnp.tanh(0.5 * x) + 0.5
-
-
 def dot(a, b, dt):
   """a @ b in `dt` (None: float32 at full precision) with a float32 result."""
   if dt is None:
     prec = jax.lax.Precision.HIGHEST
     return jnp.dot(a.astype(F32), b, precision=prec, preferred_element_type=F32)
   return jnp.dot(a.astype(dt), b, preferred_element_type=F32)
-
-
-def cell(gi, gf, gg, go, c_in):
-  """Gate activations and the new (c, h) from pre-activations."""
-  i, f, g, o = sigmoid(gi), sigmoid(gf), jnp.tanh(gg), sigmoid(go)
-  c_new = f * c_in + i * g
-  return (i, f, g, o), c_new, o * jnp.tanh(c_new)
-
-
-def cell_grads(i, f, g, o, c_in, dc, dh):
-  """d pre-activations (i, f, g, o) and d c_in; dc, dh: grads of the new c, h."""
-  tc = jnp.tanh(f * c_in + i * g)
-  dc = dc + dh * o * (1.0 - tc * tc)
-  dgs = (
-    dc * g * i * (1.0 - i),
-    dc * c_in * f * (1.0 - f),
-    dc * i * (1.0 - g * g),
-    dh * tc * o * (1.0 - o),
-  )
-  return dgs, dc * f
 
 
 def bind(fn, *static):

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from lstm_jax.kernels.pallas.common import F32, Blocks, bind, cell, cell_grads, dot
+from lstm_jax.kernels.pallas.common import F32, Blocks, bind, dot
+from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp
 
 
 def _barrier(interpret: bool):
@@ -66,11 +67,11 @@ def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *ref
       pre = jax.lax.fori_loop(0, hp // bk, contract, accs)
       c_prev, h_prev = sc[p, :, pl.ds(col, bh)], sh[p, :, pl.ds(col, bh)]
       c_in = jnp.where(r, 0.0, c_prev)
-      a, c_new, h_new = cell(*pre, c_in)
+      c_new, h_new, saved = cell_pointwise(pre, c_in, sigmoid="tanh")
       ys[k, :, pl.ds(col, bh)] = jnp.where(m, h_new, 0.0)
       if save:
         for n in range(4):
-          acts[k, :, pl.ds(n * hp + col, bh)] = a[n]
+          acts[k, :, pl.ds(n * hp + col, bh)] = saved.acts[n]
         cin[k, :, pl.ds(col, bh)] = c_in
         hin[k, :, pl.ds(col, bh)] = jnp.where(r, 0.0, h_prev)
       sc[q, :, pl.ds(col, bh)] = jnp.where(m, c_new, c_prev)
@@ -99,10 +100,11 @@ def _gpu_bwd_kernel(
 
     def gates(j, _):
       col = pl.multiple_of(j * bh, bh)
-      a = [acts[k, :, pl.ds(n * hp + col, bh)] for n in range(4)]
+      a = tuple(acts[k, :, pl.ds(n * hp + col, bh)] for n in range(4))
       dc, dh = sdc[p, :, pl.ds(col, bh)], sdh[p, :, pl.ds(col, bh)]
       dhn = jnp.where(m, dh + dys[k, :, pl.ds(col, bh)], 0.0)
-      dgs, dc_in = cell_grads(*a, cin[k, :, pl.ds(col, bh)], jnp.where(m, dc, 0.0), dhn)
+      saved = CellSaved(a, cin[k, :, pl.ds(col, bh)])
+      dgs, dc_in = cell_pointwise_vjp(saved, jnp.where(m, dc, 0.0), dhn)
       for n in range(4):
         dg[k, :, pl.ds(n * hp + col, bh)] = dgs[n]
       sdc[q, :, pl.ds(col, bh)] = jnp.where(m, jnp.where(r, 0.0, dc_in), dc)

@@ -21,11 +21,10 @@ from lstm_jax.kernels.pallas.common import (
   F32,
   Blocks,
   bind,
-  cell,
-  cell_grads,
   dot,
   tpu_vmem_bytes,
 )
+from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp
 
 
 def _tpu_fwd_kernel(reverse, save, dt, gx, w, c0, h0, m_ref, r_ref, *refs):
@@ -47,13 +46,13 @@ def _tpu_fwd_kernel(reverse, save, dt, gx, w, c0, h0, m_ref, r_ref, *refs):
     r = r_ref[k] > 0
     c_in, h_in = jnp.where(r, 0.0, c), jnp.where(r, 0.0, h)
     gates = gx[k] + dot(h_in, w[...], dt)
-    pre = [gates[:, n * hp : (n + 1) * hp] for n in range(4)]
-    a, c_new, h_new = cell(*pre, c_in)
+    pre = tuple(gates[:, n * hp : (n + 1) * hp] for n in range(4))
+    c_new, h_new, saved = cell_pointwise(pre, c_in, sigmoid="tanh")
     m = m_ref[k] > 0
     ys[k] = jnp.where(m, h_new, 0.0)
     if save:
       for n in range(4):
-        acts[k, :, n * hp : (n + 1) * hp] = a[n]
+        acts[k, :, n * hp : (n + 1) * hp] = saved.acts[n]
       cin[k] = c_in
       hin[k] = h_in
     return jnp.where(m, c_new, c), jnp.where(m, h_new, h)
@@ -79,11 +78,11 @@ def _tpu_bwd_kernel(reverse, dt, acts, cin, dys, wt, m_ref, r_ref, dc_t, dh_t, *
     dc, dh = carry
     k = j if reverse else nsteps - 1 - j
     a = acts[k]
-    i, f, g, o = (a[:, n * hp : (n + 1) * hp] for n in range(4))
+    gate_acts = tuple(a[:, n * hp : (n + 1) * hp] for n in range(4))
     m = m_ref[k] > 0
     dhn = jnp.where(m, dh + dys[k], 0.0)
     dcn = jnp.where(m, dc, 0.0)
-    dgs, dc_in = cell_grads(i, f, g, o, cin[k], dcn, dhn)
+    dgs, dc_in = cell_pointwise_vjp(CellSaved(gate_acts, cin[k]), dcn, dhn)
     dh_in = jnp.zeros_like(dh)
     for n in range(4):
       dg[k, :, n * hp : (n + 1) * hp] = dgs[n]
