@@ -295,6 +295,8 @@ def cell_pointwise(
       a_o = a_o + peephole[2] * c
     o = _sigmoid(a_o, sigmoid)
     acts = (i, f, g, o)
+    if not isinstance(gates, (tuple, list)):
+      acts = jnp.concatenate(acts, axis=-1)
   c_out = c if ln_c is None else layer_norm(c, *ln_c)
   h = o * jnp.tanh(c_out)
   return c, h, CellSaved(acts, c_prev)
