@@ -1,8 +1,8 @@
-"""The XLA:CPU tuning of the fused LSTM loop: matmul layout and activations.
+"""The XLA:CPU tuning of the fused LSTM loop: its matmul layout.
 
-`fused.py` holds the loops and their math; this module the choices that only
-change their speed (never results, beyond float rounding). A matmul layout
-has three parts (`Layout`):
+`fused/scan.py` and `fused/backward.py` hold the loops and their math; this
+module the choices that only change their speed (never results, beyond float
+rounding). A matmul layout has three parts (`Layout`):
 
 * `proj`, where the input projection `x_t @ w_ih` is computed: "step" (two
   dots per step, `x_t @ w_ih` and `h @ w_hh`), "concat" (one dot per step,
@@ -18,8 +18,8 @@ transposed operand on every call; an `optimization_barrier` keeps XLA from
 folding those transposes back into the loop.
 
 `auto_layout` picks `proj` and `wleft` from the shape and the backend; its
-docstring has the measurements behind its thresholds. `activate` computes the
-four gate activations with one tanh.
+docstring has the measurements behind its thresholds. The gate activations
+(all four as one tanh) are the cell's: `cell.cell_pointwise`.
 """
 
 from __future__ import annotations

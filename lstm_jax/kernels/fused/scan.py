@@ -16,7 +16,7 @@ The loop, per step in scan order::
 The `reset` flags do not depend on the carry, so they are computed for all
 steps before the loop (`cell.segment_resets`, as in the reference scan).
 
-What makes it fast (measurements here, in `fused_layout.auto_layout` and in
+What makes it fast (measurements here, in `layout.auto_layout` and in
 benchmarks/README.md):
 
 * Weight gradients after the loop. JAX's transpose of the scan accumulates
@@ -34,14 +34,15 @@ benchmarks/README.md):
   the forward saves the activations `[B, T, 4H]`, `c_in` and `h_in` only
   (tanh(c') is recomputed), and the reverse loop writes `dgates` over the
   activations in place.
-* XLA:CPU tuning (`fused_layout`): where `x_t @ w_ih` is computed, whether
+* XLA:CPU tuning (`fused/layout.py`): where `x_t @ w_ih` is computed, whether
   the weights are the left operand of the in-loop dots, weight operands
   prepared once outside the loops, one tanh for all four gate activations.
 
 `remat=True` saves only `c_in` and `h_in` per step: the reverse loop recomputes
 the gates and accumulates the weight gradients inside the loop (about the
 speed of autodiff, less than half the memory of remat=False). The backward's
-math is derived in `fused_backward.backward`.
+math is derived in `backward.backward` (`fused/backward.py`), one step's gate
+gradients in `cell.cell_pointwise_vjp`.
 
 On CPU keep `unroll=1`: an unrolled reverse loop makes XLA copy the whole
 in-place gradient buffer at every step (3x slower at B32 T128 I128 H256).
@@ -56,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.kernels.fused import backward as fused_backward
+from lstm_jax.kernels.fused import backward
 from lstm_jax.kernels.fused.layout import (
   PROJS,
   Layout,
@@ -94,7 +95,7 @@ class _Config(NamedTuple):
   reverse: bool
   unroll: int
   remat: bool
-  layout: Layout  # proj, wleft and matmul dtype (`fused_layout`)
+  layout: Layout  # proj, wleft and matmul dtype (`fused/layout.py`)
   has_mask: bool
   has_reset: bool
   has_rdrop: bool  # recurrent dropout mask [B, H]
@@ -186,7 +187,7 @@ def _fused_fwd(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs):
   return (ys, carry), (w_ih, w_hh, bias, xs, mask, reset, regs, res)
 
 
-_fused.defvjp(_fused_fwd, fused_backward.backward)
+_fused.defvjp(_fused_fwd, backward.backward)
 
 
 def lstm_scan_fused(

@@ -1,7 +1,7 @@
-"""Shared pieces of the Pallas LSTM kernels: block shapes and the cell math.
+"""Shared pieces of the Pallas LSTM kernels: block shapes, VMEM budget, dot.
 
 Both kernels take the input projection `gx = x @ w_ih + bias` precomputed
-(one large matmul outside, as `fused.py` does with proj="hoist") and leave the
+(one large matmul outside, as the fused scan does with proj="hoist") and leave the
 weight gradients to matmuls outside: the forward produces the outputs, the
 final carry and the residuals (gate activations, `c_in`, `h_in`); the backward
 runs the reverse recurrence and produces `d_gates` and the initial-carry
@@ -11,9 +11,9 @@ gradient. Arrays are time-major `[T, B, ...]` here; `mask` and `reset` are
 
 Layouts, one module each (their docstrings give the design and its cost):
 
-* `pallas_tpu` (Mosaic TPU; also the interpret-mode default on CPU): W_hh
+* `tpu.py` (Mosaic TPU; also the interpret-mode default on CPU): W_hh
   resident in VMEM, a time-blocked sequential grid, one MXU matmul a step.
-* `pallas_gpu` (Triton): a batch-block grid, W_hh tiles streamed from L2
+* `gpu.py` (Triton): a batch-block grid, W_hh tiles streamed from L2
   every step, a CTA barrier between steps.
 
 Padded hidden units have zero weights and zero gate inputs, so they stay at
@@ -92,6 +92,11 @@ def dot(a, b, dt):
     prec = jax.lax.Precision.HIGHEST
     return jnp.dot(a.astype(F32), b, precision=prec, preferred_element_type=F32)
   return jnp.dot(a.astype(dt), b, preferred_element_type=F32)
+
+
+def time_index(j, nsteps: int, ascending: bool):
+  """The time index of loop iteration `j` when the loop runs up or down in time."""
+  return j if ascending else nsteps - 1 - j
 
 
 def bind(fn, *static):

@@ -1,4 +1,4 @@
-"""The Triton GPU layout of the Pallas LSTM kernel (see `pallas_kernels`).
+"""The Triton GPU layout of the Pallas LSTM kernel (see `pallas/common.py`).
 
 "gpu" (Triton, selected by `pallas.triton.CompilerParams`: in jax 0.10.2 a
 pallas_call without them lowers to Mosaic GPU (`mosaic_gpu_v2`), whose
@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from lstm_jax.kernels.pallas.common import F32, Blocks, bind, dot
+from lstm_jax.kernels.pallas.common import F32, Blocks, bind, dot, time_index
 from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp
 
 
@@ -35,6 +35,14 @@ def _barrier(interpret: bool):
   # The interpreter runs a program as one sequential thread: nothing to sync.
   if not interpret:
     pltriton.debug_barrier()
+
+
+def _step_flags(s, nsteps, ascending, m_ref, r_ref):
+  """Loop iteration `s`: its time index, the state buffers it reads (p) and
+  writes (q), and its mask and reset flags."""
+  k = time_index(s, nsteps, ascending)
+  p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
+  return k, p, 1 - p, m_ref[k] > 0, r_ref[k] > 0
 
 
 def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *refs):
@@ -46,11 +54,7 @@ def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *ref
   hp, bh, bk, nsteps = blk.hp, blk.bh, blk.bk, gx.shape[0]
 
   def step(s, _):
-    k = nsteps - 1 - s if reverse else s
-    p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
-    q = 1 - p
-    r = r_ref[k] > 0
-    m = m_ref[k] > 0
+    k, p, q, m, r = _step_flags(s, nsteps, not reverse, m_ref, r_ref)
 
     def tile(j, _):
       col = pl.multiple_of(j * bh, bh)
@@ -92,11 +96,7 @@ def _gpu_bwd_kernel(
   hp, bh, bk, nsteps = blk.hp, blk.bh, blk.bk, acts.shape[0]
 
   def step(s, _):
-    k = s if reverse else nsteps - 1 - s
-    p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
-    q = 1 - p
-    r = r_ref[k] > 0
-    m = m_ref[k] > 0
+    k, p, q, m, r = _step_flags(s, nsteps, reverse, m_ref, r_ref)
 
     def gates(j, _):
       col = pl.multiple_of(j * bh, bh)
