@@ -3,8 +3,8 @@
 A leaf module (it imports nothing of ours): the reference scan
 (`ops/recurrent.py`) and the fast paths (`kernels/fused`, `kernels/pallas`)
 build on this one definition of the step, of its gradient, and of which steps
-are real and which reset the carry; the cuDNN wrapper's tests check cuDNN's
-weight layout against the reference scan built on it.
+are real and which reset the carry; the cuDNN wrapper's tests check its
+weight packing against `cell_pointwise` and the reference scan.
 
 Parameters are a plain dict of arrays; which keys are present selects the cell
 variant, so the variants compose (a layer-normalised peephole LSTM with a
@@ -211,8 +211,8 @@ def split_gates(gates: Gates) -> tuple[Array, Array, Array, Array]:
 
 
 def _tanh_gate_consts(hid: int) -> tuple[Array, Array]:
-  """Per-column scale and offset of the packed activations: ½, ½ on i, f, o
-  (sigmoid) and 1, 0 on g (tanh)."""
+  """Per-column scale and offset of the packed activations: 0.5, 0.5 on i, f,
+  o (sigmoid) and 1, 0 on g (tanh)."""
   scale = np.full((4, hid), 0.5, np.float32)
   scale[2] = 1.0
   offset = np.full((4, hid), 0.5, np.float32)
@@ -221,6 +221,7 @@ def _tanh_gate_consts(hid: int) -> tuple[Array, Array]:
 
 
 def _sigmoid(x: Array, how: str) -> Array:
+  """sigmoid(x), evaluated as `how` says (`cell_pointwise`)."""
   if how == "tanh":
     return 0.5 * jnp.tanh(0.5 * x) + 0.5
   return jax.nn.sigmoid(x)
@@ -279,24 +280,24 @@ def cell_pointwise(
   """
   if sigmoid not in SIGMOIDS:
     raise ValueError(f"sigmoid must be one of {SIGMOIDS}, got {sigmoid!r}")
-  if sigmoid == "tanh" and peephole is None and not isinstance(gates, (tuple, list)):
+  packed = not isinstance(gates, (tuple, list))
+  one_tanh = sigmoid == "tanh" and packed and peephole is None
+  if one_tanh:
     scale, offset = _tanh_gate_consts(gates.shape[-1] // 4)
     acts = scale * jnp.tanh(scale * gates) + offset
     i, f, g, o = split_gates(acts)
-    c = f * c_prev + i * g
   else:
     a_i, a_f, a_g, a_o = split_gates(gates)
     if peephole is not None:
       a_i = a_i + peephole[0] * c_prev
       a_f = a_f + peephole[1] * c_prev
     i, f, g = _sigmoid(a_i, sigmoid), _sigmoid(a_f, sigmoid), jnp.tanh(a_g)
-    c = f * c_prev + i * g
-    if peephole is not None:
+  c = f * c_prev + i * g
+  if not one_tanh:
+    if peephole is not None:  # the output gate looks at the new c
       a_o = a_o + peephole[2] * c
     o = _sigmoid(a_o, sigmoid)
-    acts = (i, f, g, o)
-    if not isinstance(gates, (tuple, list)):
-      acts = jnp.concatenate(acts, axis=-1)
+    acts = jnp.concatenate((i, f, g, o), axis=-1) if packed else (i, f, g, o)
   c_out = c if ln_c is None else layer_norm(c, *ln_c)
   h = o * jnp.tanh(c_out)
   return c, h, CellSaved(acts, c_prev)

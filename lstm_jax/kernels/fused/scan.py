@@ -36,7 +36,8 @@ benchmarks/README.md):
   activations in place.
 * XLA:CPU tuning (`fused/layout.py`): where `x_t @ w_ih` is computed, whether
   the weights are the left operand of the in-loop dots, weight operands
-  prepared once outside the loops, one tanh for all four gate activations.
+  prepared once outside the loops; and one tanh for all four gate activations
+  (`cell.cell_pointwise` with sigmoid="tanh").
 
 `remat=True` saves only `c_in` and `h_in` per step: the reverse loop recomputes
 the gates and accumulates the weight gradients inside the loop (about the
