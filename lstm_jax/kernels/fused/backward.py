@@ -119,6 +119,7 @@ def backward(cfg, saved, cts):
     if cfg.remat:
       x, h_in = at(xs, k), at(h_ins, k)
       gx = dot(x, wih, dt) if lay.proj == "hoist" else x
+      # The forward step again; only its activations are read (XLA drops c, h).
       _, _, saved = cell_pointwise(
         preactivations(lay, w, b, gx, h_in), c_in, sigmoid="tanh"
       )
