@@ -9,6 +9,10 @@ gradient. Arrays are time-major `[T, B, ...]` here; `mask` and `reset` are
 <float32>[T, B, 1] (1.0 = real step / carry reset before the step, as
 `cell.segment_resets`).
 
+The cell's equations and their gradient are `ops/cell.py`'s (`cell_pointwise`,
+`cell_pointwise_vjp`, sigmoid evaluated as tanh), traced inside the kernel
+bodies on the four gates of a tile as separate arrays.
+
 Layouts, one module each (their docstrings give the design and its cost):
 
 * `tpu.py` (Mosaic TPU; also the interpret-mode default on CPU): W_hh
