@@ -1,19 +1,16 @@
-"""The LSTM cell and what every scan over it shares: carry, step, masks, resets.
+"""The LSTM cell, written once: its equations, their gradient, carry and masks.
 
-A leaf module: it imports nothing of ours, so the reference scan
-(`recurrent.py`) and the fast paths (`fused.py`, ...) build on one definition
-of the step and of which steps are real and which reset the carry.
+A leaf module (it imports nothing of ours): the reference scan
+(`ops/recurrent.py`) and the fast paths (`kernels/fused`, `kernels/pallas`)
+build on this one definition of the step, of its gradient, and of which steps
+are real and which reset the carry; the cuDNN wrapper's tests check its
+weight packing against `cell_pointwise` and the reference scan.
 
 Parameters are a plain dict of arrays; which keys are present selects the cell
 variant, so the variants compose (a layer-normalised peephole LSTM with a
-projection is one dict). Gate order is PyTorch's: input `i`, forget `f`, cell
-candidate `g`, output `o`, packed along the last axis of `w_ih`, `w_hh` and
-`bias` as `[i | f | g | o]`::
-
-  gates = x_t @ w_ih + h_{t-1} @ w_hh + bias          # [batch, 4 * hidden]
-  i, f, o = sigmoid(.), g = tanh(.)
-  c_t = f * c_{t-1} + i * g
-  h_t = o * tanh(c_t)                                 # then h_t @ w_proj if present
+projection is one dict). Gate order is PyTorch's (and cuDNN's): input `i`,
+forget `f`, cell candidate `g`, output `o`, packed along the last axis of
+`w_ih`, `w_hh` and `bias` as `[i | f | g | o]`.
 
 Parameter dict (`H` hidden size, `P` projection size, `I` input features):
   w_ih:     [I, 4H]   input weights (transposed PyTorch `weight_ih_l*`).
@@ -27,9 +24,15 @@ Parameter dict (`H` hidden size, `P` projection size, `I` input features):
             c_t is normalised before the output tanh. The LN of the input
             projection has no bias because `bias` plays that role.
 
-The step is split in two so that a scan may hoist the input half out of the
-loop: `input_projection` (`x_t @ w_ih`, one large matmul over all steps if
-wanted) and `lstm_step` (the recurrent half and the gate math).
+One step is three functions, so that each path takes the parts it runs its
+own way:
+  `input_projection`    x_t @ w_ih (+ bias): a scan may hoist it out of the
+                        loop as one large matmul over all steps.
+  `lstm_step`           h_{t-1} @ w_hh, the gate layer norms, `cell_pointwise`,
+                        the projection: the reference scan's step.
+  `cell_pointwise`      the elementwise equations from the gate pre-activations
+                        to (c_t, h_t); `cell_pointwise_vjp` is their gradient,
+                        which the hand-written backward passes use.
 
 Real steps and resets, per row `b` of `[batch, time]` arrays:
   real[b, t]  = mask[b, t] and segment_ids[b, t] != 0      (`real_steps`)
@@ -50,9 +53,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Params = Mapping[str, Array]
+# Gate pre-activations or activations: packed [..., 4H] in gate order, or the
+# four gates [..., H] as separate arrays (i, f, g, o).
+Gates = Array | tuple[Array, Array, Array, Array]
+
+SIGMOIDS = ("logistic", "tanh")
 
 _LN_EPS = 1e-5
 
@@ -179,10 +188,171 @@ def input_projection(params: Params, x: Array, dtype: Any = None) -> Array:
   return gx + params["bias"].astype(jnp.float32)
 
 
+class CellSaved(NamedTuple):
+  """What `cell_pointwise` keeps for `cell_pointwise_vjp`.
+
+  Attributes:
+    acts: <float32> gate activations (i, f, g, o after their nonlinearities),
+      in the layout of the pre-activations given: [B, 4H] or four [B, H].
+    c_prev: <float32>[B, H] the cell state entering the step.
+  """
+
+  acts: Gates
+  c_prev: Array
+
+
+def split_gates(gates: Gates) -> tuple[Array, Array, Array, Array]:
+  """(i, f, g, o) of packed `[..., 4H]` gates, or the four arrays as given."""
+  if isinstance(gates, (tuple, list)):
+    i, f, g, o = gates
+    return i, f, g, o
+  i, f, g, o = jnp.split(gates, 4, axis=-1)
+  return i, f, g, o
+
+
+def _tanh_gate_consts(hid: int) -> tuple[Array, Array]:
+  """Per-column scale and offset of the packed activations: 0.5, 0.5 on i, f,
+  o (sigmoid) and 1, 0 on g (tanh)."""
+  scale = np.full((4, hid), 0.5, np.float32)
+  scale[2] = 1.0
+  offset = np.full((4, hid), 0.5, np.float32)
+  offset[2] = 0.0
+  return jnp.asarray(scale.reshape(-1)), jnp.asarray(offset.reshape(-1))
+
+
+def _sigmoid(x: Array, how: str) -> Array:
+  """sigmoid(x), evaluated as `how` says (`cell_pointwise`)."""
+  if how == "tanh":
+    return 0.5 * jnp.tanh(0.5 * x) + 0.5
+  return jax.nn.sigmoid(x)
+
+
+def cell_pointwise(
+  gates: Gates,
+  c_prev: Array,
+  *,
+  sigmoid: str = "logistic",
+  peephole: Array | None = None,
+  ln_c: tuple[Array, Array] | None = None,
+) -> tuple[Array, Array, CellSaved]:
+  """The cell's elementwise equations: gate pre-activations -> (c_t, h_t).
+
+  With a = [a_i | a_f | a_g | a_o] the pre-activations of one step
+  (x_t W_ih + h_{t-1} W_hh + b, layer-normalised parts included) and p the
+  optional peephole weights::
+
+    i = sigmoid(a_i + p_i c_{t-1})    f = sigmoid(a_f + p_f c_{t-1})
+    g = tanh(a_g)
+    c_t = f c_{t-1} + i g
+    o = sigmoid(a_o + p_o c_t)
+    h_t = o tanh(LN(c_t))             (LN: the identity without `ln_c`)
+
+  all products elementwise. The fused scan, the Pallas kernels and cuDNN
+  implement the standard cell (no `peephole`, no `ln_c`); the variants run on
+  the reference scan.
+
+  `sigmoid` chooses how sigmoid is evaluated, never what it is:
+  "logistic" is `jax.nn.sigmoid` (the reference scan, differentiated by JAX);
+  "tanh" is sigmoid(x) = 0.5 tanh(0.5 x) + 0.5 (the fast paths). With packed
+  gates and no peephole, "tanh" computes all four activations as one tanh,
+  `scale * tanh(scale * a) + offset` with (scale, offset) = (0.5, 0.5) on i, f,
+  o and (1, 0) on g: one elementwise loop on XLA:CPU instead of one per gate,
+  and a native instruction on TPU and GPU. The two agree up to float rounding;
+  each path keeps its own so that its results do not move.
+
+  The function is plain `jnp` elementwise code, so it also traces inside the
+  Pallas kernel bodies (which pass the four gates of a tile as separate
+  arrays).
+
+  Args:
+    gates: <float32> pre-activations, packed [B, 4H] or four [B, H].
+    c_prev: <float32>[B, H] the cell state entering the step (after any reset).
+    sigmoid: "logistic" or "tanh" (above).
+    peephole: <float32>[3, H] peephole weights for i, f, o, or None.
+    ln_c: (scale, bias) <float32>[H] of the layer norm of c_t before the
+      output tanh, or None.
+
+  Returns:
+    (c_t <float32>[B, H], h_t <float32>[B, H], `CellSaved`): the activations and
+    c_{t-1}, which is all `cell_pointwise_vjp` reads (tanh(c_t) is recomputed
+    there: saving it would add a [B, H] residual per step to the fused scan,
+    whose speed on CPU follows its temporary memory).
+  """
+  if sigmoid not in SIGMOIDS:
+    raise ValueError(f"sigmoid must be one of {SIGMOIDS}, got {sigmoid!r}")
+  packed = not isinstance(gates, (tuple, list))
+  one_tanh = sigmoid == "tanh" and packed and peephole is None
+  if one_tanh:
+    scale, offset = _tanh_gate_consts(gates.shape[-1] // 4)
+    acts = scale * jnp.tanh(scale * gates) + offset
+    i, f, g, o = split_gates(acts)
+  else:
+    a_i, a_f, a_g, a_o = split_gates(gates)
+    if peephole is not None:
+      a_i = a_i + peephole[0] * c_prev
+      a_f = a_f + peephole[1] * c_prev
+    i, f, g = _sigmoid(a_i, sigmoid), _sigmoid(a_f, sigmoid), jnp.tanh(a_g)
+  c = f * c_prev + i * g
+  if not one_tanh:
+    if peephole is not None:  # the output gate looks at the new c
+      a_o = a_o + peephole[2] * c
+    o = _sigmoid(a_o, sigmoid)
+    acts = jnp.concatenate((i, f, g, o), axis=-1) if packed else (i, f, g, o)
+  c_out = c if ln_c is None else layer_norm(c, *ln_c)
+  h = o * jnp.tanh(c_out)
+  return c, h, CellSaved(acts, c_prev)
+
+
+def cell_pointwise_vjp(saved: CellSaved, dc: Array, dh: Array) -> tuple[Gates, Array]:
+  """The gradient of `cell_pointwise` (standard cell) w.r.t. a and c_{t-1}.
+
+  With dc = dL/dc_t and dh = dL/dh_t the gradients reaching the step's outputs
+  (in a scan: dc from c_{t+1} = f_{t+1} c_t + ..., dh from the output y_t and
+  from a_{t+1} = ... + h_t W_hh), and the activation derivatives written
+  through the activations (sigmoid' = s (1 - s), tanh' = 1 - tanh^2)::
+
+    dc~  = dc + dh o (1 - tanh^2 c_t)     c_t reaches L also through h_t
+    da_i = dc~ g       i (1 - i)          c_t = f c_{t-1} + i g
+    da_f = dc~ c_{t-1} f (1 - f)
+    da_g = dc~ i       (1 - g^2)
+    da_o = dh tanh(c_t) o (1 - o)         h_t = o tanh(c_t)
+    dc_{t-1} = dc~ f
+
+  Each da is `deriv * partner` (the activation's derivative times the rest);
+  for packed gates the four are one [B, 4, H] product, so that XLA emits a
+  single loop for them. tanh(c_t) is recomputed from the saved activations.
+  The peephole and layer-norm variants have no hand-written gradient: they run
+  on the reference scan, differentiated by JAX.
+
+  Args:
+    saved: `cell_pointwise`'s `CellSaved` (activations [B, 4H] or four [B, H],
+      and c_{t-1} [B, H]).
+    dc: <float32>[B, H] dL/dc_t.
+    dh: <float32>[B, H] dL/dh_t.
+
+  Returns:
+    (da in the layout of `saved.acts`, dL/dc_{t-1} <float32>[B, H]).
+  """
+  acts, c_prev = saved
+  i, f, g, o = split_gates(acts)
+  tc = jnp.tanh(f * c_prev + i * g)
+  dc = dc + dh * o * (1.0 - tc * tc)
+  partner = (dc * g, dc * c_prev, dc * i, dh * tc)
+  if isinstance(acts, (tuple, list)):
+    deriv = (i * (1.0 - i), f * (1.0 - f), 1.0 - g * g, o * (1.0 - o))
+    return tuple(d * p for d, p in zip(deriv, partner, strict=True)), dc * f
+  lead, hid = acts.shape[:-1], acts.shape[-1] // 4
+  a = acts.reshape(*lead, 4, hid)
+  k = jax.lax.broadcasted_iota(jnp.int32, (1,) * len(lead) + (4, 1), len(lead))
+  deriv = jnp.where(k == 2, 1.0 - a * a, a * (1.0 - a))
+  d_gates = deriv * jnp.stack(partner, axis=-2)
+  return d_gates.reshape(acts.shape), dc * f
+
+
 def lstm_step(
   params: Params, carry: LSTMCarry, gates_x: Array, dtype: Any = None
 ) -> tuple[LSTMCarry, Array]:
-  """One LSTM step on pre-projected inputs.
+  """One LSTM step on pre-projected inputs (the reference scan's step).
 
   Args:
     params: layer parameters (see module docstring).
@@ -193,8 +363,7 @@ def lstm_step(
   Returns:
     (new carry, output h_t <float32>[batch, out]).
   """
-  c, h = carry
-  gh = dot(h, params["w_hh"], dtype)
+  gh = dot(carry.h, params["w_hh"], dtype)
   if "ln_hh_scale" in params:
     ln = layer_norm(gh, params["ln_hh_scale"], axes=_gate_axes(gh))
     gates = gates_x + ln + params["bias"]
@@ -202,20 +371,17 @@ def lstm_step(
     gates = gates_x + gh
   gates = gates.astype(jnp.float32)
   if params["w_hh"].ndim == 3:  # [batch, 4, H]: each gate's H is local
-    i, f, g, o = (gates[..., k, :] for k in range(4))
-  else:
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-  if "peephole" in params:
-    peep = params["peephole"].astype(jnp.float32)
-    i = i + peep[0] * c
-    f = f + peep[1] * c
-  c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-  if "peephole" in params:
-    o = o + peep[2] * c
-  c_out = c
+    gates = tuple(gates[..., k, :] for k in range(4))
+  peephole = params.get("peephole")
+  ln_c = None
   if "ln_c_scale" in params:
-    c_out = layer_norm(c, params["ln_c_scale"], params["ln_c_bias"])
-  h = jax.nn.sigmoid(o) * jnp.tanh(c_out)
+    ln_c = (params["ln_c_scale"], params["ln_c_bias"])
+  c, h, _ = cell_pointwise(
+    gates,
+    carry.c,
+    peephole=None if peephole is None else peephole.astype(jnp.float32),
+    ln_c=ln_c,
+  )
   if "w_proj" in params:
     h = dot(h, params["w_proj"], dtype)
   return LSTMCarry(c, h), h

@@ -4,25 +4,8 @@ Nothing here knows about Flax, configs or tasks. Parameters are a plain dict of
 arrays; which keys are present selects the cell variant, so the variants
 compose (a layer-normalised peephole LSTM with a projection is one dict).
 
-Gate order is PyTorch's: input `i`, forget `f`, cell candidate `g`, output `o`,
-packed along the last axis of `w_ih`, `w_hh` and `bias` as `[i | f | g | o]`::
-
-  gates = x_t @ w_ih + h_{t-1} @ w_hh + bias          # [batch, 4 * hidden]
-  i, f, o = sigmoid(.), g = tanh(.)
-  c_t = f * c_{t-1} + i * g
-  h_t = o * tanh(c_t)                                 # then h_t @ w_proj if present
-
-Parameter dict (`H` hidden size, `P` projection size, `I` input features):
-  w_ih:     [I, 4H]   input weights (transposed PyTorch `weight_ih_l*`).
-  w_hh:     [H or P, 4H] recurrent weights.
-  bias:     [4H]      one bias (PyTorch's `bias_ih + bias_hh`).
-  w_proj:   [H, P]    optional LSTMP projection of `h` (PyTorch `proj_size`).
-  peephole: [3, H]    optional peephole weights for i, f (on c_{t-1}) and o (on c_t).
-  ln_ih_scale, ln_hh_scale: [4H], ln_c_scale, ln_c_bias: [H]
-            optional layer normalisation (Ba et al., 2016): each of the two
-            projections is normalised over its 4H features before the sum, and
-            c_t is normalised before the output tanh. The LN of the input
-            projection has no bias because `bias` plays that role.
+The cell itself (gate order, equations, the parameter dict and its keys) is
+defined once in `cell.py`.
 
 Masking: `mask[b, t]` is true on real steps. On a padded step the carry is held
 unchanged and the output is zero, so padding may sit anywhere (left, right, in

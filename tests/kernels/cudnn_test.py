@@ -2,7 +2,8 @@
 
 Without a GPU, the packing is checked against `jax.experimental.rnn`'s own
 unpacking and its reference LSTM (`lstm_ref`, the semantics of its cuDNN
-call), and the wrapper (lengths, zero-length rows, reverse, initial carry,
+call), one step of which must equal the cell's definition
+(`cell.cell_pointwise`), and the wrapper (lengths, zero-length rows, reverse, initial carry,
 masks that are not right-padded) runs on `lstm_ref` in place of cuDNN. The
 cuDNN call itself is tested only where a GPU is present.
 """
@@ -18,7 +19,7 @@ import pytest
 from jax.experimental import rnn
 
 from lstm_jax.kernels import cudnn
-from lstm_jax.ops import backends, recurrent
+from lstm_jax.ops import backends, cell, recurrent
 from lstm_jax.ops.recurrent import LSTMCarry
 
 B, T, IN, H = 3, 6, 5, 8
@@ -48,6 +49,25 @@ def test_pack_matches_jax_rnn_layout(key):
     np.testing.assert_array_equal(b_ih[k] + b_hh[k], p["bias"])
   back = cudnn.unpack_weights(cudnn.pack_weights(layers), IN, H, 1, True)
   jax.tree.map(np.testing.assert_array_equal, back, layers)
+
+
+def test_packed_weights_follow_the_cell(key):
+  """One step of jax.experimental.rnn's reference LSTM (cuDNN's semantics) on
+  `pack_weights` equals `cell.cell_pointwise` on our gate pre-activations:
+  the packing keeps the gate order and bias of the one cell definition."""
+  k = jax.random.split(key, 4)
+  params = _params(k[0])
+  x = jax.random.normal(k[1], (B, 1, IN))
+  h0, c0 = jax.random.normal(k[2], (B, H)), jax.random.normal(k[3], (B, H))
+  gates = x[:, 0] @ params["w_ih"] + h0 @ params["w_hh"] + params["bias"]
+  c_want, h_want, _ = cell.cell_pointwise(gates, c0)
+  weights = rnn.unpack_lstm_weights(cudnn.pack_weights([params]), IN, H, 1, False)
+  y, h, c = rnn.lstm_ref(
+    x, h0[None], c0[None], *weights, jnp.ones((B,), jnp.int32), IN, H, 1, 0.0, False
+  )
+  np.testing.assert_allclose(c[0], c_want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(h[0], h_want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(y[:, 0], h_want, rtol=1e-5, atol=1e-6)
 
 
 def test_unpacked_weights_reproduce_lstm_ref(key):

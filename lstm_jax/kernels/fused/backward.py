@@ -1,10 +1,11 @@
-"""The hand-written backward pass of the fused LSTM scan (`fused.py`).
+"""The hand-written backward pass of the fused LSTM scan (`fused/scan.py`).
 
-`backward(cfg, saved, cts)` is the `custom_vjp` backward of `fused._fused`:
+`backward(cfg, saved, cts)` is the `custom_vjp` backward of `scan._fused`:
 one reverse loop that carries only dh and dc and leaves the gate gradients,
-then the weight, bias and input gradients as large matmuls. Its docstring has
-the derivation; `gate_grads` is one step of it. `cfg` is `fused._Config` (read
-by attribute, so this module does not import `fused`).
+then the weight, bias and input gradients as large matmuls. Its docstring
+derives the loop; one step's gate gradients are `cell.cell_pointwise_vjp`, the
+gradient of the cell's one definition. `cfg` is `scan._Config`, read by
+attribute (`fused/scan.py` imports this module, not the other way round).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.kernels.fused.layout import (
-  activate,
   at,
   cast,
   loop_weights,
@@ -22,58 +22,28 @@ from lstm_jax.kernels.fused.layout import (
   put,
   step_mm,
 )
-from lstm_jax.ops.cell import dot
-
-
-def gate_grads(acts, c_in, tc, dc, dh):
-  """One step's gate gradients d a and the gradient into its `c_in`.
-
-  The formulas of `backward`, with `dc` + dh o (1 - tanh^2 c') the total
-  gradient w.r.t. c' and the activation derivatives written through the
-  activations (sigmoid' = s (1 - s), tanh' = 1 - g^2); d c_in = that times f.
-  The four gate gradients are one [B, 4, H] product `deriv * partner` so that
-  XLA emits a single loop for them.
-
-  Args:
-    acts: <float32>[B, 4H] activations [i | f | g | o].
-    c_in: <float32>[B, H] the cell state entering the step (after any reset).
-    tc: <float32>[B, H] tanh(c'), recomputed.
-    dc: <float32>[B, H] gradient w.r.t. c'.
-    dh: <float32>[B, H] gradient w.r.t. h'.
-
-  Returns:
-    (d a <float32>[B, 4H] in gate order, d c_in <float32>[B, H]).
-  """
-  batch, hid4 = acts.shape
-  hid = hid4 // 4
-  i, f, g, o = jnp.split(acts, 4, axis=-1)
-  dc = dc + dh * o * (1.0 - tc * tc)
-  partner = jnp.stack([dc * g, dc * c_in, dc * i, dh * tc], axis=1)
-  a = acts.reshape(batch, 4, hid)
-  k = jax.lax.broadcasted_iota(jnp.int32, (1, 4, 1), 1)
-  deriv = jnp.where(k == 2, 1.0 - a * a, a * (1.0 - a))
-  return (deriv * partner).reshape(batch, hid4), dc * f
+from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp, dot
 
 
 def backward(cfg, saved, cts):
-  """The backward of `fused._fused`: one reverse loop for dc/dh, weights after it.
+  """The backward of `scan._fused`: one reverse loop for dc/dh, weights after it.
 
   Step t in scan order (with `reverse`, "t - 1" is the step after t in time)
-  enters with the carry (c_in_t, h_in_t), zeros on a reset step, and computes
-  a_t = x_t W_ih + h_in_t W_hh + b = [a_i | a_f | a_g | a_o], i, f, o =
-  sigmoid(a_i, a_f, a_o), g = tanh(a_g), c_t = f c_in_t + i g, h_t = o tanh(c_t).
-  Without padding or resets, h_t reaches y_t and a_{t+1}, and c_t reaches h_t
-  and c_{t+1} = f_{t+1} c_t + ..., so with d v = dL/dv::
+  enters with the carry (c_in_t, h_in_t), zeros on a reset step, forms the
+  pre-activations a_t = x_t W_ih + h_in_t W_hh + b and runs the cell
+  (`cell.cell_pointwise`: c_t = f c_in_t + i g, h_t = o tanh(c_t)). Without
+  padding or resets, h_t reaches y_t and a_{t+1}, and c_t reaches h_t and
+  c_{t+1} = f_{t+1} c_t + ..., so with d v = dL/dv::
 
     d h_t = d y_t + d a_{t+1} W_hh^T
-    d c_t = d h_t o_t (1 - tanh^2 c_t) + d c_{t+1} f_{t+1}
-    d a_t = [d c_t g_t i_t (1 - i_t), d c_t c_in_t f_t (1 - f_t),
-             d c_t i_t (1 - g_t^2),   d h_t tanh(c_t) o_t (1 - o_t)]
+    (d a_t, d c_in_t) = cell_pointwise_vjp(saved_t, d c_t, d h_t)
+    d c_t = d c_in_{t+1}                  (= d c~_{t+1} f_{t+1})
 
-  The loop runs t = T-1 .. 0 carrying (dc, dh), the gradient w.r.t. the carry
-  that leaves step t: at the start the cotangents of the final carry, then
-  d c_{t+1} f_{t+1} and d a_{t+1} W_hh^T. A step adds d y_t to dh, forms d a_t
-  (`gate_grads`) and hands back the gradient w.r.t. the carry entering it:
+  where `cell.cell_pointwise_vjp` holds the cell's own derivation (d c~ adds
+  the path through h_t). The loop runs t = T-1 .. 0 carrying (dc, dh), the
+  gradient w.r.t. the carry that leaves step t: at the start the cotangents of
+  the final carry, then d c_in_{t+1} and d a_{t+1} W_hh^T. A step adds d y_t to
+  dh, forms d a_t and hands back the gradient w.r.t. the carry entering it:
   * padding (mask false): the step passes the carry through and outputs 0, so
     (dc, dh) pass straight through, d y_t is dropped and d a_t = 0 (padded
     steps add nothing to the weight gradients);
@@ -91,7 +61,7 @@ def backward(cfg, saved, cts):
   c_t = z^c c_in_t + (1 - z^c) c'_t and h_t = z^h h_in_t + (1 - z^h) h'_t
   (h_t is also the output y_t). With (dc, dh) the gradient w.r.t. (c_t, h_t)
   the step forms d a_t from d c'_t = (1 - z^c) dc, d h'_t = (1 - z^h) dh as
-  above (d c'_t also gets d h'_t o_t (1 - tanh^2 c'_t), in `gate_grads`), and
+  above (`cell_pointwise_vjp` of d c'_t and d h'_t), and
   hands back d c_in_t = d c'_t f_t + z^c dc, d h_in_t = (d a_t W_hh^T) o m +
   z^h dh. A zoned-out unit passes its gradient straight to the previous step
   (rate 1 is the identity map from the initial carry to every state).
@@ -149,11 +119,13 @@ def backward(cfg, saved, cts):
     if cfg.remat:
       x, h_in = at(xs, k), at(h_ins, k)
       gx = dot(x, wih, dt) if lay.proj == "hoist" else x
-      acts = activate(preactivations(lay, w, b, gx, h_in))
+      # The forward step again; only its activations are read (XLA drops c, h).
+      _, _, saved = cell_pointwise(
+        preactivations(lay, w, b, gx, h_in), c_in, sigmoid="tanh"
+      )
+      acts = saved.acts
     else:
       acts = nxt
-    i, f, g, _ = jnp.split(acts, 4, axis=-1)
-    tc = jnp.tanh(f * c_in + i * g)
     dhn = dh + at(dys, k).astype(jnp.float32)  # d h_t = d y_t + d a_{t+1} W_hh^T
     dcn = dc
     if cfg.has_mask:  # a padded step: no d y_t, d a_t = 0
@@ -167,7 +139,7 @@ def backward(cfg, saved, cts):
     if cfg.has_zh:
       zh = at(zhs, k)
       dh_new = jnp.where(zh, 0.0, dhn)
-    dgates, dc_in = gate_grads(acts, c_in, tc, dc_new, dh_new)
+    dgates, dc_in = cell_pointwise_vjp(CellSaved(acts, c_in), dc_new, dh_new)
     dh_in = step_mm(dgates, whh_t, lay.wleft, dt)
     if cfg.has_rdrop:  # W_hh read h_in * m
       dh_in = dh_in * rmask

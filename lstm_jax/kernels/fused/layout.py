@@ -1,8 +1,8 @@
-"""The XLA:CPU tuning of the fused LSTM loop: matmul layout and activations.
+"""The XLA:CPU tuning of the fused LSTM loop: its matmul layout.
 
-`fused.py` holds the loops and their math; this module the choices that only
-change their speed (never results, beyond float rounding). A matmul layout
-has three parts (`Layout`):
+`fused/scan.py` and `fused/backward.py` hold the loops and their math; this
+module the choices that only change their speed (never results, beyond float
+rounding). A matmul layout has three parts (`Layout`):
 
 * `proj`, where the input projection `x_t @ w_ih` is computed: "step" (two
   dots per step, `x_t @ w_ih` and `h @ w_hh`), "concat" (one dot per step,
@@ -18,8 +18,8 @@ transposed operand on every call; an `optimization_barrier` keeps XLA from
 folding those transposes back into the loop.
 
 `auto_layout` picks `proj` and `wleft` from the shape and the backend; its
-docstring has the measurements behind its thresholds. `activate` computes the
-four gate activations with one tanh.
+docstring has the measurements behind its thresholds. The gate activations
+(all four as one tanh) are the cell's: `cell.cell_pointwise`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lstm_jax.ops.cell import dot
 
@@ -164,26 +163,6 @@ def preactivations(
   if lay.proj == "hoist":  # x is the hoisted x @ w_ih
     return x + b + gh
   return step_mm(x, w["w_ih"], wl, dt) + b + gh
-
-
-def _gate_consts(hid: int):
-  """Per-column scale and offset: sigmoid(x) = .5 tanh(.5 x) + .5, g: tanh."""
-  scale = np.full((4, hid), 0.5, np.float32)
-  scale[2] = 1.0
-  offset = np.full((4, hid), 0.5, np.float32)
-  offset[2] = 0.0
-  return jnp.asarray(scale.reshape(-1)), jnp.asarray(offset.reshape(-1))
-
-
-def activate(gates: Array) -> Array:
-  """Gate activations `[B, 4H]` (i, f, g, o) from pre-activations.
-
-  One tanh over all four gates, sigmoid(x) = 0.5 tanh(0.5 x) + 0.5: a single
-  elementwise loop instead of one per gate (as fast as separate sigmoid/tanh
-  on CPU in our measurements, and it saves a concatenation).
-  """
-  scale, offset = _gate_consts(gates.shape[-1] // 4)
-  return scale * jnp.tanh(scale * gates) + offset
 
 
 def at(seq: Array, k) -> Array:

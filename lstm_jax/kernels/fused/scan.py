@@ -16,7 +16,7 @@ The loop, per step in scan order::
 The `reset` flags do not depend on the carry, so they are computed for all
 steps before the loop (`cell.segment_resets`, as in the reference scan).
 
-What makes it fast (measurements here, in `fused_layout.auto_layout` and in
+What makes it fast (measurements here, in `layout.auto_layout` and in
 benchmarks/README.md):
 
 * Weight gradients after the loop. JAX's transpose of the scan accumulates
@@ -34,14 +34,16 @@ benchmarks/README.md):
   the forward saves the activations `[B, T, 4H]`, `c_in` and `h_in` only
   (tanh(c') is recomputed), and the reverse loop writes `dgates` over the
   activations in place.
-* XLA:CPU tuning (`fused_layout`): where `x_t @ w_ih` is computed, whether
+* XLA:CPU tuning (`fused/layout.py`): where `x_t @ w_ih` is computed, whether
   the weights are the left operand of the in-loop dots, weight operands
-  prepared once outside the loops, one tanh for all four gate activations.
+  prepared once outside the loops; and one tanh for all four gate activations
+  (`cell.cell_pointwise` with sigmoid="tanh").
 
 `remat=True` saves only `c_in` and `h_in` per step: the reverse loop recomputes
 the gates and accumulates the weight gradients inside the loop (about the
 speed of autodiff, less than half the memory of remat=False). The backward's
-math is derived in `fused_backward.backward`.
+math is derived in `backward.backward` (`fused/backward.py`), one step's gate
+gradients in `cell.cell_pointwise_vjp`.
 
 On CPU keep `unroll=1`: an unrolled reverse loop makes XLA copy the whole
 in-place gradient buffer at every step (3x slower at B32 T128 I128 H256).
@@ -56,11 +58,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.kernels.fused import backward as fused_backward
+from lstm_jax.kernels.fused import backward
 from lstm_jax.kernels.fused.layout import (
   PROJS,
   Layout,
-  activate,
   at,
   auto_layout,
   cast,
@@ -68,7 +69,14 @@ from lstm_jax.kernels.fused.layout import (
   preactivations,
   put,
 )
-from lstm_jax.ops.cell import LSTMCarry, dot, real_steps, segment_resets, zero_carry
+from lstm_jax.ops.cell import (
+  LSTMCarry,
+  cell_pointwise,
+  dot,
+  real_steps,
+  segment_resets,
+  zero_carry,
+)
 
 Array = jax.Array
 
@@ -88,7 +96,7 @@ class _Config(NamedTuple):
   reverse: bool
   unroll: int
   remat: bool
-  layout: Layout  # proj, wleft and matmul dtype (`fused_layout`)
+  layout: Layout  # proj, wleft and matmul dtype (`fused/layout.py`)
   has_mask: bool
   has_reset: bool
   has_rdrop: bool  # recurrent dropout mask [B, H]
@@ -139,10 +147,8 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save
     else:
       c_in, h_in = c, h
     h_rec = h_in * rmask if cfg.has_rdrop else h_in  # what W_hh reads
-    acts = activate(preactivations(lay, w, b, nxt if in_place else at(xs, k), h_rec))
-    i, f, g, o = jnp.split(acts, 4, axis=-1)
-    c_new = f * c_in + i * g
-    h_new = o * jnp.tanh(c_new)
+    pre = preactivations(lay, w, b, nxt if in_place else at(xs, k), h_rec)
+    c_new, h_new, saved = cell_pointwise(pre, c_in, sigmoid="tanh")
     if cfg.has_zc:  # zoneout: these units keep the state that entered
       c_new = jnp.where(at(zcs, k), c_in, c_new)
     if cfg.has_zh:
@@ -158,7 +164,7 @@ def _forward(cfg: _Config, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs, save
       bufs["c_in"] = put(bufs["c_in"], c_in, k)
       bufs["h_in"] = put(bufs["h_in"], h_rec, k)
       if not cfg.remat:
-        bufs["acts"] = put(bufs["acts"], acts, k)
+        bufs["acts"] = put(bufs["acts"], saved.acts, k)
     if in_place:  # read the next step's slice after this step's write
       nxt = at(bufs["acts"], k - 1 if cfg.reverse else k + 1)
     return c_out, h_out, bufs, nxt
@@ -182,7 +188,7 @@ def _fused_fwd(cfg, w_ih, w_hh, bias, xs, c0, h0, mask, reset, regs):
   return (ys, carry), (w_ih, w_hh, bias, xs, mask, reset, regs, res)
 
 
-_fused.defvjp(_fused_fwd, fused_backward.backward)
+_fused.defvjp(_fused_fwd, backward.backward)
 
 
 def lstm_scan_fused(

@@ -1,7 +1,7 @@
-"""Shared pieces of the Pallas LSTM kernels: block shapes and the cell math.
+"""Shared pieces of the Pallas LSTM kernels: block shapes, VMEM budget, dot.
 
 Both kernels take the input projection `gx = x @ w_ih + bias` precomputed
-(one large matmul outside, as `fused.py` does with proj="hoist") and leave the
+(one large matmul outside, as the fused scan does with proj="hoist") and leave the
 weight gradients to matmuls outside: the forward produces the outputs, the
 final carry and the residuals (gate activations, `c_in`, `h_in`); the backward
 runs the reverse recurrence and produces `d_gates` and the initial-carry
@@ -9,11 +9,15 @@ gradient. Arrays are time-major `[T, B, ...]` here; `mask` and `reset` are
 <float32>[T, B, 1] (1.0 = real step / carry reset before the step, as
 `cell.segment_resets`).
 
+The cell's equations and their gradient are `ops/cell.py`'s (`cell_pointwise`,
+`cell_pointwise_vjp`, sigmoid evaluated as tanh), traced inside the kernel
+bodies on the four gates of a tile as separate arrays.
+
 Layouts, one module each (their docstrings give the design and its cost):
 
-* `pallas_tpu` (Mosaic TPU; also the interpret-mode default on CPU): W_hh
+* `tpu.py` (Mosaic TPU; also the interpret-mode default on CPU): W_hh
   resident in VMEM, a time-blocked sequential grid, one MXU matmul a step.
-* `pallas_gpu` (Triton): a batch-block grid, W_hh tiles streamed from L2
+* `gpu.py` (Triton): a batch-block grid, W_hh tiles streamed from L2
   every step, a CTA barrier between steps.
 
 Padded hidden units have zero weights and zero gate inputs, so they stay at
@@ -86,10 +90,6 @@ def tpu_vmem_bytes(blk: Blocks, w_itemsize: int, save: bool = True) -> int:
   return w + 2 * max(fwd, bwd) + 8 * blk.bb * blk.hp * 4
 
 
-def sigmoid(x):
-  return 0.5 * jnp.tanh(0.5 * x) + 0.5
-
-
 def dot(a, b, dt):
   """a @ b in `dt` (None: float32 at full precision) with a float32 result."""
   if dt is None:
@@ -98,24 +98,9 @@ def dot(a, b, dt):
   return jnp.dot(a.astype(dt), b, preferred_element_type=F32)
 
 
-def cell(gi, gf, gg, go, c_in):
-  """Gate activations and the new (c, h) from pre-activations."""
-  i, f, g, o = sigmoid(gi), sigmoid(gf), jnp.tanh(gg), sigmoid(go)
-  c_new = f * c_in + i * g
-  return (i, f, g, o), c_new, o * jnp.tanh(c_new)
-
-
-def cell_grads(i, f, g, o, c_in, dc, dh):
-  """d pre-activations (i, f, g, o) and d c_in; dc, dh: grads of the new c, h."""
-  tc = jnp.tanh(f * c_in + i * g)
-  dc = dc + dh * o * (1.0 - tc * tc)
-  dgs = (
-    dc * g * i * (1.0 - i),
-    dc * c_in * f * (1.0 - f),
-    dc * i * (1.0 - g * g),
-    dh * tc * o * (1.0 - o),
-  )
-  return dgs, dc * f
+def time_index(j, nsteps: int, ascending: bool):
+  """The time index of loop iteration `j` when the loop runs up or down in time."""
+  return j if ascending else nsteps - 1 - j
 
 
 def bind(fn, *static):

@@ -1,4 +1,4 @@
-"""The Triton GPU layout of the Pallas LSTM kernel (see `pallas_kernels`).
+"""The Triton GPU layout of the Pallas LSTM kernel (see `pallas/common.py`).
 
 "gpu" (Triton, selected by `pallas.triton.CompilerParams`: in jax 0.10.2 a
 pallas_call without them lowers to Mosaic GPU (`mosaic_gpu_v2`), whose
@@ -27,13 +27,22 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from lstm_jax.kernels.pallas.common import F32, Blocks, bind, cell, cell_grads, dot
+from lstm_jax.kernels.pallas.common import F32, Blocks, bind, dot, time_index
+from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp
 
 
 def _barrier(interpret: bool):
   # The interpreter runs a program as one sequential thread: nothing to sync.
   if not interpret:
     pltriton.debug_barrier()
+
+
+def _step_flags(s, nsteps, ascending, m_ref, r_ref):
+  """Loop iteration `s`: its time index, the state buffers it reads (p) and
+  writes (q), and its mask and reset flags."""
+  k = time_index(s, nsteps, ascending)
+  p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
+  return k, p, 1 - p, m_ref[k] > 0, r_ref[k] > 0
 
 
 def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *refs):
@@ -45,11 +54,7 @@ def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *ref
   hp, bh, bk, nsteps = blk.hp, blk.bh, blk.bk, gx.shape[0]
 
   def step(s, _):
-    k = nsteps - 1 - s if reverse else s
-    p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
-    q = 1 - p
-    r = r_ref[k] > 0
-    m = m_ref[k] > 0
+    k, p, q, m, r = _step_flags(s, nsteps, not reverse, m_ref, r_ref)
 
     def tile(j, _):
       col = pl.multiple_of(j * bh, bh)
@@ -66,11 +71,11 @@ def _gpu_fwd_kernel(blk, reverse, save, dt, interpret, gx, w, m_ref, r_ref, *ref
       pre = jax.lax.fori_loop(0, hp // bk, contract, accs)
       c_prev, h_prev = sc[p, :, pl.ds(col, bh)], sh[p, :, pl.ds(col, bh)]
       c_in = jnp.where(r, 0.0, c_prev)
-      a, c_new, h_new = cell(*pre, c_in)
+      c_new, h_new, saved = cell_pointwise(pre, c_in, sigmoid="tanh")
       ys[k, :, pl.ds(col, bh)] = jnp.where(m, h_new, 0.0)
       if save:
         for n in range(4):
-          acts[k, :, pl.ds(n * hp + col, bh)] = a[n]
+          acts[k, :, pl.ds(n * hp + col, bh)] = saved.acts[n]
         cin[k, :, pl.ds(col, bh)] = c_in
         hin[k, :, pl.ds(col, bh)] = jnp.where(r, 0.0, h_prev)
       sc[q, :, pl.ds(col, bh)] = jnp.where(m, c_new, c_prev)
@@ -91,18 +96,15 @@ def _gpu_bwd_kernel(
   hp, bh, bk, nsteps = blk.hp, blk.bh, blk.bk, acts.shape[0]
 
   def step(s, _):
-    k = s if reverse else nsteps - 1 - s
-    p = jax.lax.rem(s, 2)  # jnp.remainder does not lower to Triton
-    q = 1 - p
-    r = r_ref[k] > 0
-    m = m_ref[k] > 0
+    k, p, q, m, r = _step_flags(s, nsteps, reverse, m_ref, r_ref)
 
     def gates(j, _):
       col = pl.multiple_of(j * bh, bh)
-      a = [acts[k, :, pl.ds(n * hp + col, bh)] for n in range(4)]
+      a = tuple(acts[k, :, pl.ds(n * hp + col, bh)] for n in range(4))
       dc, dh = sdc[p, :, pl.ds(col, bh)], sdh[p, :, pl.ds(col, bh)]
       dhn = jnp.where(m, dh + dys[k, :, pl.ds(col, bh)], 0.0)
-      dgs, dc_in = cell_grads(*a, cin[k, :, pl.ds(col, bh)], jnp.where(m, dc, 0.0), dhn)
+      saved = CellSaved(a, cin[k, :, pl.ds(col, bh)])
+      dgs, dc_in = cell_pointwise_vjp(saved, jnp.where(m, dc, 0.0), dhn)
       for n in range(4):
         dg[k, :, pl.ds(n * hp + col, bh)] = dgs[n]
       sdc[q, :, pl.ds(col, bh)] = jnp.where(m, jnp.where(r, 0.0, dc_in), dc)

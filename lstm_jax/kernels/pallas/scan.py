@@ -6,10 +6,10 @@ Same semantics as `recurrent.lstm_scan_reference` for the standard cell
 Gradients (`jax.custom_vjp`) flow to the weights, bias, inputs and the initial
 carry.
 
-Split of the work (as `fused.py` with proj="hoist"):
+Split of the work (as the fused scan's with proj="hoist"):
 
   gx = x @ w_ih + bias                   one [B*T, I] x [I, 4H] matmul (autodiff)
-  kernel forward:  the recurrence, W_hh resident (`pallas_tpu`, `pallas_gpu`)
+  kernel forward:  the recurrence, W_hh resident (`tpu.py`, `gpu.py`)
   kernel backward: the reverse recurrence -> d_gates [T, B, 4H], dc0, dh0
   dW_hh = h_in^T d_gates                 one large matmul after the kernel
   dW_ih, dx, dbias                       autodiff of the gx matmul
@@ -38,9 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lstm_jax.kernels.pallas import common as pk
-from lstm_jax.kernels.pallas import gpu as pallas_gpu
-from lstm_jax.kernels.pallas import tpu as pallas_tpu
+from lstm_jax.kernels.pallas import common, gpu, tpu
 from lstm_jax.ops.cell import LSTMCarry, real_steps, segment_resets, zero_carry
 
 Array = jax.Array
@@ -49,8 +47,8 @@ SUPPORTED_KEYS = frozenset({"w_ih", "w_hh", "bias"})
 
 
 _KERNELS = {
-  "tpu": (pallas_tpu.tpu_forward, pallas_tpu.tpu_backward),
-  "gpu": (pallas_gpu.gpu_forward, pallas_gpu.gpu_backward),
+  "tpu": (tpu.tpu_forward, tpu.tpu_backward),
+  "gpu": (gpu.gpu_forward, gpu.gpu_backward),
 }
 
 
@@ -58,7 +56,7 @@ class _Static(NamedTuple):
   reverse: bool
   dtype: Any  # np.dtype or None (float32)
   cpu_variant: str
-  blocks: tuple  # sorted (name, value) overrides of `pk.choose_blocks`
+  blocks: tuple  # sorted (name, value) overrides of `common.choose_blocks`
 
 
 def unsupported_reason(params, xs_shape, dtype=None, backend: str | None = None):
@@ -70,13 +68,13 @@ def unsupported_reason(params, xs_shape, dtype=None, backend: str | None = None)
   if backend == "tpu":
     batch, time = xs_shape[:2]
     hid = params["w_hh"].shape[0]
-    blk = pk.choose_blocks("tpu", batch, time, hid)
+    blk = common.choose_blocks("tpu", batch, time, hid)
     itemsize = np.dtype(dtype or np.float32).itemsize
-    need = pk.tpu_vmem_bytes(blk, itemsize)
-    if need > pk.TPU_VMEM_BUDGET:
+    need = common.tpu_vmem_bytes(blk, itemsize)
+    if need > common.TPU_VMEM_BUDGET:
       return (
         f"H={hid} needs {need / 2**20:.1f} MiB of VMEM (W_hh resident + blocks), "
-        f"over the {pk.TPU_VMEM_BUDGET / 2**20:.0f} MiB budget"
+        f"over the {common.TPU_VMEM_BUDGET / 2**20:.0f} MiB budget"
       )
   return None
 
@@ -98,7 +96,7 @@ def _unpad_gates(a: Array, lead, h: int) -> Array:
   return a[idx + (slice(None), slice(0, h))].reshape(tuple(lead) + (4 * h,))
 
 
-def _padded_weight(w_hh: Array, blk: pk.Blocks, dt) -> Array:
+def _padded_weight(w_hh: Array, blk: common.Blocks, dt) -> Array:
   return _pad_gates(w_hh, (blk.hp,), blk.hp).astype(dt or F32)
 
 
@@ -108,7 +106,7 @@ def _forward_branch(st: _Static, variant: str, interpret: bool, save: bool):
   def run(gx, w_hh, c0, h0, mask, reset):
     t, b, h4 = gx.shape
     h = h4 // 4
-    blk = pk.choose_blocks(variant, b, t, h, **dict(st.blocks))
+    blk = common.choose_blocks(variant, b, t, h, **dict(st.blocks))
     lead = (blk.tp, blk.bp)
     fwd, _ = _KERNELS[variant]
     outs = fwd(
@@ -138,7 +136,7 @@ def _backward_branch(st: _Static, variant: str, interpret: bool):
   def run(acts, cin, dys, w_hh, mask, reset, dc, dh):
     t, b, h4 = acts.shape
     h = h4 // 4
-    blk = pk.choose_blocks(variant, b, t, h, **dict(st.blocks))
+    blk = common.choose_blocks(variant, b, t, h, **dict(st.blocks))
     lead = (blk.tp, blk.bp)
     _, bwd = _KERNELS[variant]
     dg, dc0, dh0 = bwd(
@@ -185,7 +183,7 @@ def _core_bwd(st, res, cts):
   dys, dc, dh = cts
   make = functools.partial(_backward_branch, st)
   dg, dc0, dh0 = _on_platform(make, st, acts, cin, dys, w_hh, mask, reset, dc, dh)
-  # One [H, T*B] x [T*B, 4H] matmul, in float32 like fused.py's.
+  # One [H, T*B] x [T*B, 4H] matmul, in float32 like the fused scan's.
   dw_hh = jnp.einsum("tbh,tbg->hg", hin, dg, precision=jax.lax.Precision.HIGHEST)
   return (
     dg,
@@ -223,7 +221,7 @@ def lstm_scan_pallas(
   Args:
     cpu_variant: the kernel layout interpreted on CPU ("tpu" or "gpu"); on a
       TPU or GPU the platform's own layout runs.
-    blocks: overrides of the block sizes (`pallas_kernels.Blocks` fields `bb`,
+    blocks: overrides of the block sizes (`common.Blocks` fields `bb`,
       `bt`, `bh`, `bk`), e.g. tiny tiles to test the tiling in interpret mode.
 
   Returns:

@@ -1,4 +1,4 @@
-"""The Mosaic TPU layout of the Pallas LSTM kernel (see `pallas_kernels`).
+"""The Mosaic TPU layout of the Pallas LSTM kernel (see `pallas/common.py`).
 
 "tpu" (Mosaic TPU; also the interpret-mode default on CPU):
   grid (batch blocks, time blocks), time "arbitrary" (sequential). W_hh (and
@@ -21,11 +21,28 @@ from lstm_jax.kernels.pallas.common import (
   F32,
   Blocks,
   bind,
-  cell,
-  cell_grads,
   dot,
+  time_index,
   tpu_vmem_bytes,
 )
+from lstm_jax.ops.cell import CellSaved, cell_pointwise, cell_pointwise_vjp
+
+
+def _time_block(nsteps, body, scratch, initial, final):
+  """Runs `body` over this time block's steps; the carry stays in VMEM
+  `scratch` from one time block to the next, starting from `initial` and
+  leaving through `final` (constant block index: written back once, after the
+  last block)."""
+
+  @pl.when(pl.program_id(1) == 0)
+  def _init():
+    for sc, x0 in zip(scratch, initial, strict=True):
+      sc[...] = x0[...]
+
+  carry = jax.lax.fori_loop(0, nsteps, body, tuple(sc[...] for sc in scratch))
+  for sc, out, x in zip(scratch, final, carry, strict=True):
+    sc[...] = x
+    out[...] = x
 
 
 def _tpu_fwd_kernel(reverse, save, dt, gx, w, c0, h0, m_ref, r_ref, *refs):
@@ -36,33 +53,24 @@ def _tpu_fwd_kernel(reverse, save, dt, gx, w, c0, h0, m_ref, r_ref, *refs):
   hp = c_sc.shape[-1]
   nsteps = gx.shape[0]
 
-  @pl.when(pl.program_id(1) == 0)
-  def _init():
-    c_sc[...] = c0[...]
-    h_sc[...] = h0[...]
-
   def body(j, carry):
     c, h = carry
-    k = nsteps - 1 - j if reverse else j
+    k = time_index(j, nsteps, not reverse)
     r = r_ref[k] > 0
     c_in, h_in = jnp.where(r, 0.0, c), jnp.where(r, 0.0, h)
     gates = gx[k] + dot(h_in, w[...], dt)
-    pre = [gates[:, n * hp : (n + 1) * hp] for n in range(4)]
-    a, c_new, h_new = cell(*pre, c_in)
+    pre = tuple(gates[:, n * hp : (n + 1) * hp] for n in range(4))
+    c_new, h_new, saved = cell_pointwise(pre, c_in, sigmoid="tanh")
     m = m_ref[k] > 0
     ys[k] = jnp.where(m, h_new, 0.0)
     if save:
       for n in range(4):
-        acts[k, :, n * hp : (n + 1) * hp] = a[n]
+        acts[k, :, n * hp : (n + 1) * hp] = saved.acts[n]
       cin[k] = c_in
       hin[k] = h_in
     return jnp.where(m, c_new, c), jnp.where(m, h_new, h)
 
-  c, h = jax.lax.fori_loop(0, nsteps, body, (c_sc[...], h_sc[...]))
-  c_sc[...] = c
-  h_sc[...] = h
-  c_t[...] = c  # constant block index: written back once, after the last block
-  h_t[...] = h
+  _time_block(nsteps, body, (c_sc, h_sc), (c0, h0), (c_t, h_t))
 
 
 def _tpu_bwd_kernel(reverse, dt, acts, cin, dys, wt, m_ref, r_ref, dc_t, dh_t, *refs):
@@ -70,20 +78,15 @@ def _tpu_bwd_kernel(reverse, dt, acts, cin, dys, wt, m_ref, r_ref, dc_t, dh_t, *
   hp = dc_sc.shape[-1]
   nsteps = acts.shape[0]
 
-  @pl.when(pl.program_id(1) == 0)
-  def _init():
-    dc_sc[...] = dc_t[...]
-    dh_sc[...] = dh_t[...]
-
   def body(j, carry):
     dc, dh = carry
-    k = j if reverse else nsteps - 1 - j
+    k = time_index(j, nsteps, reverse)
     a = acts[k]
-    i, f, g, o = (a[:, n * hp : (n + 1) * hp] for n in range(4))
+    gate_acts = tuple(a[:, n * hp : (n + 1) * hp] for n in range(4))
     m = m_ref[k] > 0
     dhn = jnp.where(m, dh + dys[k], 0.0)
     dcn = jnp.where(m, dc, 0.0)
-    dgs, dc_in = cell_grads(i, f, g, o, cin[k], dcn, dhn)
+    dgs, dc_in = cell_pointwise_vjp(CellSaved(gate_acts, cin[k]), dcn, dhn)
     dh_in = jnp.zeros_like(dh)
     for n in range(4):
       dg[k, :, n * hp : (n + 1) * hp] = dgs[n]
@@ -92,11 +95,7 @@ def _tpu_bwd_kernel(reverse, dt, acts, cin, dys, wt, m_ref, r_ref, dc_t, dh_t, *
     dc_in, dh_in = jnp.where(r, 0.0, dc_in), jnp.where(r, 0.0, dh_in)
     return jnp.where(m, dc_in, dc), jnp.where(m, dh_in, dh)
 
-  dc, dh = jax.lax.fori_loop(0, nsteps, body, (dc_sc[...], dh_sc[...]))
-  dc_sc[...] = dc
-  dh_sc[...] = dh
-  dc0[...] = dc
-  dh0[...] = dh
+  _time_block(nsteps, body, (dc_sc, dh_sc), (dc_t, dh_t), (dc0, dh0))
 
 
 def _tpu_specs(blk: Blocks, reverse_time: bool):
