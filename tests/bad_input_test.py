@@ -482,7 +482,7 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
   after the disk is enlarged, ends bit-identical to an uninterrupted run."""
   from resume_test import assert_bit_identical, metrics_history
 
-  from lstm_jax.workdir import reader as runs
+  from lstm_jax.runs import reader
 
   mount = tmp_path / "disk"
   # One checkpoint of the tiny run is ~440 kB; 1200 kB holds steps 5 and 10.
@@ -506,7 +506,7 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
     # workdir: never a line without a path.
     assert str(workdir) in lines[-1], lines[-1]
     assert sum(ln.startswith("error: ") for ln in lines) == 1
-    previous = runs.open_run(str(workdir))
+    previous = reader.open_run(str(workdir))
     assert 0 < previous.step < tiny_run.STEPS
 
     subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)

@@ -1,7 +1,7 @@
 """Every task's tiny variant through the CLI: metrics checked independently,
 and a SIGKILLed run resumed to the same final state and history.
 
-Independent checks (the best checkpoint, restored with `runs.open_run`):
+Independent checks (the best checkpoint, restored with `reader.open_run`):
 * adding: test MSE recomputed in numpy, against targets recomputed from the
   inputs (the sum of the marked values), not the generator's;
 * copy: cross-entropy recomputed with a numpy log-softmax, and its ratio to
@@ -30,7 +30,7 @@ import task_runs
 from resume_test import _finalized_steps, final_state
 
 from lstm_jax.data import synthetic, ucr
-from lstm_jax.workdir import reader as runs
+from lstm_jax.runs import reader
 
 _REFERENCES: dict[str, Path] = {}
 # Float metrics: float32 sums on the trainer's side.
@@ -52,7 +52,7 @@ def reference(tmp_path_factory, env):
 
 
 def _best(workdir):
-  run = runs.open_run(str(workdir), which="best")
+  run = reader.open_run(str(workdir), which="best")
   test = task_runs.test_record(workdir)
   assert test["checkpoint_step"] == run.step
   return run, test

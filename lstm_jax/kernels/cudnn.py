@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from absl import logging
 from jax.experimental import rnn
 
-from lstm_jax.kernels.fused import scan as fused
+from lstm_jax.kernels.fused import scan as fused_scan
 from lstm_jax.ops.cell import LSTMCarry, real_steps, zero_carry
 
 Array = jax.Array
@@ -205,7 +205,7 @@ def lstm_scan_cudnn(
 
   def on_fused(x, c0, h0):
     jax.debug.callback(_log_not_right_padded)
-    return fused.lstm_scan_fused(
+    return fused_scan.lstm_scan_fused(
       params, x, mask=real, initial_carry=LSTMCarry(c0, h0), reverse=reverse,
       dtype=dtype,
     )  # fmt: skip
