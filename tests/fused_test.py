@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from lstm_jax.kernels import dispatch
-from lstm_jax.kernels.fused import layout as fused_layout
 from lstm_jax.kernels.fused import scan as fused_scan
+from lstm_jax.kernels.fused.layout import auto_layout
 from lstm_jax.ops import cell, recurrent
 from lstm_jax.ops.cell import LSTMCarry
 
@@ -210,10 +210,10 @@ def test_lstm_scan_dispatch():
 
 
 def test_auto_layout():
-  assert fused_layout.auto_layout(16, 32, 64, "cpu") == ("concat", False)
-  assert fused_layout.auto_layout(32, 128, 256, "cpu") == ("step", False)
-  assert fused_layout.auto_layout(64, 256, 512, "cpu") == ("step", True)
-  assert fused_layout.auto_layout(64, 256, 512, "gpu") == ("hoist", False)
+  assert auto_layout(16, 32, 64, "cpu") == ("concat", False)
+  assert auto_layout(32, 128, 256, "cpu") == ("step", False)
+  assert auto_layout(64, 256, 512, "cpu") == ("step", True)
+  assert auto_layout(64, 256, 512, "gpu") == ("hoist", False)
 
 
 def _grad_temp_bytes(remat):

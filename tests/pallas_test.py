@@ -5,7 +5,7 @@ Mosaic one, whole-tile steps, time blocks) and "gpu" (the Triton one, with tiny
 tiles here so that its column and contraction loops take several tiles).
 Outputs and carries within 1e-5, gradients of weights, bias, inputs and the
 initial carry within 1e-4 (relative to the largest value, float32), bf16
-matmuls within fused.py's 2e-2. Exports for "cuda" and "tpu" are checked to
+matmuls within 2e-2, the fused scan's bf16 bound. Exports for "cuda" and "tpu" are checked to
 hold the Triton / Mosaic custom calls (lowering only, no device).
 """
 
