@@ -115,8 +115,8 @@ def fit(args: argparse.Namespace) -> dict[str, float]:
   from lstm_jax import tasks
   from lstm_jax.cli import experiment
   from lstm_jax.errors import ConfigError
-  from lstm_jax.parallel import mesh as parallel
-  from lstm_jax.training import optim, steps
+  from lstm_jax.parallel import mesh as mesh_lib
+  from lstm_jax.training import build, optim, steps
 
   config = experiment.load(args.config)
   try:
@@ -137,23 +137,25 @@ def fit(args: argparse.Namespace) -> dict[str, float]:
     vocab = getattr(module, "VOCAB_SIZE", None)
   if vocab is None:
     raise ConfigError(f"{args.config} has no VOCAB_SIZE; pass --vocab")
-  mesh = parallel.make_mesh(mesh_shape)
+  mesh = mesh_lib.make_mesh(mesh_shape)
   task = tasks.get_task(config.task)
   task.validate(config)
   model = task.make_model(config, {"vocab_size": int(vocab)})
+  model = build.with_model_axis(model, mesh.shape["model"])
   tx, _ = optim.make_optimizer(config.optim, config.train.steps)
   b, t = config.data.batch_size, config.data.seq_len
   ids = np.zeros((b, t), np.int32)
   batch = {"inputs": ids, "targets": ids, "mask": np.ones((b, t), bool)}
   batch["segment_ids"] = np.ones((b, t), np.int32)
-  parallel.check_batch_size(mesh, "data.batch_size", b)
-  parallel.check_config(config, mesh, b)
+  mesh_lib.check_batch_size(mesh, "data.batch_size", b)
+  mesh_lib.check_config(config, mesh, b)
   init = functools.partial(steps.create_train_state, model, tx, config, batch)
-  abstract = jax.eval_shape(init, jax.random.key(0))
-  state_sh = parallel.state_shardings(mesh, abstract, config.parallel.shard_opt_state)
-  batch_sh = parallel.batch_sharding(mesh, batch)
-  repl = parallel.replicated(mesh)
-  step = parallel.jit(
+  with mesh_lib.mesh_context(mesh):  # the LSTM's constraints name the mesh axes
+    abstract = jax.eval_shape(init, jax.random.key(0))
+  state_sh = mesh_lib.state_shardings(mesh, abstract, config.parallel.shard_opt_state)
+  batch_sh = mesh_lib.batch_sharding(mesh, batch)
+  repl = mesh_lib.replicated(mesh)
+  step = mesh_lib.jit(
     steps.make_train_step(
       model,
       task.loss_and_metrics,
@@ -173,7 +175,7 @@ def fit(args: argparse.Namespace) -> dict[str, float]:
 
     return sum(jax.tree.leaves(jax.tree.map(one, tree, shardings)))
 
-  with parallel.mesh_context(mesh):
+  with mesh_lib.mesh_context(mesh):
     compiled = step.jitted.lower(abstract, batch).compile()
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis()

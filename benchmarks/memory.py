@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.ops import recurrent
+from lstm_jax.kernels import dispatch
 
 SHAPES = ((16, 64, 32, 64), (32, 128, 128, 256), (64, 256, 256, 512))
 
@@ -65,7 +65,7 @@ def main(argv=None):
     for name, kw in rows.items():
 
       def loss(p, x, kw=kw):
-        return jnp.sum(recurrent.lstm_scan(p, x, **kw)[0])
+        return jnp.sum(dispatch.lstm_scan(p, x, **kw)[0])
 
       table[name].append(temp_mib(loss, params, x))
     model = nn.RNN(nn.OptimizedLSTMCell(h))

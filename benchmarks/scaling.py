@@ -40,7 +40,7 @@ def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
   import jax
 
   from experiments import charlm
-  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.parallel import mesh as mesh_lib
   from lstm_jax.training import build
 
   config = charlm.get_config("tiny")
@@ -50,11 +50,12 @@ def _setup(overrides: dict[str, object], mesh_shape: tuple[int, int]):
     for name in rest[:-1]:
       node = node[name]
     node[rest[-1]] = value
-  built = build.build(config)
+  built = build.build(config, model_axis=mesh_shape[1])
   n = mesh_shape[0] * mesh_shape[1]
-  mesh = parallel.make_mesh(mesh_shape, jax.devices()[:n])
-  abstract = built.abstract_state()
-  state_sh = parallel.state_shardings(mesh, abstract)
+  mesh = mesh_lib.make_mesh(mesh_shape, jax.devices()[:n])
+  with mesh_lib.mesh_context(mesh):  # the LSTM's constraints name the mesh axes
+    abstract = built.abstract_state()
+  state_sh = mesh_lib.state_shardings(mesh, abstract)
   task, model, tx, datasets = built.task, built.model, built.tx, built.datasets
   return (
     jax,
@@ -105,18 +106,18 @@ def hlo(mesh_shape: tuple[int, int] = (2, 4)) -> None:
   jax, config, task, model, tx, mesh, datasets, init, abstract, state_sh = _setup(
     {"model.lstm.dropout": 0.0}, mesh_shape
   )
-  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.parallel import mesh as mesh_lib
   from lstm_jax.training import steps
 
   batch = datasets.train_batch(0)
-  repl = parallel.replicated(mesh)
-  step = parallel.jit(
+  repl = mesh_lib.replicated(mesh)
+  step = mesh_lib.jit(
     steps.make_train_step(model, task.loss_and_metrics, tx),
     mesh,
-    in_shardings=(state_sh, parallel.batch_sharding(mesh, batch)),
+    in_shardings=(state_sh, mesh_lib.batch_sharding(mesh, batch)),
     out_shardings=(state_sh, repl, repl),
   )
-  with parallel.mesh_context(mesh):
+  with mesh_lib.mesh_context(mesh):
     text = step.jitted.lower(abstract, batch).compile().as_text()
   print(f"mesh {mesh_shape}, hidden {config.model.lstm.hidden_size}:")
   print("| while body | " + " | ".join(COLLECTIVES) + " |")
@@ -134,12 +135,12 @@ def step_time(devices: int) -> None:
   )
   import numpy as np
 
-  from lstm_jax.parallel import mesh as parallel
+  from lstm_jax.parallel import mesh as mesh_lib
   from lstm_jax.training import steps
 
   batch = datasets.train_batch(0)
-  batch_sh = parallel.batch_sharding(mesh, batch)
-  repl = parallel.replicated(mesh)
+  batch_sh = mesh_lib.batch_sharding(mesh, batch)
+  repl = mesh_lib.replicated(mesh)
   step = jax.jit(
     steps.make_train_step(model, task.loss_and_metrics, tx),
     in_shardings=(state_sh, batch_sh),
@@ -149,7 +150,7 @@ def step_time(devices: int) -> None:
   state = jax.jit(init, out_shardings=state_sh)(jax.random.key(0))
   times = []
   for i in range(25):
-    b = parallel.put_batch(datasets.train_batch(i), batch_sh)
+    b = mesh_lib.put_batch(datasets.train_batch(i), batch_sh)
     t0 = time.perf_counter()
     state, _, loss = step(state, b)
     jax.block_until_ready(loss)

@@ -18,7 +18,7 @@ matmuls. For each it prints one Markdown row per implementation:
 
 Implementations: `lstm_jax.LSTM(impl=...)` for "pallas", "cudnn" and "fused"
 (the column "runs" names what actually ran: a path that cannot take the call
-falls back, see lstm_jax/ops/backends.py); Flax `nn.RNN(nn.OptimizedLSTMCell)`;
+falls back, see lstm_jax/ops/dispatch.py); Flax `nn.RNN(nn.OptimizedLSTMCell)`;
 PyTorch `nn.LSTM` on CUDA (cuDNN) when a CUDA device is visible to torch, else
 on CPU. bfloat16: lstm_jax `dtype=bfloat16` (bf16 matmuls, f32 carry), Flax
 `OptimizedLSTMCell(dtype=bfloat16)`, PyTorch the module and input in bfloat16.
@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 import lstm_jax
-from lstm_jax.ops import backends
+from lstm_jax.kernels import dispatch
 
 SHAPES = ((64, 512, 512, 1024), (16, 1024, 256, 256), (64, 128, 64, 384))
 DRY_SHAPES = ((4, 6, 5, 16),)
@@ -84,7 +84,7 @@ def lstm_jax_row(shape, impl, dtype):
   params = model.init(jax.random.PRNGKey(1), x)
   layer = params["params"]["layer_0_fwd"]
   kwargs = {"dtype": dtype} if dtype is not None else {}
-  runs = backends.choose(impl, layer, x.shape, kwargs)
+  runs = dispatch.choose(impl, layer, x.shape, kwargs)
   return _jax_row(
     f"lstm_jax {impl}", runs, lambda p, x: model.apply(p, x)[0], params, x
   )

@@ -1,6 +1,6 @@
 r"""Sample text from a trained char-LM: `python -m lstm_jax.sample --workdir=...`.
 
-Opens the run read-only (`lstm_jax.workdir.reader.open_run`: safe while it is still
+Opens the run read-only (`lstm_jax.runs.reader.open_run`: safe while it is still
 training) and generates with `lstm_jax.models.generate.sample_text`; `--help` prints
 the user's page (`_USAGE` and the flags).
 """
@@ -19,9 +19,9 @@ from lstm_jax import errors
 from lstm_jax.cli import common as cli
 from lstm_jax.data.text import Vocab
 from lstm_jax.models import generate
+from lstm_jax.runs import reader
 from lstm_jax.tasks.charlm import VOCAB_FILE
 from lstm_jax.workdir import orbax_compat, rundir
-from lstm_jax.workdir import reader as runs
 
 
 def _define_flags() -> None:
@@ -78,7 +78,7 @@ def _read_vocab(workdir: str) -> list[str]:
   return chars
 
 
-def _check_vocab(chars: list[str], run: runs.Run) -> Vocab:
+def _check_vocab(chars: list[str], run: reader.Run) -> Vocab:
   """`chars` as a Vocab, if its size is the vocabulary the checkpoint was
   trained on (its embedding's rows); else `errors.DataError`."""
   path = os.path.join(run.workdir, VOCAB_FILE)
@@ -125,7 +125,7 @@ def main(argv: list[str]) -> None:
         f"--config=experiments/charlm.py --workdir={f.workdir}`."
       )
     chars = _read_vocab(f.workdir)
-    run = runs.open_run(f.workdir, f.checkpoint)
+    run = reader.open_run(f.workdir, f.checkpoint)
     vocab = _check_vocab(chars, run)
     text = generate.sample_text(
       run.params,

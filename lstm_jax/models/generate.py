@@ -6,7 +6,7 @@ argmax) and fed back, inside one `lax.scan` that carries the model's state, so
 generating n tokens costs n single-step updates. Any model called as
 `model.apply(variables, {"inputs": ids}, carry=...) -> (logits, carry)` works
 (the char-LM's `LanguageModel`, for one). Reading a trained run from disk is
-`lstm_jax.workdir.reader`; the command line is `python -m lstm_jax.sample`.
+`lstm_jax.runs.reader`; the command line is `python -m lstm_jax.sample`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Flax Linen modules: a thin shell that owns parameters and calls `recurrent.py`.
+"""Flax Linen modules: a thin shell that owns parameters and calls `lstm_jax.lstm_scan`.
 
 `LSTMLayer` is one layer in one direction. `LSTM` stacks layers, optionally
 bidirectional, with inter-layer dropout; it mirrors `torch.nn.LSTM` so that
@@ -11,7 +11,7 @@ Variable layout of `LSTM` (what `convert.py` and `lstm_jax.nnx` rely on)::
 The options of both modules are the fields of `spec.LSTMSpec` (names,
 defaults, docs and checks declared there once): each module's attributes are
 the spec's options of its scope, plus the few that are not config options
-(`reverse`, `param_dtype`, the initializers). `lstm_from_config` builds the
+(`reverse`, `param_dtype`, the initializers, `model_axis`). `lstm_from_config` builds the
 `LSTM` of a config section (`config.model.lstm`, from `lstm_config`).
 """
 
@@ -125,6 +125,9 @@ class LSTMLayer(LSTMLayerOptions):
     param_dtype: dtype of the parameters.
     kernel_init: init of `w_ih` and `w_proj`.
     recurrent_init: init of `w_hh`.
+    model_axis: the size of the mesh axis "model" the module is traced under
+      (from the config's `parallel.mesh_shape`, `lstm_jax.training.build`);
+      > 1 runs the tensor-parallel scan (`lstm_jax.ops.tensor_parallel`).
 
   The regularisers among the options act only when `deterministic=False`.
   Options (`LSTMSpec`, scope "layer"):
@@ -134,6 +137,7 @@ class LSTMLayer(LSTMLayerOptions):
   param_dtype: Any = jnp.float32
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
+  model_axis: int = 1
 
   def setup(self):
     check_options(options_of(self, _LAYER), type(self).__name__)
@@ -159,7 +163,7 @@ class LSTMLayer(LSTMLayerOptions):
         set) needs a 'dropout' rng.
       h_probe: <float32>[batch, time, P or H] added to h after each step
         (gradient-flow diagnostics; takes the reference path, see
-        `recurrent.lstm_scan_reference`).
+        `lstm_jax.ops.recurrent.lstm_scan_reference`).
 
     Returns:
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
@@ -193,6 +197,7 @@ class LSTMLayer(LSTMLayerOptions):
       step_masks=self._masks(*x.shape[:2]) if train else {},
       dtype=compute_dtype(self.dtype),
       param_dtype=self.param_dtype,
+      model_axis=self.model_axis,
     )
 
   def _next_key(self) -> Array:
@@ -212,7 +217,8 @@ class LSTM(LSTMOptions):
   """A multi-layer, optionally bidirectional LSTM, like `torch.nn.LSTM`.
 
   Attributes (beyond the options listed below):
-    param_dtype, kernel_init, recurrent_init: passed to each `LSTMLayer`.
+    param_dtype, kernel_init, recurrent_init, model_axis: passed to each
+      `LSTMLayer`.
 
   The layer options are passed to each `LSTMLayer`. The regularisers act only
   when `deterministic=False`; the AR/TAR penalties are sown in the
@@ -223,6 +229,7 @@ class LSTM(LSTMOptions):
   param_dtype: Any = jnp.float32
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
+  model_axis: int = 1
 
   @classmethod
   def from_spec(cls, lstm_spec: LSTMSpec, **kwargs: Any) -> LSTM:
@@ -280,6 +287,7 @@ class LSTM(LSTMOptions):
         param_dtype=self.param_dtype,
         kernel_init=self.kernel_init,
         recurrent_init=self.recurrent_init,
+        model_axis=self.model_axis,
         name=stack.layer_name(i, d),
       )(x, mask, segment_ids, carry, deterministic=deterministic, h_probe=probe)
 

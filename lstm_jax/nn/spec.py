@@ -27,7 +27,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from lstm_jax.errors import ConfigError
-from lstm_jax.ops.recurrent import IMPLS
+from lstm_jax.kernels.dispatch import IMPLS
 
 __all__ = [
   "CELLS",
@@ -142,7 +142,7 @@ class LSTMSpec:
     "auto",
     'implementation: "auto" (the fastest correct path for the backend), '
     '"fused" (hand-written backward), "reference" (JAX autodiff), "pallas" '
-    '(interpreted on CPU) or "cudnn" (GPU); see `recurrent.lstm_scan`.',
+    '(interpreted on CPU) or "cudnn" (GPU); see `lstm_jax.lstm_scan`.',
     "layer",
     _one_of(IMPLS),
   )

@@ -7,7 +7,7 @@ attribute names, e.g. the module itself), the parameters and a `next_key()`
 that returns a fresh 'dropout' key. A layer samples its training masks with
 `drop_weights` and `step_masks` (in that order) and runs `layer_forward`; the
 stack runs `stack_forward`. So the two front ends run the same code on every
-path (`recurrent.lstm_scan` and its backends)."""
+path (`lstm_jax.kernels.dispatch.lstm_scan` and the kernels it picks)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.ops import recurrent
+from lstm_jax.kernels import dispatch
 from lstm_jax.ops import regularisation as reg
 from lstm_jax.ops.cell import LSTMCarry, real_steps
 
@@ -76,26 +76,28 @@ def layer_forward(
   step_masks: dict[str, Array],
   dtype: Any,
   param_dtype: Any,
+  model_axis: int = 1,
 ) -> tuple[Array, LSTMCarry]:
   """One layer in one direction (see `layers.LSTMLayer.__call__`).
 
   Args:
     opts: has the layer options of `LSTMSpec` and `reverse`.
-    params: the layer's parameters (`recurrent` module docstring), after
+    params: the layer's parameters (`lstm_jax.ops.recurrent`), after
       `drop_weights` when training.
     x: <float>[batch, time, in_features].
-    mask, segment_ids, initial_carry, h_probe: as `recurrent.lstm_scan`.
+    mask, segment_ids, initial_carry, h_probe: as `dispatch.lstm_scan`.
     step_masks: from `step_masks` when training, else empty.
     dtype: the compute dtype (a JAX dtype or None).
     param_dtype: the parameters' dtype (sets the outputs' dtype when dtype is
       None).
+    model_axis: the size of the mesh axis "model" (`dispatch.lstm_scan`).
 
   Returns:
     (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
   """
   check_input(x)
   probe = {} if h_probe is None else {"h_probe": h_probe}
-  ys, carry = recurrent.lstm_scan(
+  ys, carry = dispatch.lstm_scan(
     params,
     x,
     **probe,
@@ -107,6 +109,7 @@ def layer_forward(
     remat=opts.remat,
     dtype=dtype,
     impl=opts.impl,
+    model_axis=model_axis,
     **step_masks,
   )
   out_dtype = dtype or jnp.result_type(x.dtype, param_dtype)

@@ -3,7 +3,7 @@
 `LSTMLayer` and `LSTM` hold their parameters as `nnx.Param`s at the paths of
 the Linen modules' parameter tree (`layer_{l}_{fwd,bwd}/w_ih`, ...), take the
 options of `spec.LSTMSpec` as keyword arguments, and run `stack.layer_forward`
-/ `stack.stack_forward`, hence `recurrent.lstm_scan` and every backend it
+/ `stack.stack_forward`, hence `lstm_jax.lstm_scan` and every kernel it
 dispatches to. `LSTMCell` is one step, for `nnx.RNN`.
 
 Training mode: the regularisers (dropout, zoneout, ...) act when the module's
@@ -104,7 +104,7 @@ class _Layer(nnx.Module):
     self.param_names = _make_params(self, in_features, rngs, **p)
 
   def params(self) -> dict[str, Array]:
-    """The parameters as the plain dict `recurrent.lstm_scan` takes."""
+    """The parameters as the plain dict `lstm_jax.lstm_scan` takes."""
     return {name: getattr(self, name)[...] for name in self.param_names}
 
 

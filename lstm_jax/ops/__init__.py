@@ -1,1 +1,2 @@
-"""The LSTM as pure functions: the step, the reference scan, the dispatcher, regularisation masks."""
+"""The LSTM as pure functions: the step, the reference scan, the tensor-parallel gate view,
+regularisation masks, softmax helpers."""

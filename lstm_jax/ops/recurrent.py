@@ -1,4 +1,4 @@
-"""The LSTM math: pure functions on `jax.lax.scan`.
+"""The reference LSTM scan on `jax.lax.scan`, and the parameter dict it takes.
 
 Nothing here knows about Flax, configs or tasks. Parameters are a plain dict of
 arrays; which keys are present selects the cell variant, so the variants
@@ -19,9 +19,11 @@ Arrays are batch-major `[batch, time, features]` at the boundary; the scan runs
 time-major inside.
 
 Where things live: the cell (carry, step, real steps, segment resets) is in
-`cell.py`, which every scan imports; this module holds the reference scan and
-the dispatcher `lstm_scan`, which sends the standard cell to the hand-written
-backward of `fused.py`. The cell names stay importable from here.
+`cell.py`, which every scan imports; this module holds the reference scan,
+differentiated by JAX, which every faster path (`lstm_jax.kernels`) is tested
+against. The dispatcher `lstm_jax.kernels.dispatch.lstm_scan` (also
+`lstm_jax.lstm_scan`) sits above both and picks the path. The cell names
+stay importable from here.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from lstm_jax.ops import backends
+from lstm_jax.ops import tensor_parallel
 from lstm_jax.ops.cell import (
   Array,
   LSTMCarry,
@@ -42,16 +44,13 @@ from lstm_jax.ops.cell import (
   segment_resets,
   zero_carry,
 )
-from lstm_jax.parallel import sharding
 
 # Re-exported: code that imported the cell from here keeps working.
 __all__ = [
-  "IMPLS",
   "PARAM_KEYS",
   "check_param_keys",
   "LSTMCarry",
   "input_projection",
-  "lstm_scan",
   "lstm_scan_reference",
   "lstm_step",
   "real_steps",
@@ -136,6 +135,7 @@ def lstm_scan_reference(
     inputs["probe"] = h_probe
   inputs = jax.tree.map(_time_major, inputs)
   rmask = None if recurrent_mask is None else jnp.asarray(recurrent_mask, jnp.float32)
+  gate_view = tensor_parallel.is_gate_view(params)
 
   def step(carry, inp):
     if "reset" in inp:  # a new segment starts from zeros
@@ -143,10 +143,10 @@ def lstm_scan_reference(
     gates_x = inp["x"] if hoist else input_projection(params, inp["x"], dtype)
     step_carry = carry if rmask is None else carry._replace(h=carry.h * rmask)
     new_carry, y = lstm_step(params, step_carry, gates_x, dtype)
-    if params["w_hh"].ndim == 3 and "w_proj" not in params:
+    if gate_view:
       # Keep the state split by hidden unit, as the gates are: the one
       # collective per step is then the all-gather of h for `h @ w_hh`.
-      new_carry = LSTMCarry(*map(sharding.hidden_split, new_carry))
+      new_carry = LSTMCarry(*map(tensor_parallel.hidden_split, new_carry))
       y = new_carry.h
     if "zc" in inp:  # zoneout: these units keep the state that entered the step
       new_carry = new_carry._replace(c=jnp.where(inp["zc"], carry.c, new_carry.c))
@@ -168,7 +168,6 @@ def lstm_scan_reference(
   return jnp.swapaxes(ys, 0, 1), carry
 
 
-IMPLS = ("auto", "fused", "reference", "pallas", "cudnn")
 # The parameter dict's keys (module docstring): always these three ...
 REQUIRED_KEYS = ("w_ih", "w_hh", "bias")
 # ... and any of these, each selecting a cell variant.
@@ -202,59 +201,3 @@ def check_param_keys(params: Params) -> None:
     f"lstm_scan params has {what}{hint}; expected {list(REQUIRED_KEYS)} and "
     f"optionally {list(OPTIONAL_KEYS)}, got {sorted(map(str, params))}"
   )
-
-
-# The parameters of width 4H, which the tensor-parallel path views as [.., 4, H].
-_GATE_KEYS = ("w_ih", "w_hh", "bias", "ln_ih_scale", "ln_hh_scale")
-
-
-def _gate_views(params: Params) -> dict[str, Array]:
-  hidden, model = params["w_ih"].shape[-1] // 4, sharding.model_axis_size()
-  if hidden % model:
-    raise ValueError(
-      f"hidden size {hidden} is not divisible by the model axis ({model})"
-    )
-  return {k: sharding.gate_view(v) if k in _GATE_KEYS else v for k, v in params.items()}
-
-
-def lstm_scan(
-  params: Params, xs: Array, *, impl: str = "auto", **kwargs: Any
-) -> tuple[Array, LSTMCarry]:
-  """One LSTM layer over a sequence: the fastest correct path for the inputs.
-
-  Args:
-    params: layer parameters (see module docstring).
-    xs: <float>[batch, time, in_features].
-    impl: "reference" is `lstm_scan_reference` (JAX autodiff); "fused" is the
-      hand-written-backward scan (`fused.py`); "pallas" the Pallas recurrence
-      kernel (`pallas_lstm.py`; interpreted on CPU); "cudnn" cuDNN through
-      `jax.experimental.rnn` (`cudnn.py`, GPU); "auto" picks by backend and
-      features (`backends.py`). What a path cannot take falls back to the
-      fused or reference scan, with the reason logged once.
-    **kwargs: as `lstm_scan_reference`.
-
-  Returns:
-    (ys <float32>[batch, time, out], final `LSTMCarry`).
-  """
-  if impl not in IMPLS:
-    raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-  check_param_keys(params)
-  # Padded steps never reach the outputs, but their inputs do reach the weight
-  # gradients multiplied by zero, and NaN * 0 = NaN: zero them first so that
-  # garbage in padding (NaN, inf) cannot poison a training step.
-  real = real_steps(kwargs.get("mask"), kwargs.get("segment_ids"))
-  if real is not None:
-    xs = jnp.where(real[..., None], xs, jnp.zeros((), xs.dtype))
-  if sharding.model_axis_size() > 1:
-    # Tensor parallelism: the reference path on the gate view, so that each
-    # device owns H/model units of every gate (see `lstm_jax.parallel.sharding`).
-    return lstm_scan_reference(_gate_views(params), xs, **kwargs)
-  # Projection, peephole and layer-norm cells always take the reference path
-  # (also under "fused"); see `backends.choose` for the rest. h_probe
-  # (gradient-flow diagnostics) exists on the reference path only.
-  if kwargs.get("h_probe") is not None:
-    return lstm_scan_reference(params, xs, **kwargs)
-  chosen = backends.choose(impl, params, xs.shape, kwargs)
-  if chosen == "reference":
-    return lstm_scan_reference(params, xs, **kwargs)
-  return backends.run(chosen, params, xs, **kwargs)

@@ -1,6 +1,6 @@
 """Regularisers of an LSTM: the masks, sampled once outside the time loop.
 
-Pure functions of a key and shapes; the Flax modules (`layers.py`,
+Pure functions of a key and shapes; the Flax modules (`nn/layers.py`,
 `models/lm.py`) call them in training mode only, so every method is the
 identity in eval mode. Dropout masks are "inverted" (kept units scaled by
 1 / (1 - rate)), so their expectation is 1 and nothing changes at eval.
@@ -22,7 +22,7 @@ identity in eval mode. Dropout masks are "inverted" (kept units scaled by
   `beta mean((h_t - h_{t-1})^2)` on the undropped ones, over real steps.
 
 The scans take the recurrent and zoneout masks as inputs
-(`recurrent.lstm_scan(recurrent_mask=, zoneout_c=, zoneout_h=)`), so the
+(`lstm_jax.lstm_scan(recurrent_mask=, zoneout_c=, zoneout_h=)`), so the
 fused path and the reference path implement the same definition.
 """
 

@@ -123,9 +123,9 @@ def state_shardings(mesh: Mesh, abstract: Any, shard_opt_state: bool = False) ->
 def jit(fn: Callable, mesh: Mesh, **kwargs: Any) -> Callable:
   """`jax.jit(fn, **kwargs)`, traced and run under `jax.set_mesh(mesh)`.
 
-  The mesh context is what lets the LSTM see the "model" axis while tracing
-  (`sharding.model_axis_size`) and constrain its gate view; with "model" = 1
-  it changes nothing.
+  The mesh context is what the LSTM's tensor-parallel constraints (a model
+  built with `model_axis` > 1, `lstm_jax.ops.tensor_parallel`) resolve
+  against while tracing; with "model" = 1 it changes nothing.
   """
   jitted = jax.jit(fn, **kwargs)
 

@@ -8,17 +8,12 @@ rule wins; a leaf whose shape the spec does not divide is replicated.
 Tensor parallelism of the LSTM ("model" > 1). The stored layout of `w_ih
 [I, 4H]`, `w_hh [H, 4H]` and `bias [4H]` is PyTorch's packed `[i|f|g|o]`
 (checkpoints and `convert.py` rely on it), and it is stored split over
-"model" along 4H: that is what shrinks the memory. A contiguous split of 4H
-would give whole gates to different devices, and then every step of the
-recurrence would need a gather of the gates before `c' = f * c + i * g`. So
-the scan does not compute on the stored layout: `gate_view` reshapes each
-weight to `[.., 4, H]` and constrains H to "model", so that every device
-holds H/model columns of EVERY gate and the cell update is local. The
-reshuffle from the stored to the computed layout happens once per step,
-outside the time loop (on the weights, not per time step); inside the loop
-the only collective left is the all-gather of `h [B, H]` that the next
-step's `h @ w_hh` needs (its contracting axis is H). benchmarks/README.md
-has the counts of the compiled while-loop body.
+"model" along 4H: that is what shrinks the memory. The scan computes on a
+gate view instead, in which every device holds H/model columns of EVERY gate
+(`lstm_jax.ops.tensor_parallel`, enabled by the LSTM's `model_axis`); the
+reshuffle from the stored to the computed layout happens once per call,
+outside the time loop. benchmarks/README.md has the counts of the compiled
+while-loop body.
 
 Embedding and softmax matrices are split over "model" only when large
 (`LARGE` elements): a char-LM's 100 x 64 embedding is not worth a collective.
@@ -49,11 +44,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lstm_jax.errors import ConfigError
+from lstm_jax.ops.tensor_parallel import DATA, MODEL
 from lstm_jax.util.treepath import path_name
 
 P = PartitionSpec
-MODEL = "model"
-DATA = "data"
 # Embedding / softmax matrices with at least this many elements are split.
 LARGE = 1_000_000
 # With "model" > 1, a replicated leaf larger than this is refused.
@@ -159,26 +153,3 @@ def describe(mesh: Mesh, tree: Any) -> list[tuple[str, tuple[int, ...], str]]:
     (path_name(p), tuple(np.shape(x)), str(s.spec))
     for (p, x), s in zip(flat, jax.tree.leaves(shardings))
   ]
-
-
-def model_axis_size() -> int:
-  """Size of "model" in the mesh being traced under (`jax.set_mesh`), or 1."""
-  mesh = jax.sharding.get_abstract_mesh()
-  if mesh.empty or MODEL not in mesh.axis_names:
-    return 1
-  return int(mesh.shape[MODEL])
-
-
-def gate_view(w: jax.Array) -> jax.Array:
-  """`[..., 4H]` -> `[..., 4, H]` with H split over "model" (see module doc).
-
-  Only call while tracing under a mesh with "model" > 1.
-  """
-  view = w.reshape(*w.shape[:-1], 4, w.shape[-1] // 4)
-  spec = P(*([None] * (view.ndim - 1)), MODEL)
-  return jax.lax.with_sharding_constraint(view, spec)
-
-
-def hidden_split(x: jax.Array) -> jax.Array:
-  """`[batch, H]` state split as data x model (rows x hidden units)."""
-  return jax.lax.with_sharding_constraint(x, P("data", MODEL))

@@ -1,4 +1,4 @@
-"""`python -m lstm_jax.sweep`: runs lstm_jax/cli/sweep.py (kept at this path for the command)."""
+"""`python -m lstm_jax.sweep`: runs the command line lstm_jax/cli/sweep.py (of sweep/runner.py)."""
 
 import runpy
 

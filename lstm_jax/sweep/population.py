@@ -165,7 +165,8 @@ def build(trials: Sequence[Trial]) -> dict[str, Any]:
   model_config = copy.deepcopy(config)
   with model_config.unlocked():
     model_config.model.lstm.dropout = max(t.config.model.lstm.dropout for t in trials)
-  model = builder.build(model_config, info=members[0].info).model
+  # The members run vmapped on one device: the single-device path.
+  model = builder.build(model_config, info=members[0].info, model_axis=1).model
   tx_of, unit = make_optimizer(config.optim, config.train.steps)
   tx = tx_of(0.0, 0.0)  # its update reads each member's values from the state
   base_step = steps.make_train_step(model, task.loss_and_metrics, tx)

@@ -23,7 +23,7 @@ A sweep file `experiments/sweeps/<name>.py` defines `get_sweep() -> dict`::
 For "random" and "optuna" a parameter is a list (a uniform choice),
 `Uniform(low, high)`, `LogUniform(low, high)` or `IntUniform(low, high)`
 (both ends included). Early-stopping rules ("none", "median", "halving") are
-described in `lstm_jax.cli.sweep`.
+described in `lstm_jax.sweep.runner`.
 
 Everything here is checked before anything is written: an unknown key, a value
 of the wrong type, an empty grid or an unknown option is a `ConfigError`

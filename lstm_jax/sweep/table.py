@@ -1,7 +1,7 @@
 """The results of a sweep: every trial directory read back, ranked, written.
 
 A trial directory is an ordinary run's workdir plus `trial.json` (written by
-`lstm_jax.cli.sweep` when the trial ends: its overrides, status and results).
+`lstm_jax.sweep.runner` when the trial ends: its overrides, status and results).
 `collect` reads every trial under a sweep's workdir (also those of other
 shards, or still running), `write_table` ranks them by the best value of the
 sweep's metric in their `metrics.jsonl` eval records and writes

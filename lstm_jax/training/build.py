@@ -11,6 +11,12 @@ the same model and the same initial state from the same config:
 `build(config, info=...)` rebuilds the model of a trained run from the data
 description it stored (`data.json`) without loading any data.
 
+The LSTMs of the model are told the size of the mesh axis "model" they run
+under (`model_axis`, from `parallel.mesh_shape` on this process's devices),
+so that the tensor-parallel scan is chosen by the config, not by whatever
+mesh is active when the model is traced. A task builds its model without
+knowing it (`with_model_axis` sets it on every `LSTM` the model holds).
+
 The optimizer is made on first use (a run reader needs none); the data are
 loaded first, because a task may raise `train.steps`
 from the data size (`Task.make_datasets`), which the optimizer's schedule
@@ -30,6 +36,8 @@ import optax
 
 from lstm_jax import tasks
 from lstm_jax.errors import ConfigError
+from lstm_jax.nn.layers import LSTM
+from lstm_jax.parallel import sharding
 from lstm_jax.tasks.base import Batch, Datasets
 from lstm_jax.training import optim
 from lstm_jax.training.steps import TrainState, create_train_state
@@ -121,8 +129,44 @@ class Built:
     return jax.eval_shape(self.init_state, jax.random.key(self.config.seed))
 
 
+def with_model_axis(module: Any, model_axis: int) -> Any:
+  """`module` with `model_axis` set on every `LSTM` among its submodule
+  fields, recursively (also inside tuple and list fields)."""
+  if not isinstance(module, nn.Module):
+    return module
+  changes = {}
+  for field in dataclasses.fields(module):
+    if field.name not in ("parent", "name"):
+      value = getattr(module, field.name)
+      new = _map_modules(value, model_axis)
+      if new is not value:
+        changes[field.name] = new
+  if isinstance(module, LSTM) and module.model_axis != model_axis:
+    changes["model_axis"] = model_axis
+  return module.clone(**changes) if changes else module
+
+
+def _map_modules(value: Any, model_axis: int) -> Any:
+  if isinstance(value, nn.Module):
+    return with_model_axis(value, model_axis)
+  if type(value) in (tuple, list):
+    new = [_map_modules(v, model_axis) for v in value]
+    if any(n is not v for n, v in zip(new, value)):
+      return type(value)(new)
+  return value
+
+
+def config_model_axis(config: ml_collections.ConfigDict) -> int:
+  """The size of "model" that `parallel.mesh_shape` gives on this process's
+  view of the devices (`jax.device_count()`)."""
+  return sharding.model_axis(config.parallel.mesh_shape, jax.device_count())
+
+
 def build(
-  config: ml_collections.ConfigDict, info: dict[str, Any] | None = None
+  config: ml_collections.ConfigDict,
+  info: dict[str, Any] | None = None,
+  *,
+  model_axis: int | None = None,
 ) -> Built:
   """The task, data and model of `config`.
 
@@ -131,16 +175,22 @@ def build(
     info: a trained run's data description (`data.json`): rebuild its model
       only, loading no data and checking nothing (the run was checked when it
       started). None: check the config (`validate`), then load the data.
+    model_axis: the size of the mesh axis "model" the model's LSTMs are
+      traced under; None: `config_model_axis(config)`, the trainer's mesh.
+      A reader that runs the model outside that mesh passes 1.
 
   Raises:
     errors.LstmJaxError: a bad config key or bad data; the message names it.
   """
+  if model_axis is None:
+    model_axis = config_model_axis(config)
   if info is not None:
     task = tasks.get_task(config.get("task"))
-    return Built(config, task, info, task.make_model(config, info), None, None)
+    model = with_model_axis(task.make_model(config, info), model_axis)
+    return Built(config, task, info, model, None, None)
   task = validate(config)
   datasets = task.make_datasets(config)
-  model = task.make_model(config, datasets.info)
+  model = with_model_axis(task.make_model(config, datasets.info), model_axis)
   # Made here, outside any trace: init_state is jitted and eval_shaped.
   example = datasets.train_batch(0)
   return Built(config, task, datasets.info, model, datasets, example)

@@ -243,7 +243,8 @@ class Monitor:
     reference = copy.deepcopy(config)
     with reference.unlocked():
       reference.model.lstm.impl = "reference"  # h_probe is a reference-path input
-    self.model = build.build(reference, info=info).model
+    # The probes run outside the trainer's mesh: the single-device path.
+    self.model = build.build(reference, info=info, model_axis=1).model
     self.loss_fn, self.workdir, self.writer = task.loss_and_metrics, workdir, writer
     self._flow = None
 

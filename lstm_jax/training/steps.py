@@ -19,7 +19,7 @@ import ml_collections
 import optax
 from flax import struct
 
-from lstm_jax.parallel import mesh as parallel
+from lstm_jax.parallel import mesh as mesh_lib
 from lstm_jax.tasks.base import Batch, Metrics
 from lstm_jax.training import metrics
 
@@ -68,7 +68,7 @@ def create_train_state(
   params = model.init(init_rng, batch)["params"]
   carry = None
   if config.train.stateful:
-    carry = model.initialize_carry(parallel.batch_rows(batch))
+    carry = model.initialize_carry(mesh_lib.batch_rows(batch))
   worst = math.inf if config.checkpoint.best_mode == "min" else -math.inf
   return TrainState(
     step=jnp.zeros((), jnp.int32),
@@ -263,7 +263,7 @@ def evaluate(
   pairs = []
   for batch in batches:
     batch_metrics, out_carry = eval_step(
-      params, parallel.put_batch(batch, batch_shardings), carry
+      params, mesh_lib.put_batch(batch, batch_shardings), carry
     )
     if stateful:
       carry = out_carry

@@ -35,7 +35,7 @@ from absl import logging
 
 from lstm_jax.errors import ConfigError
 from lstm_jax.parallel import distributed, pmap_step
-from lstm_jax.parallel import mesh as parallel
+from lstm_jax.parallel import mesh as mesh_lib
 from lstm_jax.training import build, diagnostics, metrics, optim
 from lstm_jax.training.steps import (
   TrainState,
@@ -79,7 +79,7 @@ def train_and_evaluate(
 
   `on_eval(step, eval_values)`, if given, is called after each evaluation
   (and its checkpoint); returning True stops the run as "pruned" (the early
-  stopping of a sweep's bad trials, `lstm_jax.cli.sweep`).
+  stopping of a sweep's bad trials, `lstm_jax.sweep.runner`).
 
   Returns:
     Final results: `step`, `stopped` ("finished", "early_stop",
@@ -112,29 +112,34 @@ def _train_and_evaluate(
   distributed.initialize(config.parallel)  # before anything touches a device
   built = build.build(config)
   task, datasets, model = built.task, built.datasets, built.model
+  # A task's own evaluations (final_evaluation, report) jit the model outside
+  # the mesh: their LSTMs take the single-device path.
+  task_model = build.with_model_axis(model, 1)
   total_steps = config.train.steps
   tx, schedule = built.tx, built.schedule
 
   # ----------------------------------------------------------------------
   # Mesh, shapes and shardings (shapes first, nothing allocated yet).
   # ----------------------------------------------------------------------
-  mesh = parallel.make_mesh(config.parallel.mesh_shape)
+  mesh = mesh_lib.make_mesh(config.parallel.mesh_shape)
   example = built.example
   eval_example = next(iter(datasets.eval_batches()))
-  parallel.check_batch_size(mesh, "the train batch", parallel.batch_rows(example))
-  parallel.check_batch_size(mesh, "the eval batch", parallel.batch_rows(eval_example))
-  parallel.check_config(config, mesh, parallel.batch_rows(example))
-  batch_sh = parallel.batch_sharding(mesh, example)
-  eval_batch_sh = parallel.batch_sharding(mesh, eval_example)
+  mesh_lib.check_batch_size(mesh, "the train batch", mesh_lib.batch_rows(example))
+  mesh_lib.check_batch_size(mesh, "the eval batch", mesh_lib.batch_rows(eval_example))
+  mesh_lib.check_config(config, mesh, mesh_lib.batch_rows(example))
+  batch_sh = mesh_lib.batch_sharding(mesh, example)
+  eval_batch_sh = mesh_lib.batch_sharding(mesh, eval_example)
   init_fn = built.init_state
   rng = jax.random.key(config.seed)
-  abstract = built.abstract_state()
-  repl = parallel.replicated(mesh)
-  state_sh = parallel.state_shardings(mesh, abstract, config.parallel.shard_opt_state)
+  # Traced under the mesh: the LSTM's tensor-parallel constraints name its axes.
+  with mesh_lib.mesh_context(mesh):
+    abstract = built.abstract_state()
+  repl = mesh_lib.replicated(mesh)
+  state_sh = mesh_lib.state_shardings(mesh, abstract, config.parallel.shard_opt_state)
   eval_carry = None
   if datasets.eval_stateful:
-    eval_carry = model.initialize_carry(parallel.batch_rows(eval_example))
-  eval_carry_sh = parallel.batch_sharding(mesh, eval_carry)
+    eval_carry = model.initialize_carry(mesh_lib.batch_rows(eval_example))
+  eval_carry_sh = mesh_lib.batch_sharding(mesh, eval_carry)
 
   # ----------------------------------------------------------------------
   # Steps: jit with explicit shardings (the state is donated), or pmap.
@@ -151,7 +156,7 @@ def _train_and_evaluate(
     step_fn = step_fn(axis_name=pmap_step.AXIS)
     train_step = pmap_step.make(step_fn, state_sh, list(mesh.devices.flat))
   else:
-    train_step = parallel.jit(
+    train_step = mesh_lib.jit(
       step_fn(),
       mesh,
       in_shardings=(state_sh, batch_sh),
@@ -159,13 +164,14 @@ def _train_and_evaluate(
       donate_argnums=0,
     )
   eval_fn = make_eval_step(model, task.loss_and_metrics)
-  eval_step = parallel.jit(
+  eval_step = mesh_lib.jit(
     eval_fn,
     mesh,
     in_shardings=(state_sh.params, eval_batch_sh, eval_carry_sh),
     out_shardings=(repl, eval_carry_sh),
   )
-  eval_names = jax.eval_shape(eval_fn, abstract.params, eval_example, eval_carry)[0]
+  with mesh_lib.mesh_context(mesh):
+    eval_names = jax.eval_shape(eval_fn, abstract.params, eval_example, eval_carry)[0]
   best_name = config.checkpoint.best_metric
   if best_name and best_name.removeprefix("eval/") not in eval_names:
     raise ConfigError(
@@ -203,7 +209,7 @@ def _train_and_evaluate(
   )
   restored = checkpoint.restore_latest(manager, target)
   if restored is None:
-    state = parallel.jit(init_fn, mesh, out_shardings=state_sh)(rng)
+    state = mesh_lib.jit(init_fn, mesh, out_shardings=state_sh)(rng)
   else:
     state = restored[0]
   guard.raise_if_requested()
@@ -244,7 +250,7 @@ def _train_and_evaluate(
         if distributed.any_process(guard.requested):  # all hosts stop together
           stopped = "preempted"
           break
-        batch = parallel.put_batch(datasets.train_batch(step), batch_sh)
+        batch = mesh_lib.put_batch(datasets.train_batch(step), batch_sh)
         state, step_metrics, loss = train_step(state, batch)
         step += 1
         log.add(state, step_metrics, loss)  # waits for step - 1 (bounded dispatch)
@@ -289,7 +295,7 @@ def _train_and_evaluate(
           final = checkpoint.restore_step(manager, best_step, target)
         params = optim.eval_params(final.opt_state, final.params)
         if task.final_evaluation:
-          values = task.final_evaluation(config, model, params, datasets, workdir)
+          values = task.final_evaluation(config, task_model, params, datasets, workdir)
         else:
           values = run_eval(params, datasets.test_batches())
         values = {**values, "checkpoint_step": float(best_step or step)}
@@ -324,5 +330,5 @@ def _train_and_evaluate(
     scored = f" (eval scored {scored:,.0f} tokens)" if scored else ""
     print(f"Best checkpoint: step {best_step}, {best_name} = {best.value:.4f}{scored}")
   params = optim.eval_params(state.opt_state, state.params)
-  results.update(task.report(config, model, params, datasets, results))
+  results.update(task.report(config, task_model, params, datasets, results))
   return results

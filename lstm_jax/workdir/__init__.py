@@ -1,1 +1,1 @@
-"""The run directory: identity, checkpoints, lock, preemption, read-only readers."""
+"""The run directory: identity, checkpoints, lock, preemption."""

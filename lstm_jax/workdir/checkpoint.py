@@ -19,7 +19,7 @@ A thin layer over `orbax.checkpoint.CheckpointManager` rooted at
   to `<step>` only after every file and `commit_success.txt` are written, so a
   process killed mid-save leaves a tmp directory that Orbax neither lists nor
   restores (it is removed when the next trainer's manager is created).
-* Readers (`make_manager(..., read_only=True)`, used by `lstm_jax.workdir.reader`)
+* Readers (`make_manager(..., read_only=True)`, used by `lstm_jax.runs.reader`)
   create, delete and move nothing: not `checkpoints/`, not the temporary
   directory of a save in progress, not an unreadable step (they only skip
   it). A step whose per-step metrics file is damaged counts as unreadable.

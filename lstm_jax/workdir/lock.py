@@ -9,7 +9,7 @@ file itself stays (deleting a lock file while another process may be opening
 it is a race) and holds only a note of its last holder: pid, host and when it
 took the lock, which is what the refusal prints.
 
-Readers of a run (`lstm_jax.workdir.reader`) do not lock: they write nothing.
+Readers of a run (`lstm_jax.runs.reader`) do not lock: they write nothing.
 
 Multi-host: all processes of one run share the workdir, so only process 0
 takes the lock and the outcome is broadcast to the others (they would

@@ -15,7 +15,7 @@ from experiments import base
 from lstm_jax import errors, tasks
 from lstm_jax.cli import experiment
 from lstm_jax.nn import layers
-from lstm_jax.parallel import mesh as parallel
+from lstm_jax.parallel import mesh as mesh_lib
 from lstm_jax.training import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,7 +96,7 @@ def test_tiny_variant_builds_a_model(path):
     model.init_with_output, jax.random.key(0), batch
   )
   # One output row per batch row, and a finite loss of the task's own shape.
-  rows = parallel.batch_rows(batch)
+  rows = mesh_lib.batch_rows(batch)
   assert all(leaf.shape[0] == rows for leaf in jax.tree.leaves(outputs))
   loss, _ = jax.eval_shape(task.loss_and_metrics, outputs, batch)
   assert loss.shape == ()

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from jax.experimental import rnn
 
-from lstm_jax.kernels import cudnn
-from lstm_jax.ops import backends, cell, recurrent
+from lstm_jax.kernels import cudnn, dispatch
+from lstm_jax.ops import cell, recurrent
 from lstm_jax.ops.recurrent import LSTMCarry
 
 B, T, IN, H = 3, 6, 5, 8
@@ -172,32 +172,32 @@ def test_wrapper_matches_reference(key, mask, reverse, caplog, monkeypatch):
 def test_cudnn_matches_reference(key, mask):
   params = _params(key)
   xs = jax.random.normal(key, (B, T, IN))
-  ref = recurrent.lstm_scan(params, xs, mask=mask, impl="reference")
-  got = recurrent.lstm_scan(params, xs, mask=mask, impl="cudnn")
+  ref = dispatch.lstm_scan(params, xs, mask=mask, impl="reference")
+  got = dispatch.lstm_scan(params, xs, mask=mask, impl="cudnn")
   jax.tree.map(functools.partial(np.testing.assert_allclose, atol=1e-5), got, ref)
 
 
 def test_choose_by_backend_and_features(key, caplog, monkeypatch):
-  monkeypatch.setattr(backends, "_LOGGED", set())  # reasons logged by other tests
+  monkeypatch.setattr(dispatch, "_LOGGED", set())  # reasons logged by other tests
   std = _params(key)
   big = _params(key, hidden=512)
   peep = dict(std, peephole=jnp.zeros((3, H)))
   segs = {"segment_ids": np.ones((B, T), np.int32)}
   shape = (B, T, IN)
-  assert backends.choose("auto", std, shape, {}, "cpu") == "fused"
-  assert backends.choose("auto", peep, shape, {}, "cpu") == "reference"
-  assert backends.choose("auto", std, shape, {"mask": RIGHT}, "gpu") == "cudnn"
-  assert backends.choose("auto", std, shape, segs, "gpu") == "pallas"
-  assert backends.choose("auto", big, shape, segs, "gpu") == "fused"
-  assert backends.choose("auto", std, shape, {}, "tpu") == "pallas"
+  assert dispatch.choose("auto", std, shape, {}, "cpu") == "fused"
+  assert dispatch.choose("auto", peep, shape, {}, "cpu") == "reference"
+  assert dispatch.choose("auto", std, shape, {"mask": RIGHT}, "gpu") == "cudnn"
+  assert dispatch.choose("auto", std, shape, segs, "gpu") == "pallas"
+  assert dispatch.choose("auto", big, shape, segs, "gpu") == "fused"
+  assert dispatch.choose("auto", std, shape, {}, "tpu") == "pallas"
   # W_hh of H=2048 in float32 is 64 MiB: more than the TPU VMEM budget.
   huge = {"w_ih": jnp.zeros((1, 8192)), "w_hh": jnp.zeros((2048, 8192)), "bias": 0}
-  assert backends.choose("auto", huge, (8, 8, 1), {}, "tpu") == "fused"
-  assert backends.choose("pallas", std, shape, {}, "cpu") == "pallas"
+  assert dispatch.choose("auto", huge, (8, 8, 1), {}, "tpu") == "fused"
+  assert dispatch.choose("pallas", std, shape, {}, "cpu") == "pallas"
   with caplog.at_level("INFO"):
-    assert backends.choose("cudnn", std, shape, {}, "cpu") == "fused"
-    assert backends.choose("cudnn", peep, shape, {}, "gpu") == "reference"
-    backends.choose("cudnn", peep, shape, {}, "gpu")  # logged once only
+    assert dispatch.choose("cudnn", std, shape, {}, "cpu") == "fused"
+    assert dispatch.choose("cudnn", peep, shape, {}, "gpu") == "reference"
+    dispatch.choose("cudnn", peep, shape, {}, "gpu")  # logged once only
   text = caplog.text
   assert "cuDNN needs a GPU backend" in text
   assert text.count("standard cell; got the extra keys ['peephole']") == 1

@@ -17,8 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax.kernels.fused import layout as fused_layout
-from lstm_jax.kernels.fused import scan as fused
+from lstm_jax.kernels import dispatch
+from lstm_jax.kernels.fused import scan as fused_scan
+from lstm_jax.kernels.fused.layout import auto_layout
 from lstm_jax.ops import cell, recurrent
 from lstm_jax.ops.cell import LSTMCarry
 from tests.support import tolerances
@@ -111,7 +112,7 @@ def _reference(inputs, reverse, dtype=None):
 def _compare(inputs, reverse, tol=F32_TOL, dtype=None, **kwargs):
   expected = _reference(inputs, reverse, dtype)
   actual = _loss_and_grads(
-    fused.lstm_scan_fused,
+    fused_scan.lstm_scan_fused,
     *_setup(),
     **INPUTS[inputs],
     reverse=reverse,
@@ -168,7 +169,7 @@ def test_zero_length_rows_return_initial_carry():
   params = _params(jax.random.key(1))
   xs = jnp.ones((2, 5, IN))
   carry0 = LSTMCarry(jnp.full((2, H), 0.3), jnp.full((2, H), -0.2))
-  ys, carry = fused.lstm_scan_fused(
+  ys, carry = fused_scan.lstm_scan_fused(
     params, xs, mask=jnp.zeros((2, 5), bool), initial_carry=carry0
   )
   np.testing.assert_array_equal(ys, 0.0)
@@ -195,30 +196,30 @@ def test_segment_resets():
 def test_lstm_scan_dispatch():
   params = _params(jax.random.key(2))
   xs = jax.random.normal(jax.random.key(3), (B, T, IN))
-  scan = jax.jit(recurrent.lstm_scan, static_argnames="impl")
+  scan = jax.jit(dispatch.lstm_scan, static_argnames="impl")
   ref, _ = jax.jit(recurrent.lstm_scan_reference)(params, xs)
   # Forward only, |h| < 1: the float32 bound of the forward recurrence.
   atol = tolerances.recurrence_tol(T, IN + H)
-  for impl in recurrent.IMPLS:
+  for impl in dispatch.IMPLS:
     np.testing.assert_allclose(scan(params, xs, impl=impl)[0], ref, atol=atol)
   # Cells the fused path does not implement run the reference under any impl.
   peep = {**params, "peephole": 0.1 * jnp.ones((3, H))}
   ref, _ = jax.jit(recurrent.lstm_scan_reference)(peep, xs)
-  for impl in recurrent.IMPLS:
+  for impl in dispatch.IMPLS:
     np.testing.assert_allclose(scan(peep, xs, impl=impl)[0], ref, atol=atol)
   with pytest.raises(ValueError, match="impl"):
-    recurrent.lstm_scan(params, xs, impl="cuda")  # not an impl (cudnn is)
+    dispatch.lstm_scan(params, xs, impl="cuda")  # not an impl (cudnn is)
   with pytest.raises(ValueError, match="standard cell"):
-    fused.lstm_scan_fused(peep, xs)
+    fused_scan.lstm_scan_fused(peep, xs)
   with pytest.raises(ValueError, match="proj"):
-    fused.lstm_scan_fused(params, xs, proj="bogus")
+    fused_scan.lstm_scan_fused(params, xs, proj="bogus")
 
 
 def test_auto_layout():
-  assert fused_layout.auto_layout(16, 32, 64, "cpu") == ("concat", False)
-  assert fused_layout.auto_layout(32, 128, 256, "cpu") == ("step", False)
-  assert fused_layout.auto_layout(64, 256, 512, "cpu") == ("step", True)
-  assert fused_layout.auto_layout(64, 256, 512, "gpu") == ("hoist", False)
+  assert auto_layout(16, 32, 64, "cpu") == ("concat", False)
+  assert auto_layout(32, 128, 256, "cpu") == ("step", False)
+  assert auto_layout(64, 256, 512, "cpu") == ("step", True)
+  assert auto_layout(64, 256, 512, "gpu") == ("hoist", False)
 
 
 def _grad_temp_bytes(remat):
@@ -226,7 +227,7 @@ def _grad_temp_bytes(remat):
   xs = jnp.ones((16, 256, 32))
 
   def loss(params, xs):
-    ys, _ = fused.lstm_scan_fused(params, xs, remat=remat)
+    ys, _ = fused_scan.lstm_scan_fused(params, xs, remat=remat)
     return jnp.sum(ys)
 
   compiled = jax.jit(jax.grad(loss)).lower(params, xs).compile()

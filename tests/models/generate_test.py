@@ -1,5 +1,5 @@
 """generate.py: scan-with-carry generation equals decoding the growing prefix;
-runs.open_run on a directory without a run."""
+reader.open_run on a directory without a run."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from lstm_jax.errors import ConfigError, LstmJaxError
 from lstm_jax.models import generate
 from lstm_jax.models.lm import LanguageModel
 from lstm_jax.nn.layers import LSTM
-from lstm_jax.workdir import reader as runs
+from lstm_jax.runs import reader
 
 VOCAB = Vocab(list(" abcdefgh"))
 
@@ -99,5 +99,5 @@ def test_length_and_temperature_checked(model_and_params):
 
 def test_open_run_without_a_run(tmp_path):
   with pytest.raises(LstmJaxError, match="does not hold a training run"):
-    runs.open_run(str(tmp_path))
+    reader.open_run(str(tmp_path))
   assert list(tmp_path.iterdir()) == []  # a reader writes nothing

@@ -12,9 +12,9 @@ import pytest
 from flax import linen as nn
 
 from lstm_jax.errors import ConfigError
+from lstm_jax.kernels import dispatch
 from lstm_jax.nn import layers
 from lstm_jax.nn.spec import LSTMSpec, lstm_config
-from lstm_jax.ops import recurrent
 from lstm_jax.workdir import rundir
 
 # The `model.lstm` section of the config.json that `main` wrote at commit
@@ -155,7 +155,7 @@ def _params(extra=None, drop=None):
 )  # fmt: skip
 def test_lstm_scan_rejects_unknown_parameter_keys(params, match):
   with pytest.raises(ValueError, match=match) as err:
-    recurrent.lstm_scan(params, jnp.zeros((1, 2, 3)))
+    dispatch.lstm_scan(params, jnp.zeros((1, 2, 3)))
   assert "expected ['w_ih', 'w_hh', 'bias'] and optionally ['w_proj', 'peephole'," in (
     str(err.value)
   )

@@ -21,7 +21,7 @@ import pytest
 from jax.test_util import check_grads
 
 from lstm_jax import LSTM, LSTMCarry, LSTMLayer
-from lstm_jax.ops import recurrent
+from lstm_jax.kernels import dispatch
 from tests.support import tolerances
 
 IMPLS = ("reference", "fused")
@@ -51,7 +51,7 @@ def rand_carry(seed, batch, hidden=H):
 
 @functools.partial(jax.jit, static_argnames=("impl", "reverse"))
 def run(params, xs, mask=None, segment_ids=None, initial_carry=None, *, impl, reverse):
-  return recurrent.lstm_scan(
+  return dispatch.lstm_scan(
     params, xs, mask=mask, segment_ids=segment_ids, initial_carry=initial_carry,
     reverse=reverse, impl=impl,
   )  # fmt: skip
@@ -186,7 +186,7 @@ def test_zero_length_rows(impl, reverse):
   init = rand_carry(10, 3)
 
   def loss(params, xs, init):
-    ys, carry = recurrent.lstm_scan(params, xs, mask=mask, initial_carry=init,
+    ys, carry = dispatch.lstm_scan(params, xs, mask=mask, initial_carry=init,
                                     reverse=reverse, impl=impl)  # fmt: skip
     return jnp.sum(ys) + jnp.sum(carry.c * 2.0) + jnp.sum(carry.h * 3.0), (ys, carry)
 
@@ -301,7 +301,7 @@ def _compress_left(xs, mask):
 @functools.partial(jax.jit, static_argnums=(5, 6))
 def _loss_and_grad(params, xs, mask, cot, init, impl, reverse):
   def loss(params):
-    ys, carry = recurrent.lstm_scan(params, xs, mask=mask, initial_carry=init,
+    ys, carry = dispatch.lstm_scan(params, xs, mask=mask, initial_carry=init,
                                     impl=impl, reverse=reverse)  # fmt: skip
     return jnp.sum(ys * cot) + jnp.sum(carry.c) - jnp.sum(carry.h), (ys, carry)
 

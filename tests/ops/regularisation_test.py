@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lstm_jax.kernels import dispatch
 from lstm_jax.models.lm import LanguageModel
 from lstm_jax.nn.layers import LSTM, LSTMLayer
-from lstm_jax.ops import recurrent
 from lstm_jax.ops import regularisation as reg
 from lstm_jax.ops.cell import LSTMCarry
 from tests.support import tolerances
@@ -241,7 +241,7 @@ def test_zoneout_rate_0_and_1():
     tolerances.assert_close(y, want, FUSED_TOL)
     # an all-false zoneout mask is no zoneout, on both paths
     none = np.zeros((B, T, H), bool)
-    ys, _ = recurrent.lstm_scan(
+    ys, _ = dispatch.lstm_scan(
       variables["params"],
       x,
       initial_carry=carry,
@@ -320,7 +320,7 @@ def test_fused_matches_reference_with_every_method(reverse, remat):
 
   def loss(impl, p, x, carry):
     p = {**p, "w_hh": reg.weight_drop(keys[4], 0.5, p["w_hh"])}
-    ys, fin = recurrent.lstm_scan(p, x, impl=impl, initial_carry=carry, **kw)
+    ys, fin = dispatch.lstm_scan(p, x, impl=impl, initial_carry=carry, **kw)
     return jnp.sum(w * jnp.tanh(ys)) + jnp.sum(fin.c**2) + jnp.sum(fin.h)
 
   want = jax.value_and_grad(lambda *a: loss("reference", *a), (0, 1, 2))

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from lstm_jax import errors
-from lstm_jax.cli import sweep
+from lstm_jax.sweep import runner
 from lstm_jax.sweep import spec as sweep_spec
 from tests.support.toy import sign_config
 
@@ -163,7 +163,7 @@ def test_median_rule_stops_a_trial_behind_the_ended_ones(tmp_path):
       "early_stop": {"rule": "median", "min_trials": 2, "grace_evals": 1},
     }
   )
-  rows = sweep.run(config, spec, str(tmp_path))
+  rows = runner.run(config, spec, str(tmp_path))
   status = {r["trial"]: r["status"] for r in rows}
   assert status["learning_rate=0"] == "pruned"
   assert [r["last_step"] for r in rows if r["trial"] == "learning_rate=0"] == [20]
@@ -182,7 +182,7 @@ def test_optuna_sweep_of_four_trials(tmp_path):
       "early_stop": {"rule": "median", "min_trials": 2, "grace_evals": 1},
     }
   )
-  rows = sweep.run(config, spec, str(tmp_path))
+  rows = runner.run(config, spec, str(tmp_path))
   assert len(rows) == 4 and all(r["status"] in ("finished", "pruned") for r in rows)
   values = [r["eval/accuracy"] for r in rows]  # the sign task's best_metric (max)
   assert values == sorted(values, reverse=True)
@@ -214,7 +214,7 @@ def test_bad_sweeps_fail_before_anything_is_written(tmp_path, spec, message):
   keep.write_text("results of an earlier sweep")
   before = sorted(str(p) for p in tmp_path.rglob("*"))
   with pytest.raises(errors.ConfigError, match=message):
-    sweep.run(_small_config(), sweep_spec.check(spec), str(tmp_path))
+    runner.run(_small_config(), sweep_spec.check(spec), str(tmp_path))
   assert sorted(str(p) for p in tmp_path.rglob("*")) == before
   assert keep.read_text() == "results of an earlier sweep"
 

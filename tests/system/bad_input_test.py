@@ -476,7 +476,7 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
   """A tmpfs that holds two checkpoints but not the third: the save fails with
   one error line, the previous checkpoint restores, and the same command,
   after the disk is enlarged, ends bit-identical to an uninterrupted run."""
-  from lstm_jax.workdir import reader as runs
+  from lstm_jax.runs import reader
   from tests.support.runs import assert_bit_identical, metrics_history
 
   mount = tmp_path / "disk"
@@ -501,7 +501,7 @@ def test_disk_full_during_a_save_then_rerun_is_bit_identical(
     # workdir: never a line without a path.
     assert str(workdir) in lines[-1], lines[-1]
     assert sum(ln.startswith("error: ") for ln in lines) == 1
-    previous = runs.open_run(str(workdir))
+    previous = reader.open_run(str(workdir))
     assert 0 < previous.step < tiny_run.STEPS
 
     subprocess.run(["mount", "-o", "remount,size=16m", str(mount)], check=True)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lstm_jax.runs import reader
 from lstm_jax.training import metrics
-from lstm_jax.workdir import reader as runs
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def test_toy_task_trains_through_the_cli(tmp_path, env):
   # on the test split, arg-maxed and compared with the labels in numpy.
   sys.path.insert(0, str(REPO))
   try:
-    run = runs.open_run(str(workdir), which="best")
+    run = reader.open_run(str(workdir), which="best")
     from tests.support.toy import sign_task  # importable from the repo root
   finally:
     sys.path.remove(str(REPO))

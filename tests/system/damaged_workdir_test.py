@@ -2,7 +2,7 @@
 
 Real runs in subprocesses, real Orbax checkpoints on disk, no mocks:
 
-* readers (`lstm_jax.cli.sample`, `runs.open_run`) write nothing: a snapshot of
+* readers (`lstm_jax.cli.sample`, `reader.open_run`) write nothing: a snapshot of
   every path, size, mtime and hash is unchanged after sampling from a workdir
   with a save in progress (a `*.orbax-checkpoint-tmp*` directory) and a
   damaged newest step, over which they still fall back;
@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from lstm_jax import errors
+from lstm_jax.runs import reader
 from lstm_jax.workdir import checkpoint
-from lstm_jax.workdir import reader as runs
 from tests.support import tiny_run
 from tests.support.runs import assert_bit_identical, finalized_steps, metrics_history
 
@@ -102,7 +102,7 @@ def test_readers_write_nothing_and_still_fall_back(tmp_path, env, tiny_reference
   proc = _sample(workdir, env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f"step {newest - 5}," in proc.stderr  # fell back over the damaged step
-  run = runs.open_run(str(workdir), "latest")
+  run = reader.open_run(str(workdir), "latest")
   assert run.step == newest - 5
   assert tiny_run.tree_snapshot(workdir) == before
   assert not (workdir / checkpoint.CORRUPT_DIR).exists()
@@ -111,7 +111,7 @@ def test_readers_write_nothing_and_still_fall_back(tmp_path, env, tiny_reference
   shutil.rmtree(ckpt)
   before = tiny_run.tree_snapshot(workdir)
   with pytest.raises(errors.LstmJaxError, match="no checkpoint"):
-    runs.open_run(str(workdir))
+    reader.open_run(str(workdir))
   assert tiny_run.tree_snapshot(workdir) == before
 
 
@@ -134,7 +134,7 @@ def test_sampling_while_training_does_not_disturb_the_run(
   def read_loop():  # readers in this process: no start-up cost per read
     while trainer.poll() is None:
       try:
-        reads.append(runs.open_run(str(workdir)).step)
+        reads.append(reader.open_run(str(workdir)).step)
       except errors.LstmJaxError as exc:  # before the first checkpoint
         refused.append(str(exc).splitlines()[0])
         time.sleep(0.05)

@@ -1,7 +1,7 @@
 """Every task's tiny variant through the CLI: metrics checked independently,
 and a SIGKILLed run resumed to the same final state and history.
 
-Independent checks (the best checkpoint, restored with `runs.open_run`):
+Independent checks (the best checkpoint, restored with `reader.open_run`):
 * adding: test MSE recomputed in numpy, against targets recomputed from the
   inputs (the sum of the marked values), not the generator's;
 * copy: cross-entropy recomputed with a numpy log-softmax, and its ratio to
@@ -29,8 +29,8 @@ import numpy as np
 import pytest
 
 from lstm_jax.data import synthetic, ucr
+from lstm_jax.runs import reader
 from lstm_jax.tasks import seq2seq
-from lstm_jax.workdir import reader as runs
 from tests.support import task_runs
 from tests.support.runs import final_state, finalized_steps
 
@@ -55,7 +55,7 @@ def reference(tmp_path_factory, env):
 
 
 def _best(workdir):
-  run = runs.open_run(str(workdir), which="best")
+  run = reader.open_run(str(workdir), which="best")
   test = task_runs.test_record(workdir)
   assert test["checkpoint_step"] == run.step
   return run, test

@@ -18,8 +18,8 @@ from lstm_jax.baselines.kneser_ney import KneserNey
 from lstm_jax.data import text, words
 from lstm_jax.errors import ConfigError, DataError
 from lstm_jax.models.wordlm import full_loss
+from lstm_jax.runs import reader
 from lstm_jax.tasks import wordlm as task
-from lstm_jax.workdir import reader as runs
 from tests.support import task_runs
 
 TEXT = (
@@ -179,7 +179,7 @@ def test_tiny_run_test_record_recomputed(tiny_run):
   """The test record's perplexity from numpy log-softmax over each test
   stream run in one piece, and its Kneser-Ney figure from a fresh model."""
   workdir, proc = tiny_run
-  run = runs.open_run(str(workdir), which="best")
+  run = reader.open_run(str(workdir), which="best")
   test = task_runs.test_record(workdir)
   assert test["checkpoint_step"] == run.step
   config = run.config

@@ -70,7 +70,8 @@ def open_run(workdir: str, which: str = "latest") -> Run:
       )
   config = rundir.load_config(workdir)
   info = rundir.read_json(os.path.join(workdir, rundir.DATA_FILE))
-  built = build.build(config, info=info)
+  # A reader runs the model outside any mesh: the single-device path.
+  built = build.build(config, info=info, model_axis=1)
   if not os.path.isdir(os.path.join(workdir, rundir.CHECKPOINT_DIR)):
     raise errors.LstmJaxError(f"{workdir} holds no checkpoint yet.")
   manager = checkpoint.make_manager(workdir, config, read_only=True)
