@@ -8,9 +8,9 @@ Variable layout of `LSTM` (what `convert.py` and `lstm_jax.nnx` rely on)::
 
   params/layer_{l}_{fwd,bwd}/{w_ih, w_hh, bias[, w_proj, peephole, ln_*]}
 
-The options of both modules are the fields of `spec.LSTMSpec` (names,
-defaults, docs and checks declared there once): each module's attributes are
-the spec's options of its scope, plus the few that are not config options
+The LSTM's options are the fields of `spec.LayerOptions` / `spec.StackOptions`
+(types, defaults and docs written there once), which the modules inherit as
+their attributes; each module adds the few that are not config options
 (`reverse`, `param_dtype`, the initializers). `lstm_from_config` builds the
 `LSTM` of a config section (`config.model.lstm`, from `lstm_config`).
 """
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.nn import spec, stack
+from lstm_jax.nn.dtypes import DTYPE_NAMES, DTYPES, compute_dtype
 from lstm_jax.nn.initializers import layer_param_inits, lstm_bias, orthogonal_blocks
 from lstm_jax.nn.spec import CELLS, LSTMSpec, lstm_config
 from lstm_jax.ops.cell import LSTMCarry
@@ -44,21 +45,11 @@ __all__ = [
 ]
 
 Array = jax.Array
-# Compute dtypes by config name; parameters and the carry stay float32.
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_LAYER = ("layer",)
-_STACK = ("layer", "stack")
 
 
-def compute_dtype(dtype: Any) -> Any:
-  """A module's `dtype` attribute as a JAX dtype: a config name ("bfloat16")
-  is looked up, a JAX dtype or None (inputs' and parameters' dtype) is kept."""
-  return DTYPES[dtype] if isinstance(dtype, str) else dtype
-
-
-def options_of(module: Any, scope: Sequence[str]) -> dict[str, Any]:
-  """A module's values of the spec's options of `scope`, by name."""
-  return {f.name: getattr(module, f.name) for f in spec.option_fields(scope)}
+def options_of(module: Any, names: Sequence[str]) -> dict[str, Any]:
+  """A module's values of the options `names`, by name."""
+  return {name: getattr(module, name) for name in names}
 
 
 def check_options(values: Mapping[str, Any], owner: str) -> None:
@@ -70,35 +61,17 @@ def check_options(values: Mapping[str, Any], owner: str) -> None:
   """
   spec.validate({k: v for k, v in values.items() if k != "dtype"}, owner)
   dtype = values.get("dtype")
-  if isinstance(dtype, str) and dtype not in DTYPES:
+  if isinstance(dtype, str):
+    bad = dtype not in DTYPE_NAMES
+  else:
+    try:
+      bad = dtype is not None and not jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:
+      bad = True
+  if bad:
     raise spec.LSTMOptionError(
-      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPES)}, got {dtype!r}"
+      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPE_NAMES)}, got {dtype!r}"
     )
-
-
-def _spec_attributes(name: str, scope: Sequence[str]) -> type[nn.Module]:
-  """A Linen base class whose attributes are `LSTMSpec`'s options of `scope`.
-
-  Same names, types and defaults as the spec, except `hidden_size` (required,
-  the one positional attribute) and `dtype` (a JAX dtype or a config name;
-  default None: the dtype of inputs and parameters).
-  """
-  annotations: dict[str, str] = {}
-  namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": name}
-  for f in spec.option_fields(scope):
-    annotations[f.name] = "Any" if f.name == "dtype" else f.type
-    if f.name != "hidden_size":
-      namespace[f.name] = None if f.name == "dtype" else f.default
-  namespace["__annotations__"] = annotations
-  namespace["__doc__"] = f"`LSTMSpec`'s options of scope {list(scope)}."
-  return type(name, (nn.Module,), namespace)
-
-
-def options_doc(scope: Sequence[str], indent: str = "    ") -> str:
-  """`name: doc` lines of the spec's options (for the modules' docstrings)."""
-  return "".join(
-    f"{indent}{f.name}: {f.metadata['doc']}\n" for f in spec.option_fields(scope)
-  )
 
 
 def zero_carries(
@@ -112,22 +85,18 @@ def zero_carries(
   return (zero,) * count
 
 
-# The Linen attributes of the spec's options: of one layer, and of the stack.
-LSTMLayerOptions = _spec_attributes("LSTMLayerOptions", _LAYER)
-LSTMOptions = _spec_attributes("LSTMOptions", _STACK)
-
-
-class LSTMLayer(LSTMLayerOptions):
+class LSTMLayer(spec.LayerOptions, nn.Module):
   """One LSTM layer in one direction over `[batch, time, features]`.
 
-  Attributes (beyond the options listed below):
+  Attributes:
+    hidden_size, proj_size, cell, ...: the layer options, documented in
+      `spec.LayerOptions` (inherited: `LSTMLayer(64, cell="peephole")`).
     reverse: run from the last real step back to the first.
     param_dtype: dtype of the parameters.
     kernel_init: init of `w_ih` and `w_proj`.
     recurrent_init: init of `w_hh`.
 
   The regularisers among the options act only when `deterministic=False`.
-  Options (`LSTMSpec`, scope "layer"):
   """
 
   reverse: bool = False
@@ -136,7 +105,7 @@ class LSTMLayer(LSTMLayerOptions):
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
 
   def setup(self):
-    check_options(options_of(self, _LAYER), type(self).__name__)
+    check_options(options_of(self, spec.LAYER_OPTIONS), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -165,16 +134,7 @@ class LSTMLayer(LSTMLayerOptions):
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
     """
     stack.check_input(x)
-    inits = layer_param_inits(
-      x.shape[-1],
-      self.hidden_size,
-      proj_size=self.proj_size,
-      cell=self.cell,
-      forget_bias=self.forget_bias,
-      chrono_max_len=self.chrono_max_len,
-      kernel_init=self.kernel_init,
-      recurrent_init=self.recurrent_init,
-    )
+    inits = layer_param_inits(x.shape[-1], self, self.kernel_init, self.recurrent_init)
     params = {
       name: self.param(name, init, shape, self.param_dtype)
       for name, (init, shape) in inits.items()
@@ -208,16 +168,20 @@ class LSTMLayer(LSTMLayerOptions):
     return stack.step_masks(self, batch, time, hid, out, self._next_key)
 
 
-class LSTM(LSTMOptions):
+class LSTM(spec.StackOptions, nn.Module):
   """A multi-layer, optionally bidirectional LSTM, like `torch.nn.LSTM`.
 
-  Attributes (beyond the options listed below):
-    param_dtype, kernel_init, recurrent_init: passed to each `LSTMLayer`.
+  Attributes:
+    hidden_size, num_layers, bidirectional, dropout, ...: the options,
+      documented in `spec.LayerOptions` (given to each `LSTMLayer`) and
+      `spec.StackOptions` (inherited: `LSTM(384, num_layers=2)`).
+    param_dtype: dtype of the parameters.
+    kernel_init: init of `w_ih` and `w_proj`.
+    recurrent_init: init of `w_hh`.
 
-  The layer options are passed to each `LSTMLayer`. The regularisers act only
-  when `deterministic=False`; the AR/TAR penalties are sown in the
-  "penalties" collection (the train step adds them to the loss).
-  Options (`LSTMSpec`, all scopes):
+  The regularisers act only when `deterministic=False`; the AR/TAR penalties
+  are sown in the "penalties" collection (the train step adds them to the
+  loss).
   """
 
   param_dtype: Any = jnp.float32
@@ -226,10 +190,8 @@ class LSTM(LSTMOptions):
 
   @classmethod
   def from_spec(cls, lstm_spec: LSTMSpec, **kwargs: Any) -> LSTM:
-    """The module of a spec (its dtype as a JAX dtype); `kwargs` sets the
-    other attributes (e.g. `name`)."""
-    options = lstm_spec.options()
-    return cls(**{**options, "dtype": DTYPES[options["dtype"]]}, **kwargs)
+    """The module of a spec; `kwargs` sets the other attributes (e.g. `name`)."""
+    return cls(**lstm_spec.options(), **kwargs)
 
   @property
   def num_directions(self) -> int:
@@ -241,7 +203,7 @@ class LSTM(LSTMOptions):
     return zero_carries(batch, self.hidden_size, self.proj_size, count)
 
   def setup(self):
-    check_options(options_of(self, _STACK), type(self).__name__)
+    check_options(options_of(self, spec.STACK_OPTIONS), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -271,7 +233,7 @@ class LSTM(LSTMOptions):
       outputs: <dtype>[batch, time, D * (P or H)], zero on padded steps.
       final carry: tuple of `LSTMCarry`, one per (layer, direction).
     """
-    layer_options = options_of(self, _LAYER)
+    layer_options = options_of(self, spec.LAYER_OPTIONS)
 
     def layer(i: int, d: int, x: Array, carry: Any, probe: Any):
       return LSTMLayer(
@@ -298,10 +260,6 @@ class LSTM(LSTMOptions):
     for name, value in penalties.items():
       self.sow("penalties", name, value)
     return x, finals
-
-
-LSTMLayer.__doc__ += options_doc(_LAYER)
-LSTM.__doc__ += options_doc(_STACK)
 
 
 def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:

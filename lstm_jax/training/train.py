@@ -34,6 +34,7 @@ import ml_collections
 from absl import logging
 
 from lstm_jax.errors import ConfigError
+from lstm_jax.nn import dtypes
 from lstm_jax.parallel import distributed, pmap_step
 from lstm_jax.parallel import mesh as parallel
 from lstm_jax.training import build, diagnostics, metrics, optim
@@ -64,6 +65,23 @@ class _Best:
       best_metric=jax.device_put(jnp.float32(self.value), sharding),
       evals_since_best=jax.device_put(jnp.int32(self.since), sharding),
     )
+
+
+def _asks_auto_dtype(section: Any) -> bool:
+  """Whether a config section or one nested in it has `dtype = "auto"`."""
+  if not isinstance(section, ml_collections.ConfigDict):
+    return False
+  values = section.values()
+  return section.get("dtype") == dtypes.AUTO or any(map(_asks_auto_dtype, values))
+
+
+def _auto_dtype_note(config: ml_collections.ConfigDict) -> str:
+  """What the model's dtype "auto" is on this hardware, and why (for the start
+  line), if the model asks for it (`nn/dtypes.py`)."""
+  if not _asks_auto_dtype(config.get("model")):
+    return ""
+  name, reason = dtypes.auto_dtype()
+  return f'; dtype "auto" = {name} ({reason})'
 
 
 def train_and_evaluate(
@@ -212,7 +230,7 @@ def _train_and_evaluate(
   print(
     f"{'Resuming' if restored else 'Starting'} {workdir} at step {start}/"
     f"{total_steps}: task {config.task}, {n_params:,} parameters, "
-    f"mesh {dict(mesh.shape)} on {jax.default_backend()}"
+    f"mesh {dict(mesh.shape)} on {jax.default_backend()}{_auto_dtype_note(config)}"
   )
 
   # ----------------------------------------------------------------------
