@@ -17,7 +17,7 @@ their attributes; each module adds the few that are not config options
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.nn import spec, stack
-from lstm_jax.nn.dtypes import DTYPE_NAMES, DTYPES, compute_dtype
+from lstm_jax.nn.dtypes import DTYPES, compute_dtype
 from lstm_jax.nn.initializers import layer_param_inits, lstm_bias, orthogonal_blocks
 from lstm_jax.nn.spec import CELLS, LSTMSpec, lstm_config
 from lstm_jax.ops.cell import LSTMCarry
@@ -50,28 +50,6 @@ Array = jax.Array
 def options_of(module: Any, names: Sequence[str]) -> dict[str, Any]:
   """A module's values of the options `names`, by name."""
   return {name: getattr(module, name) for name in names}
-
-
-def check_options(values: Mapping[str, Any], owner: str) -> None:
-  """Checks a module's option values (`spec.validate`, naming the module);
-  its `dtype` may also be a JAX dtype or None.
-
-  Raises:
-    spec.LSTMOptionError (a ValueError): `LSTM.cell must be one of [...], got 'gru'`.
-  """
-  spec.validate({k: v for k, v in values.items() if k != "dtype"}, owner)
-  dtype = values.get("dtype")
-  if isinstance(dtype, str):
-    bad = dtype not in DTYPE_NAMES
-  else:
-    try:
-      bad = dtype is not None and not jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
-    except TypeError:
-      bad = True
-  if bad:
-    raise spec.LSTMOptionError(
-      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPE_NAMES)}, got {dtype!r}"
-    )
 
 
 def zero_carries(
@@ -103,9 +81,6 @@ class LSTMLayer(spec.LayerOptions, nn.Module):
   param_dtype: Any = jnp.float32
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
-
-  def setup(self):
-    check_options(options_of(self, spec.LAYER_OPTIONS), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -139,21 +114,13 @@ class LSTMLayer(spec.LayerOptions, nn.Module):
       name: self.param(name, init, shape, self.param_dtype)
       for name, (init, shape) in inits.items()
     }
-    train = not deterministic
-    if train:
+    masks = {}
+    if not deterministic:
       params = self._drop_weights(params)
-    return stack.layer_forward(
-      self,
-      params,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
-      step_masks=self._masks(*x.shape[:2]) if train else {},
-      dtype=compute_dtype(self.dtype),
-      param_dtype=self.param_dtype,
-    )
+      masks = self._masks(*x.shape[:2])
+    inputs = stack.Inputs(x, mask, segment_ids, initial_carry, h_probe)
+    dtype = compute_dtype(self.dtype)
+    return stack.layer_forward(self, params, inputs, masks, dtype, self.param_dtype)
 
   def _next_key(self) -> Array:
     return self.make_rng("dropout")
@@ -202,9 +169,6 @@ class LSTM(spec.StackOptions, nn.Module):
     count = self.num_layers * self.num_directions
     return zero_carries(batch, self.hidden_size, self.proj_size, count)
 
-  def setup(self):
-    check_options(options_of(self, spec.STACK_OPTIONS), type(self).__name__)
-
   @nn.compact
   def __call__(
     self,
@@ -248,11 +212,7 @@ class LSTM(spec.StackOptions, nn.Module):
     x, finals, penalties = stack.stack_forward(
       self,
       layer,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
+      stack.Inputs(x, mask, segment_ids, initial_carry, h_probe),
       train=not deterministic,
       next_key=lambda: self.make_rng("dropout"),
       dropout=lambda y: nn.Dropout(self.dropout)(y, deterministic=False),

@@ -16,7 +16,7 @@ same defaults. `LSTMSpec` is the config section's value: `to_config()` makes
 the section every experiment holds as `config.model.lstm` (`lstm_config` is a
 shortcut), `from_config(section)` reads one back (from a ConfigDict or a run's
 config.json), naming the key of any unknown or bad value; `validate` holds the
-checks of every option.
+checks of every option, which every holder of options runs on construction.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import ml_collections
 from jax.typing import DTypeLike
 from ml_collections import config_dict
@@ -44,6 +45,7 @@ __all__ = [
   "CellOptions",
   "LayerOptions",
   "StackOptions",
+  "check_module_options",
   "lstm_config",
   "validate",
 ]
@@ -87,6 +89,14 @@ class CellOptions:
   forget_bias: float = 1.0
   chrono_max_len: int | None = None
   dtype: DTypeLike | None = "float32"
+
+  def __post_init__(self):
+    """Checks the options (a module's `dtype` may be a JAX dtype or None),
+    then runs the next `__post_init__` (a Linen module's own)."""
+    check_module_options(self)
+    post_init = getattr(super(), "__post_init__", None)
+    if post_init is not None:
+      post_init()
 
 
 @dataclasses.dataclass(eq=False, repr=False)
@@ -304,6 +314,30 @@ def validate(values: Mapping[str, Any], prefix: str) -> None:
       problem = check(value)
     if problem is not None:
       raise LSTMOptionError(f"{prefix}.{name} {problem}, got {value!r}")
+
+
+def check_module_options(module: Any) -> None:
+  """Checks a module's options as `validate` does, naming the module; its
+  `dtype` may also be a JAX floating dtype or None.
+
+  Raises:
+    LSTMOptionError (a ValueError): `LSTM.cell must be one of [...], got 'gru'`.
+  """
+  owner = type(module).__name__
+  names = [f.name for f in dataclasses.fields(module) if f.name in STACK_OPTIONS]
+  validate({k: getattr(module, k) for k in names if k != "dtype"}, owner)
+  dtype = module.dtype
+  if isinstance(dtype, str):
+    bad = dtype not in DTYPE_NAMES
+  else:
+    try:
+      bad = dtype is not None and not jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:
+      bad = True
+  if bad:
+    raise LSTMOptionError(
+      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPE_NAMES)}, got {dtype!r}"
+    )
 
 
 def lstm_config(**overrides: Any) -> ml_collections.ConfigDict:

@@ -40,23 +40,21 @@ class Penalty(nnx.Intermediate):
 def _set_options(
   module: nnx.Module, fields: type, hidden_size: int, options: dict[str, Any]
 ) -> None:
-  """Sets the options of `fields` (a `spec` options class or its stand-in),
-  defaults filled in, and checks them.
+  """Sets (and checks) the options of `fields` (a `spec` options class that
+  `module` inherits), defaults filled in.
 
   Raises:
     spec.LSTMOptionError (a ValueError): an option that the module does not
       take, or a bad value, named (`LSTM.cell must be one of [...], got 'gru'`).
   """
-  owner = type(module).__name__
   names = [f.name for f in dataclasses.fields(fields)]
   unknown = sorted(set(options) - set(names))
   if unknown:
     raise spec.LSTMOptionError(
-      f"{owner} takes no option(s) {unknown}; options: "
+      f"{type(module).__name__} takes no option(s) {unknown}; options: "
       f"{sorted(set(names) - {'hidden_size'})}"
     )
   fields.__init__(module, hidden_size, **options)
-  layers.check_options(layers.options_of(module, names), owner)
 
 
 def _dropout_stream(rngs: nnx.Rngs | None) -> nnx.RngStream | None:
@@ -122,10 +120,10 @@ class LSTMLayer(spec.LayerOptions, _Params):
     *,
     rngs: nnx.Rngs,
     reverse: bool = False,
+    deterministic: bool = False,
     param_dtype: Any = jnp.float32,
     kernel_init: Callable | None = None,
     recurrent_init: Callable | None = None,
-    deterministic: bool = False,
     **options: Any,
   ):
     _set_options(self, spec.LayerOptions, hidden_size, options)
@@ -153,18 +151,9 @@ class LSTMLayer(spec.LayerOptions, _Params):
       params = stack.drop_weights(self, params, next_key)
       hid, out = self.hidden_size, self.proj_size or self.hidden_size
       masks = stack.step_masks(self, *x.shape[:2], hid, out, next_key)
-    return stack.layer_forward(
-      self,
-      params,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
-      step_masks=masks,
-      dtype=compute_dtype(self.dtype),
-      param_dtype=self.param_dtype,
-    )
+    inputs = stack.Inputs(x, mask, segment_ids, initial_carry, h_probe)
+    dtype = compute_dtype(self.dtype)
+    return stack.layer_forward(self, params, inputs, masks, dtype, self.param_dtype)
 
 
 def _key_source(stream: nnx.RngStream | None, owner: str) -> Callable[[], Array]:
@@ -214,10 +203,10 @@ class LSTM(spec.StackOptions, nnx.Module):
     hidden_size: int,
     *,
     rngs: nnx.Rngs,
+    deterministic: bool = False,
     param_dtype: Any = jnp.float32,
     kernel_init: Callable | None = None,
     recurrent_init: Callable | None = None,
-    deterministic: bool = False,
     **options: Any,
   ):
     _set_options(self, spec.StackOptions, hidden_size, options)
@@ -289,11 +278,7 @@ class LSTM(spec.StackOptions, nnx.Module):
     x, finals, penalties = stack.stack_forward(
       self,
       layer,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
+      stack.Inputs(x, mask, segment_ids, initial_carry, h_probe),
       train=not deterministic,
       next_key=next_key,
       dropout=lambda y: _dropout(next_key(), self.dropout, y),
