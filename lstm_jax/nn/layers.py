@@ -25,18 +25,16 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.nn import spec, stack
-from lstm_jax.nn.dtypes import DTYPES, compute_dtype
+from lstm_jax.nn.dtypes import compute_dtype
 from lstm_jax.nn.initializers import layer_param_inits, lstm_bias, orthogonal_blocks
 from lstm_jax.nn.spec import CELLS, LSTMSpec, lstm_config
 from lstm_jax.ops.cell import LSTMCarry
 
 __all__ = [
   "CELLS",
-  "DTYPES",
   "LSTM",
   "LSTMLayer",
   "LSTMSpec",
-  "compute_dtype",
   "lstm_bias",
   "lstm_config",
   "lstm_from_config",
