@@ -4,6 +4,7 @@ Usage::
 
   python benchmarks/dtype.py               # 7 rounds of 5 steps per dtype
   python benchmarks/dtype.py --rounds 3 --steps 3
+  python benchmarks/dtype.py --cpu-time    # process CPU time, not wall clock
 
 The model and the training step are those of `experiments/charlm.py` (2 layers
 of H=384, batch 64, T=128: forward, backward and the optimizer update, built by
@@ -11,7 +12,9 @@ of H=384, batch 64, T=128: forward, backward and the optimizer update, built by
 "float32"` and once with "bfloat16". Both steps are compiled and warmed up
 first; then each round times the two back to back (alternating which goes
 first), so that a change in machine load hits both alike, and the median per
-dtype is reported, with their ratio, the CPU's bfloat16 flags and what
+dtype is reported (wall clock, or with `--cpu-time` the process's CPU time
+over all threads, which other jobs on a shared machine disturb less), with
+their ratio, the CPU's bfloat16 flags and what
 `dtype="auto"` chooses here (`lstm_jax/nn/dtypes.py`).
 
 This is a benchmark, not a test: the numbers depend on the machine and its load.
@@ -68,7 +71,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--steps", type=int, default=5, help="steps per timing")
+  parser.add_argument("--cpu-time", action="store_true", help="process CPU time")
   args = parser.parse_args(argv)
+  clock = time.process_time if args.cpu_time else time.perf_counter
   runs = {name: _step(name) for name in NAMES}
   states = {}
   for name, (step, state, batch, _) in runs.items():
@@ -81,11 +86,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for name in NAMES if r % 2 == 0 else NAMES[::-1]:
       step, _, batch, _ = runs[name]
       state = states[name]
-      start = time.perf_counter()
+      start = clock()
       for _ in range(args.steps):
         state, _, loss = step(state, batch)
       jax.block_until_ready(loss)
-      times[name].append((time.perf_counter() - start) / args.steps)
+      times[name].append((clock() - start) / args.steps)
       states[name] = state
   median = {name: statistics.median(t) for name, t in times.items()}
   config = runs["float32"][3]
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     f"default char-LM train step ({config.model.lstm.num_layers} x "
     f"H={config.model.lstm.hidden_size}, B{config.data.batch_size} "
     f"T{config.data.seq_len}), median of {args.rounds} rounds of {args.steps} "
-    f"steps, {jax.default_backend()}, {os.cpu_count()} CPUs"
+    f"steps, {'CPU time' if args.cpu_time else 'wall clock'}, "
+    f"{jax.default_backend()}, {os.cpu_count()} CPUs"
   )
   print(f"CPU flags: {' '.join(flags) or '(none of avx2, avx512f, bf16)'}")
   for name in NAMES:

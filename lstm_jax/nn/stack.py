@@ -103,18 +103,16 @@ def layer_forward(
   x = inputs.x
   check_input(x)
   probe = {} if inputs.h_probe is None else {"h_probe": inputs.h_probe}
+  loop = {name: getattr(opts, name) for name in ("reverse", "unroll", "remat", "impl")}
   ys, carry = recurrent.lstm_scan(
     params,
     x,
-    **probe,
     mask=inputs.mask,
     segment_ids=inputs.segment_ids,
     initial_carry=inputs.initial_carry,
-    reverse=opts.reverse,
-    unroll=opts.unroll,
-    remat=opts.remat,
     dtype=dtype,
-    impl=opts.impl,
+    **probe,
+    **loop,
     **step_masks,
   )
   out_dtype = dtype or jnp.result_type(x.dtype, param_dtype)
