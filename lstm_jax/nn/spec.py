@@ -11,11 +11,15 @@ types, defaults and documentation:
 
 The modules inherit them as their attributes (the Linen `layers.LSTMLayer` the
 layer options, `layers.LSTM` all of them, the NNX `LSTMCell`, `LSTMLayer` and
-`LSTM` of `lstm_jax.nnx` likewise), so a module and the config section take the same names with the
-same defaults. `LSTMSpec` is the config section's value: `to_config()` makes
-the section every experiment holds as `config.model.lstm` (`lstm_config` is a
-shortcut), `from_config(section)` reads one back (from a ConfigDict or a run's
-config.json), naming the key of any unknown or bad value; `validate` holds the
+`LSTM` of `lstm_jax.nnx` likewise), so a module and the config section take
+the same names with the same defaults; `hidden_size` is required everywhere.
+Adding an option is one field here, its line in the class's Attributes and
+its entry in `_CHECKS`.
+
+`LSTMSpec` is the config section's value: `to_config()` makes the section
+every experiment holds as `config.model.lstm` (`lstm_config` is a shortcut),
+`from_config(section)` reads one back (from a ConfigDict or a run's
+config.json), naming the key of any unknown or bad value. `validate` holds the
 checks of every option, which every holder of options runs on construction.
 """
 
