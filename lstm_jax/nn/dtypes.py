@@ -34,6 +34,7 @@ __all__ = [
   "DTYPES",
   "DTYPE_NAMES",
   "auto_dtype",
+  "auto_note",
   "choose_dtype",
   "compute_dtype",
   "cpu_flags",
@@ -120,6 +121,22 @@ def auto_dtype() -> tuple[str, str]:
       capability = min(_capability(c) for c in found)
   flags = cpu_flags() if backend == "cpu" else frozenset()
   return choose_dtype(backend, compute_capability=capability, cpu_flags=flags)
+
+
+def _asks_auto(section: Any) -> bool:
+  if not hasattr(section, "items"):
+    return False
+  return section.get("dtype") == AUTO or any(map(_asks_auto, section.values()))
+
+
+def auto_note(section: Any) -> str:
+  """`'; dtype "auto" = bfloat16 (CPU with avx512_bf16)'`: what "auto" is here
+  and why, if `section` (a config section such as `config.model`, a mapping)
+  or one nested in it has `dtype = "auto"`; else "". For a run's start line."""
+  if not _asks_auto(section):
+    return ""
+  name, reason = auto_dtype()
+  return f'; dtype "auto" = {name} ({reason})'
 
 
 def compute_dtype(dtype: Any) -> Any:

@@ -67,23 +67,6 @@ class _Best:
     )
 
 
-def _asks_auto_dtype(section: Any) -> bool:
-  """Whether a config section or one nested in it has `dtype = "auto"`."""
-  if not isinstance(section, ml_collections.ConfigDict):
-    return False
-  values = section.values()
-  return section.get("dtype") == dtypes.AUTO or any(map(_asks_auto_dtype, values))
-
-
-def _auto_dtype_note(config: ml_collections.ConfigDict) -> str:
-  """What the model's dtype "auto" is on this hardware, and why (for the start
-  line), if the model asks for it (`nn/dtypes.py`)."""
-  if not _asks_auto_dtype(config.get("model")):
-    return ""
-  name, reason = dtypes.auto_dtype()
-  return f'; dtype "auto" = {name} ({reason})'
-
-
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
@@ -230,7 +213,7 @@ def _train_and_evaluate(
   print(
     f"{'Resuming' if restored else 'Starting'} {workdir} at step {start}/"
     f"{total_steps}: task {config.task}, {n_params:,} parameters, "
-    f"mesh {dict(mesh.shape)} on {jax.default_backend()}{_auto_dtype_note(config)}"
+    f"mesh {dict(mesh.shape)} on {jax.default_backend()}{dtypes.auto_note(config.get('model'))}"
   )
 
   # ----------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """dtype "auto" (`nn/dtypes.py`): bfloat16 exactly where the hardware computes
 it natively, by backend, GPU compute capability and CPU flags (injected), and
-the flags as /proc/cpuinfo lists them."""
+the flags as /proc/cpuinfo lists them, and the run's start line."""
+
+import importlib.util
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -74,3 +77,23 @@ def test_auto_on_this_machine_and_the_names():
   assert dtypes.compute_dtype("bfloat16") == jnp.bfloat16
   assert dtypes.compute_dtype(jnp.float32) == jnp.float32
   assert dtypes.compute_dtype(None) is None
+
+
+def _experiment(name, arg):
+  path = pathlib.Path(__file__).resolve().parents[2] / "experiments" / f"{name}.py"
+  spec = importlib.util.spec_from_file_location(f"{name}_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def test_start_line_says_what_auto_chose():
+  # The default char-LM asks for "auto"; its tiny variant computes in float32.
+  name, reason = dtypes.auto_dtype()
+  default = _experiment("charlm", "")
+  assert default.model.lstm.dtype == "auto"
+  assert dtypes.auto_note(default.model) == f'; dtype "auto" = {name} ({reason})'
+  assert dtypes.auto_note(_experiment("charlm", "tiny").model) == ""
+  seq2seq = _experiment("seq2seq", "tiny")  # a second LSTM section is found too
+  seq2seq.model.decoder_lstm.dtype = "auto"
+  assert name in dtypes.auto_note(seq2seq.model)
