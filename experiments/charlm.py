@@ -63,9 +63,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # matrix) at this rate, one mask per batch (Merity et al., 2017); 0 = off.
   config.model.embed_dropout = 0.0
   # The LSTM stack (keys and their meaning: lstm_jax.nn.layers.lstm_config).
-  # bfloat16 matmul inputs; the carry and the softmax stay float32.
+  # dtype "auto": bfloat16 matmul inputs where the hardware computes them
+  # natively (TPU, Ampere+ GPUs, CPUs with AVX512_BF16 or AMX), float32
+  # elsewhere, where emulated bfloat16 is slower; the run's first line says
+  # which. The carry and the softmax stay float32.
   config.model.lstm = lstm_config(
-    hidden_size=384, num_layers=2, dropout=0.3, dtype="bfloat16"
+    hidden_size=384, num_layers=2, dropout=0.3, dtype="auto"
   )
 
   config.sample = ml_collections.ConfigDict()

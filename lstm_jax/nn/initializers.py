@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lstm_jax.nn.spec import CellOptions
+
 
 def orthogonal_blocks(num_blocks: int = 4) -> nn.initializers.Initializer:
   """Orthogonal init applied to each gate's `[in, hidden]` block separately.
@@ -55,42 +57,38 @@ def lstm_bias(
 
 def layer_param_inits(
   in_features: int,
-  hidden_size: int,
-  *,
-  proj_size: int = 0,
-  cell: str = "standard",
-  forget_bias: float = 1.0,
-  chrono_max_len: int | None = None,
+  opts: CellOptions,
   kernel_init: nn.initializers.Initializer | None = None,
   recurrent_init: nn.initializers.Initializer | None = None,
 ) -> dict[str, tuple[nn.initializers.Initializer, tuple[int, ...]]]:
   """The parameters of one LSTM layer, name -> (initializer, shape).
 
-  The one list of a layer's parameters (names as in `recurrent.PARAM_KEYS`),
+  The one list of a layer's parameters (names as in `lstm_jax.ops.recurrent.PARAM_KEYS`),
   read by the Linen and the NNX modules alike, in creation order.
 
   Args:
     in_features: I, the input's last axis.
-    hidden_size: H.
-    proj_size: P; if > 0, adds `w_proj` [H, P] and `w_hh` reads P features.
-    cell: "peephole" adds `peephole` [3, H]; "layernorm" the `ln_*` scales.
-    forget_bias, chrono_max_len: the gate-bias init (`lstm_bias`).
+    opts: the cell's options (a module, which inherits them): `hidden_size`
+      H; `proj_size` P: if > 0, adds `w_proj` [H, P] and `w_hh` reads P
+      features; `cell`: "peephole" adds `peephole` [3, H], "layernorm" the
+      `ln_*` scales; `forget_bias`, `chrono_max_len`: the gate-bias init
+      (`lstm_bias`).
     kernel_init: init of `w_ih` and `w_proj` (default LeCun normal).
     recurrent_init: init of `w_hh` (default `orthogonal_blocks()`).
   """
-  hid, out = hidden_size, proj_size or hidden_size
+  hid, out = opts.hidden_size, opts.proj_size or opts.hidden_size
   kernel_init = kernel_init or nn.initializers.lecun_normal()
   recurrent_init = recurrent_init or orthogonal_blocks()
   inits = {
     "w_ih": (kernel_init, (in_features, 4 * hid)),
     "w_hh": (recurrent_init, (out, 4 * hid)),
-    "bias": (lstm_bias(hid, forget_bias, chrono_max_len), (4 * hid,)),
+    "bias": (lstm_bias(hid, opts.forget_bias, opts.chrono_max_len), (4 * hid,)),
   }
-  if proj_size:
+  if opts.proj_size:
     inits["w_proj"] = (kernel_init, (hid, out))
-  if cell == "peephole":
+  if opts.cell == "peephole":
     inits["peephole"] = (nn.initializers.zeros, (3, hid))
-  if cell == "layernorm":
+  if opts.cell == "layernorm":
     ones, zeros = nn.initializers.ones, nn.initializers.zeros
     inits["ln_ih_scale"] = (ones, (4 * hid,))
     inits["ln_hh_scale"] = (ones, (4 * hid,))

@@ -8,16 +8,16 @@ Variable layout of `LSTM` (what `convert.py` and `lstm_jax.nnx` rely on)::
 
   params/layer_{l}_{fwd,bwd}/{w_ih, w_hh, bias[, w_proj, peephole, ln_*]}
 
-The options of both modules are the fields of `spec.LSTMSpec` (names,
-defaults, docs and checks declared there once): each module's attributes are
-the spec's options of its scope, plus the few that are not config options
+The LSTM's options are the fields of `spec.LayerOptions` / `spec.StackOptions`
+(types, defaults and docs written there once), which the modules inherit as
+their attributes; each module adds the few that are not config options
 (`reverse`, `param_dtype`, the initializers, `model_axis`). `lstm_from_config` builds the
 `LSTM` of a config section (`config.model.lstm`, from `lstm_config`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -25,17 +25,16 @@ import jax
 import jax.numpy as jnp
 
 from lstm_jax.nn import spec, stack
+from lstm_jax.nn.dtypes import compute_dtype
 from lstm_jax.nn.initializers import layer_param_inits, lstm_bias, orthogonal_blocks
 from lstm_jax.nn.spec import CELLS, LSTMSpec, lstm_config
 from lstm_jax.ops.cell import LSTMCarry
 
 __all__ = [
   "CELLS",
-  "DTYPES",
   "LSTM",
   "LSTMLayer",
   "LSTMSpec",
-  "compute_dtype",
   "lstm_bias",
   "lstm_config",
   "lstm_from_config",
@@ -44,61 +43,11 @@ __all__ = [
 ]
 
 Array = jax.Array
-# Compute dtypes by config name; parameters and the carry stay float32.
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_LAYER = ("layer",)
-_STACK = ("layer", "stack")
 
 
-def compute_dtype(dtype: Any) -> Any:
-  """A module's `dtype` attribute as a JAX dtype: a config name ("bfloat16")
-  is looked up, a JAX dtype or None (inputs' and parameters' dtype) is kept."""
-  return DTYPES[dtype] if isinstance(dtype, str) else dtype
-
-
-def options_of(module: Any, scope: Sequence[str]) -> dict[str, Any]:
-  """A module's values of the spec's options of `scope`, by name."""
-  return {f.name: getattr(module, f.name) for f in spec.option_fields(scope)}
-
-
-def check_options(values: Mapping[str, Any], owner: str) -> None:
-  """Checks a module's option values (`spec.validate`, naming the module);
-  its `dtype` may also be a JAX dtype or None.
-
-  Raises:
-    spec.LSTMOptionError (a ValueError): `LSTM.cell must be one of [...], got 'gru'`.
-  """
-  spec.validate({k: v for k, v in values.items() if k != "dtype"}, owner)
-  dtype = values.get("dtype")
-  if isinstance(dtype, str) and dtype not in DTYPES:
-    raise spec.LSTMOptionError(
-      f"{owner}.dtype must be a JAX dtype or one of {list(DTYPES)}, got {dtype!r}"
-    )
-
-
-def _spec_attributes(name: str, scope: Sequence[str]) -> type[nn.Module]:
-  """A Linen base class whose attributes are `LSTMSpec`'s options of `scope`.
-
-  Same names, types and defaults as the spec, except `hidden_size` (required,
-  the one positional attribute) and `dtype` (a JAX dtype or a config name;
-  default None: the dtype of inputs and parameters).
-  """
-  annotations: dict[str, str] = {}
-  namespace: dict[str, Any] = {"__module__": __name__, "__qualname__": name}
-  for f in spec.option_fields(scope):
-    annotations[f.name] = "Any" if f.name == "dtype" else f.type
-    if f.name != "hidden_size":
-      namespace[f.name] = None if f.name == "dtype" else f.default
-  namespace["__annotations__"] = annotations
-  namespace["__doc__"] = f"`LSTMSpec`'s options of scope {list(scope)}."
-  return type(name, (nn.Module,), namespace)
-
-
-def options_doc(scope: Sequence[str], indent: str = "    ") -> str:
-  """`name: doc` lines of the spec's options (for the modules' docstrings)."""
-  return "".join(
-    f"{indent}{f.name}: {f.metadata['doc']}\n" for f in spec.option_fields(scope)
-  )
+def options_of(module: Any, names: Sequence[str]) -> dict[str, Any]:
+  """A module's values of the options `names`, by name."""
+  return {name: getattr(module, name) for name in names}
 
 
 def zero_carries(
@@ -112,15 +61,12 @@ def zero_carries(
   return (zero,) * count
 
 
-# The Linen attributes of the spec's options: of one layer, and of the stack.
-LSTMLayerOptions = _spec_attributes("LSTMLayerOptions", _LAYER)
-LSTMOptions = _spec_attributes("LSTMOptions", _STACK)
-
-
-class LSTMLayer(LSTMLayerOptions):
+class LSTMLayer(spec.LayerOptions, nn.Module):
   """One LSTM layer in one direction over `[batch, time, features]`.
 
-  Attributes (beyond the options listed below):
+  Attributes:
+    hidden_size, proj_size, cell, ...: the layer options, documented in
+      `spec.LayerOptions` (inherited: `LSTMLayer(64, cell="peephole")`).
     reverse: run from the last real step back to the first.
     param_dtype: dtype of the parameters.
     kernel_init: init of `w_ih` and `w_proj`.
@@ -130,7 +76,6 @@ class LSTMLayer(LSTMLayerOptions):
       > 1 runs the tensor-parallel scan (`lstm_jax.ops.tensor_parallel`).
 
   The regularisers among the options act only when `deterministic=False`.
-  Options (`LSTMSpec`, scope "layer"):
   """
 
   reverse: bool = False
@@ -138,9 +83,6 @@ class LSTMLayer(LSTMLayerOptions):
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   recurrent_init: nn.initializers.Initializer = orthogonal_blocks()
   model_axis: int = 1
-
-  def setup(self):
-    check_options(options_of(self, _LAYER), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -169,35 +111,19 @@ class LSTMLayer(LSTMLayerOptions):
       (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
     """
     stack.check_input(x)
-    inits = layer_param_inits(
-      x.shape[-1],
-      self.hidden_size,
-      proj_size=self.proj_size,
-      cell=self.cell,
-      forget_bias=self.forget_bias,
-      chrono_max_len=self.chrono_max_len,
-      kernel_init=self.kernel_init,
-      recurrent_init=self.recurrent_init,
-    )
+    inits = layer_param_inits(x.shape[-1], self, self.kernel_init, self.recurrent_init)
     params = {
       name: self.param(name, init, shape, self.param_dtype)
       for name, (init, shape) in inits.items()
     }
-    train = not deterministic
-    if train:
+    masks = {}
+    if not deterministic:
       params = self._drop_weights(params)
+      masks = self._masks(*x.shape[:2])
+    inputs = stack.Inputs(x, mask, segment_ids, initial_carry, h_probe)
+    dtype = compute_dtype(self.dtype)
     return stack.layer_forward(
-      self,
-      params,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
-      step_masks=self._masks(*x.shape[:2]) if train else {},
-      dtype=compute_dtype(self.dtype),
-      param_dtype=self.param_dtype,
-      model_axis=self.model_axis,
+      self, params, inputs, masks, dtype, self.param_dtype, self.model_axis
     )
 
   def _next_key(self) -> Array:
@@ -213,17 +139,21 @@ class LSTMLayer(LSTMLayerOptions):
     return stack.step_masks(self, batch, time, hid, out, self._next_key)
 
 
-class LSTM(LSTMOptions):
+class LSTM(spec.StackOptions, nn.Module):
   """A multi-layer, optionally bidirectional LSTM, like `torch.nn.LSTM`.
 
-  Attributes (beyond the options listed below):
-    param_dtype, kernel_init, recurrent_init, model_axis: passed to each
-      `LSTMLayer`.
+  Attributes:
+    hidden_size, num_layers, bidirectional, dropout, ...: the options,
+      documented in `spec.LayerOptions` (given to each `LSTMLayer`) and
+      `spec.StackOptions` (inherited: `LSTM(384, num_layers=2)`).
+    param_dtype: dtype of the parameters.
+    kernel_init: init of `w_ih` and `w_proj`.
+    recurrent_init: init of `w_hh`.
+    model_axis: the size of the mesh axis "model" (see `LSTMLayer`).
 
-  The layer options are passed to each `LSTMLayer`. The regularisers act only
-  when `deterministic=False`; the AR/TAR penalties are sown in the
-  "penalties" collection (the train step adds them to the loss).
-  Options (`LSTMSpec`, all scopes):
+  The regularisers act only when `deterministic=False`; the AR/TAR penalties
+  are sown in the "penalties" collection (the train step adds them to the
+  loss).
   """
 
   param_dtype: Any = jnp.float32
@@ -233,10 +163,8 @@ class LSTM(LSTMOptions):
 
   @classmethod
   def from_spec(cls, lstm_spec: LSTMSpec, **kwargs: Any) -> LSTM:
-    """The module of a spec (its dtype as a JAX dtype); `kwargs` sets the
-    other attributes (e.g. `name`)."""
-    options = lstm_spec.options()
-    return cls(**{**options, "dtype": DTYPES[options["dtype"]]}, **kwargs)
+    """The module of a spec; `kwargs` sets the other attributes (e.g. `name`)."""
+    return cls(**lstm_spec.options(), **kwargs)
 
   @property
   def num_directions(self) -> int:
@@ -246,9 +174,6 @@ class LSTM(LSTMOptions):
     """Zero state: one `LSTMCarry` per (layer, direction), PyTorch's order."""
     count = self.num_layers * self.num_directions
     return zero_carries(batch, self.hidden_size, self.proj_size, count)
-
-  def setup(self):
-    check_options(options_of(self, _STACK), type(self).__name__)
 
   @nn.compact
   def __call__(
@@ -278,7 +203,7 @@ class LSTM(LSTMOptions):
       outputs: <dtype>[batch, time, D * (P or H)], zero on padded steps.
       final carry: tuple of `LSTMCarry`, one per (layer, direction).
     """
-    layer_options = options_of(self, _LAYER)
+    layer_options = options_of(self, spec.LAYER_OPTIONS)
 
     def layer(i: int, d: int, x: Array, carry: Any, probe: Any):
       return LSTMLayer(
@@ -294,11 +219,7 @@ class LSTM(LSTMOptions):
     x, finals, penalties = stack.stack_forward(
       self,
       layer,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
+      stack.Inputs(x, mask, segment_ids, initial_carry, h_probe),
       train=not deterministic,
       next_key=lambda: self.make_rng("dropout"),
       dropout=lambda y: nn.Dropout(self.dropout)(y, deterministic=False),
@@ -306,10 +227,6 @@ class LSTM(LSTMOptions):
     for name, value in penalties.items():
       self.sow("penalties", name, value)
     return x, finals
-
-
-LSTMLayer.__doc__ += options_doc(_LAYER)
-LSTM.__doc__ += options_doc(_STACK)
 
 
 def lstm_from_config(cfg: Any, prefix: str = "model.lstm") -> LSTM:

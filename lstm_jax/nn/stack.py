@@ -11,8 +11,8 @@ path (`lstm_jax.kernels.dispatch.lstm_scan` and the kernels it picks)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -64,15 +64,22 @@ def step_masks(
   return masks
 
 
+class Inputs(NamedTuple):
+  """The arguments of a module call (see `layers.LSTM.__call__`): `x`, and
+  what goes with it (for a stack, `initial_carry` and `h_probe` hold one entry
+  per (layer, direction))."""
+
+  x: Array
+  mask: Array | None
+  segment_ids: Array | None
+  initial_carry: Any
+  h_probe: Any
+
+
 def layer_forward(
   opts: Any,
   params: dict[str, Array],
-  x: Array,
-  *,
-  mask: Array | None,
-  segment_ids: Array | None,
-  initial_carry: LSTMCarry | None,
-  h_probe: Array | None,
+  inputs: Inputs,
   step_masks: dict[str, Array],
   dtype: Any,
   param_dtype: Any,
@@ -84,8 +91,8 @@ def layer_forward(
     opts: has the layer options of `LSTMSpec` and `reverse`.
     params: the layer's parameters (`lstm_jax.ops.recurrent`), after
       `drop_weights` when training.
-    x: <float>[batch, time, in_features].
-    mask, segment_ids, initial_carry, h_probe: as `dispatch.lstm_scan`.
+    inputs: x <float>[batch, time, in_features]; mask, segment_ids,
+      initial_carry, h_probe as `dispatch.lstm_scan`.
     step_masks: from `step_masks` when training, else empty.
     dtype: the compute dtype (a JAX dtype or None).
     param_dtype: the parameters' dtype (sets the outputs' dtype when dtype is
@@ -95,21 +102,20 @@ def layer_forward(
   Returns:
     (outputs <dtype>[batch, time, P or H], final `LSTMCarry` in float32).
   """
+  x = inputs.x
   check_input(x)
-  probe = {} if h_probe is None else {"h_probe": h_probe}
+  probe = {} if inputs.h_probe is None else {"h_probe": inputs.h_probe}
+  loop = {name: getattr(opts, name) for name in ("reverse", "unroll", "remat", "impl")}
   ys, carry = dispatch.lstm_scan(
     params,
     x,
-    **probe,
-    mask=mask,
-    segment_ids=segment_ids,
-    initial_carry=initial_carry,
-    reverse=opts.reverse,
-    unroll=opts.unroll,
-    remat=opts.remat,
-    dtype=dtype,
-    impl=opts.impl,
     model_axis=model_axis,
+    mask=inputs.mask,
+    segment_ids=inputs.segment_ids,
+    initial_carry=inputs.initial_carry,
+    dtype=dtype,
+    **probe,
+    **loop,
     **step_masks,
   )
   out_dtype = dtype or jnp.result_type(x.dtype, param_dtype)
@@ -119,12 +125,8 @@ def layer_forward(
 def stack_forward(
   opts: Any,
   layer: LayerFn,
-  x: Array,
+  inputs: Inputs,
   *,
-  mask: Array | None,
-  segment_ids: Array | None,
-  initial_carry: Sequence[LSTMCarry] | None,
-  h_probe: Sequence[Array] | None,
   train: bool,
   next_key: Callable[[], Array],
   dropout: Callable[[Array], Array],
@@ -134,7 +136,8 @@ def stack_forward(
   Args:
     opts: has the options of `LSTMSpec`.
     layer: runs layer l in direction d (0 forward, 1 backward).
-    x, mask, segment_ids, initial_carry, h_probe: as `layers.LSTM.__call__`.
+    inputs: the stack's call (`initial_carry`, `h_probe`: None or one
+      entry per (layer, direction)).
     train: apply the stack's regularisers (locked input, hidden and output
       dropout, AR/TAR).
     next_key: returns a fresh 'dropout' key (once per locked-dropout rate > 0).
@@ -145,6 +148,7 @@ def stack_forward(
     (layer, direction) in PyTorch's order, the penalties {"ar", "tar"} whose
     rate is > 0 (training only)).
   """
+  x, mask, segment_ids, initial_carry, h_probe = inputs
   check_input(x)
   directions = 2 if opts.bidirectional else 1
   n_carry = opts.num_layers * directions

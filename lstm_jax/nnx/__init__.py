@@ -2,7 +2,7 @@
 
 Flax recommends NNX for new code. These modules run the same pure functions
 as the Linen modules of `lstm_jax.nn.layers` (every backend of
-`lstm_jax.lstm_scan`), take the same options (`lstm_jax.nn.spec.LSTMSpec`)
+`lstm_jax.lstm_scan`), have the same options (`lstm_jax.nn.spec`, inherited)
 and hold their parameters at the same paths: `linen_variables(model)` and
 `load_linen_variables(model, variables)` convert between the two.
 """

@@ -1,8 +1,9 @@
 """NNX modules over the same pure functions as the Linen ones (`nn/stack.py`).
 
 `LSTMLayer` and `LSTM` hold their parameters as `nnx.Param`s at the paths of
-the Linen modules' parameter tree (`layer_{l}_{fwd,bwd}/w_ih`, ...), take the
-options of `spec.LSTMSpec` as keyword arguments, and run `stack.layer_forward`
+the Linen modules' parameter tree (`layer_{l}_{fwd,bwd}/w_ih`, ...), have the
+options of `spec.LayerOptions` / `spec.StackOptions` as their attributes
+(inherited, like the Linen modules'), and run `stack.layer_forward`
 / `stack.stack_forward`, hence `lstm_jax.lstm_scan` and every kernel it
 dispatches to. `LSTMCell` is one step, for `nnx.RNN`.
 
@@ -16,6 +17,7 @@ penalties of a training call are sown as `Penalty` variables "ar" and "tar":
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,39 +26,35 @@ import jax.numpy as jnp
 from flax import nnx
 
 from lstm_jax.nn import layers, spec, stack
+from lstm_jax.nn.dtypes import compute_dtype
 from lstm_jax.nn.initializers import layer_param_inits
 from lstm_jax.ops.cell import LSTMCarry, input_projection, lstm_step
 
 Array = jax.Array
-_LAYER = ("layer",)
-_STACK = ("layer", "stack")
-# The options that one step (`LSTMCell`) reads.
-_CELL_OPTIONS = ("proj_size", "cell", "forget_bias", "chrono_max_len", "dtype")
 
 
 class Penalty(nnx.Intermediate):
   """A training penalty sown by `LSTM` (AR, TAR), to add to the loss."""
 
 
-def _options(owner: str, hidden_size: int, options: dict[str, Any], allowed) -> dict:
-  """The spec's options `allowed` (names), defaults filled in, checked.
+def _set_options(
+  module: nnx.Module, fields: type, hidden_size: int, options: dict[str, Any]
+) -> None:
+  """Sets (and checks) the options of `fields` (a `spec` options class that
+  `module` inherits), defaults filled in.
 
   Raises:
-    spec.LSTMOptionError (a ValueError): an option that `owner` does not take,
-      or a bad value, named (`LSTM.cell must be one of [...], got 'gru'`).
+    spec.LSTMOptionError (a ValueError): an option that the module does not
+      take, or a bad value, named (`LSTM.cell must be one of [...], got 'gru'`).
   """
-  defaults = {
-    f.name: f.default for f in spec.option_fields(_STACK) if f.name in allowed
-  }
-  unknown = sorted(set(options) - set(defaults))
+  names = [f.name for f in dataclasses.fields(fields)]
+  unknown = sorted(set(options) - set(names))
   if unknown:
     raise spec.LSTMOptionError(
-      f"{owner} takes no option(s) {unknown}; options: "
-      f"{sorted(set(defaults) - {'hidden_size'})}"
+      f"{type(module).__name__} takes no option(s) {unknown}; options: "
+      f"{sorted(set(names) - {'hidden_size'})}"
     )
-  values = {**defaults, "dtype": None, **options, "hidden_size": hidden_size}
-  layers.check_options(values, owner)
-  return values
+  fields.__init__(module, hidden_size, **options)
 
 
 def _dropout_stream(rngs: nnx.Rngs | None) -> nnx.RngStream | None:
@@ -69,61 +67,50 @@ def _dropout_stream(rngs: nnx.Rngs | None) -> nnx.RngStream | None:
     return None
 
 
-def _make_params(
-  module: nnx.Module,
-  in_features: int,
-  rngs: nnx.Rngs,
-  param_dtype: Any,
-  kernel_init: Any,
-  recurrent_init: Any,
-) -> tuple[str, ...]:
-  """Creates the layer's `nnx.Param`s as attributes (names as in Linen)."""
-  inits = layer_param_inits(
-    in_features,
-    module.hidden_size,
-    proj_size=module.proj_size,
-    cell=module.cell,
-    forget_bias=module.forget_bias,
-    chrono_max_len=module.chrono_max_len,
-    kernel_init=kernel_init,
-    recurrent_init=recurrent_init,
-  )
-  for name, (init, shape) in inits.items():
-    setattr(module, name, nnx.Param(init(rngs.params(), shape, param_dtype)))
-  return tuple(inits)
+class _Params(nnx.Module):
+  """The parameters of one layer or step (`LSTMLayer`, `LSTMCell`), made from
+  its cell options (names and shapes as in the Linen `layers.LSTMLayer`)."""
 
-
-class _Layer(nnx.Module):
-  """Options and parameters of one layer (shared by `LSTMLayer`, `LSTMCell`)."""
-
-  def _init(self, owner, in_features, hidden_size, rngs, allowed, options, **p):
-    for name, value in _options(owner, hidden_size, options, allowed).items():
-      setattr(self, name, value)
+  def _make_params(
+    self,
+    in_features: int,
+    rngs: nnx.Rngs,
+    param_dtype: Any,
+    kernel_init: Callable | None,
+    recurrent_init: Callable | None,
+  ) -> None:
+    inits = layer_param_inits(in_features, self, kernel_init, recurrent_init)
+    for name, (init, shape) in inits.items():
+      setattr(self, name, nnx.Param(init(rngs.params(), shape, param_dtype)))
     self.in_features = in_features
-    self.param_dtype = p["param_dtype"]
-    self.param_names = _make_params(self, in_features, rngs, **p)
+    self.param_dtype = param_dtype
+    self.param_names = tuple(inits)
 
   def params(self) -> dict[str, Array]:
     """The parameters as the plain dict `lstm_jax.lstm_scan` takes."""
     return {name: getattr(self, name)[...] for name in self.param_names}
 
 
-class LSTMLayer(_Layer):
+class LSTMLayer(spec.LayerOptions, _Params):
   """One LSTM layer in one direction over `[batch, time, features]` (NNX).
 
-  Args:
+  Attributes:
+    hidden_size, proj_size, cell, ...: the layer options, documented in
+      `spec.LayerOptions` (inherited), as in the Linen `layers.LSTMLayer`.
     in_features: I, the input's last axis.
-    hidden_size: H.
-    rngs: 'params' initialises the weights; 'dropout' (or 'default') draws
-      the regularisers' masks in training mode.
     reverse: run from the last real step back to the first.
     param_dtype: dtype of the parameters.
+    deterministic: eval mode (True) or training mode (False, the NNX
+      default); `train()` / `eval()` switch it.
+
+  Args:
+    in_features, hidden_size, reverse, param_dtype, deterministic: the
+      attributes.
+    rngs: 'params' initialises the weights; 'dropout' (or 'default') draws
+      the regularisers' masks in training mode.
     kernel_init: init of `w_ih` and `w_proj` (default LeCun normal).
     recurrent_init: init of `w_hh` (default `orthogonal_blocks()`).
-    deterministic: start in eval mode (True) or training mode (False, the NNX
-      default); `train()` / `eval()` switch it.
-    **options: the "layer" options of `LSTMSpec` (proj_size, cell, impl, ...),
-      as in the Linen `layers.LSTMLayer`.
+    **options: the other layer options (`spec.LayerOptions`).
   """
 
   def __init__(
@@ -133,17 +120,14 @@ class LSTMLayer(_Layer):
     *,
     rngs: nnx.Rngs,
     reverse: bool = False,
+    deterministic: bool = False,
     param_dtype: Any = jnp.float32,
     kernel_init: Callable | None = None,
     recurrent_init: Callable | None = None,
-    deterministic: bool = False,
     **options: Any,
   ):
-    allowed = [f.name for f in spec.option_fields(_LAYER)]
-    self._init(
-      type(self).__name__, in_features, hidden_size, rngs, allowed, options,
-      param_dtype=param_dtype, kernel_init=kernel_init, recurrent_init=recurrent_init,
-    )  # fmt: skip
+    _set_options(self, spec.LayerOptions, hidden_size, options)
+    self._make_params(in_features, rngs, param_dtype, kernel_init, recurrent_init)
     self.reverse = reverse
     self.deterministic = deterministic
     self.rngs = _dropout_stream(rngs)
@@ -167,18 +151,9 @@ class LSTMLayer(_Layer):
       params = stack.drop_weights(self, params, next_key)
       hid, out = self.hidden_size, self.proj_size or self.hidden_size
       masks = stack.step_masks(self, *x.shape[:2], hid, out, next_key)
-    return stack.layer_forward(
-      self,
-      params,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
-      step_masks=masks,
-      dtype=layers.compute_dtype(self.dtype),
-      param_dtype=self.param_dtype,
-    )
+    inputs = stack.Inputs(x, mask, segment_ids, initial_carry, h_probe)
+    dtype = compute_dtype(self.dtype)
+    return stack.layer_forward(self, params, inputs, masks, dtype, self.param_dtype)
 
 
 def _key_source(stream: nnx.RngStream | None, owner: str) -> Callable[[], Array]:
@@ -199,23 +174,27 @@ def _dropout(key: Array, rate: float, x: Array) -> Array:
   return jax.lax.select(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
-class LSTM(nnx.Module):
+class LSTM(spec.StackOptions, nnx.Module):
   """A multi-layer, optionally bidirectional LSTM, like `torch.nn.LSTM` (NNX).
 
   The layers are attributes `layer_{l}_{fwd,bwd}` (`LSTMLayer`), so that the
   parameter state has the paths of the Linen `layers.LSTM`'s parameters
   (`linen_variables` / `load_linen_variables` convert).
 
+  Attributes:
+    hidden_size, num_layers, bidirectional, dropout, ...: the options,
+      documented in `spec.LayerOptions` and `spec.StackOptions` (inherited),
+      as in the Linen `layers.LSTM`.
+    deterministic: eval mode (True) or training mode (False, the NNX
+      default); `train()` / `eval()` switch it.
+
   Args:
     in_features: I, the input's last axis.
-    hidden_size: H of every layer.
+    hidden_size, deterministic: the attributes.
     rngs: 'params' initialises the weights; 'dropout' (or 'default') draws
       the regularisers' masks in training mode.
     param_dtype, kernel_init, recurrent_init: passed to each `LSTMLayer`.
-    deterministic: start in eval mode (True) or training mode (False, the NNX
-      default); `train()` / `eval()` switch it.
-    **options: the options of `LSTMSpec` (num_layers, bidirectional,
-      proj_size, dropout, cell, impl, ...), as in the Linen `layers.LSTM`.
+    **options: the other options (`spec.StackOptions`).
   """
 
   def __init__(
@@ -224,20 +203,16 @@ class LSTM(nnx.Module):
     hidden_size: int,
     *,
     rngs: nnx.Rngs,
+    deterministic: bool = False,
     param_dtype: Any = jnp.float32,
     kernel_init: Callable | None = None,
     recurrent_init: Callable | None = None,
-    deterministic: bool = False,
     **options: Any,
   ):
-    allowed = [f.name for f in spec.option_fields(_STACK)]
-    values = _options(type(self).__name__, hidden_size, options, allowed)
-    for name, value in values.items():
-      setattr(self, name, value)
+    _set_options(self, spec.StackOptions, hidden_size, options)
     self.deterministic = deterministic
     self.rngs = _dropout_stream(rngs)
-    layer_options = {f.name: values[f.name] for f in spec.option_fields(_LAYER)}
-    del layer_options["hidden_size"]
+    layer_options = layers.options_of(self, spec.LAYER_OPTIONS[1:])
     directions = 2 if self.bidirectional else 1
     features = in_features
     for i in range(self.num_layers):
@@ -260,7 +235,7 @@ class LSTM(nnx.Module):
   def from_linen(cls, module: layers.LSTM, in_features: int, **kwargs) -> LSTM:
     """The NNX twin of a Linen `layers.LSTM` (same options and initializers;
     load its variables with `load_linen_variables`)."""
-    options = layers.options_of(module, _STACK)
+    options = layers.options_of(module, spec.STACK_OPTIONS)
     inits = {
       "param_dtype": module.param_dtype,
       "kernel_init": module.kernel_init,
@@ -303,11 +278,7 @@ class LSTM(nnx.Module):
     x, finals, penalties = stack.stack_forward(
       self,
       layer,
-      x,
-      mask=mask,
-      segment_ids=segment_ids,
-      initial_carry=initial_carry,
-      h_probe=h_probe,
+      stack.Inputs(x, mask, segment_ids, initial_carry, h_probe),
       train=not deterministic,
       next_key=next_key,
       dropout=lambda y: _dropout(next_key(), self.dropout, y),
@@ -317,7 +288,7 @@ class LSTM(nnx.Module):
     return x, finals
 
 
-class LSTMCell(_Layer, nnx.RNNCellBase):
+class LSTMCell(spec.CellOptions, _Params, nnx.RNNCellBase):
   """One LSTM step, for `nnx.RNN` (`nnx.RNN(LSTMCell(16, 32, rngs=rngs))`).
 
   The same step as the scans (`ops.cell.lstm_step`) and the same parameters
@@ -325,11 +296,15 @@ class LSTMCell(_Layer, nnx.RNNCellBase):
   loops it with `nnx.scan`. For whole sequences `LSTMLayer` is the faster path
   (fused backward, kernels) and handles padding, packing and regularisers.
 
+  Attributes:
+    hidden_size, proj_size, cell, forget_bias, chrono_max_len, dtype: the
+      options of one step, documented in `spec.CellOptions` (inherited).
+    in_features, param_dtype: as `LSTMLayer`.
+
   Args:
-    in_features, hidden_size, rngs, param_dtype, kernel_init, recurrent_init:
-      as `LSTMLayer`.
-    **options: proj_size, cell, forget_bias, chrono_max_len, dtype (the
-      options of one step).
+    in_features, hidden_size, param_dtype: the attributes.
+    rngs, kernel_init, recurrent_init: as `LSTMLayer`.
+    **options: the other cell options (`spec.CellOptions`).
   """
 
   def __init__(
@@ -343,17 +318,14 @@ class LSTMCell(_Layer, nnx.RNNCellBase):
     recurrent_init: Callable | None = None,
     **options: Any,
   ):
-    self._init(
-      type(self).__name__, in_features, hidden_size, rngs,
-      ("hidden_size", *_CELL_OPTIONS), options,
-      param_dtype=param_dtype, kernel_init=kernel_init, recurrent_init=recurrent_init,
-    )  # fmt: skip
+    _set_options(self, spec.CellOptions, hidden_size, options)
+    self._make_params(in_features, rngs, param_dtype, kernel_init, recurrent_init)
 
   def __call__(self, carry: LSTMCarry, x: Array) -> tuple[LSTMCarry, Array]:
     """One step: `carry` (c [*batch, H], h [*batch, P or H]), x [*batch, I]
     -> (new carry in float32, output h [*batch, P or H])."""
     params = self.params()
-    dtype = layers.compute_dtype(self.dtype)
+    dtype = compute_dtype(self.dtype)
     carry = LSTMCarry(*(jnp.asarray(a, jnp.float32) for a in carry))
     return lstm_step(params, carry, input_projection(params, x, dtype), dtype)
 

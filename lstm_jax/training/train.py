@@ -34,6 +34,7 @@ import ml_collections
 from absl import logging
 
 from lstm_jax.errors import ConfigError
+from lstm_jax.nn import dtypes
 from lstm_jax.parallel import distributed, pmap_step
 from lstm_jax.parallel import mesh as mesh_lib
 from lstm_jax.training import build, diagnostics, metrics, optim
@@ -218,7 +219,7 @@ def _train_and_evaluate(
   print(
     f"{'Resuming' if restored else 'Starting'} {workdir} at step {start}/"
     f"{total_steps}: task {config.task}, {n_params:,} parameters, "
-    f"mesh {dict(mesh.shape)} on {jax.default_backend()}"
+    f"mesh {dict(mesh.shape)} on {jax.default_backend()}{dtypes.auto_note(config.get('model'))}"
   )
 
   # ----------------------------------------------------------------------

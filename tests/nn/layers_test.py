@@ -285,22 +285,27 @@ def test_dropout():
 
 
 @pytest.mark.parametrize(
-  "model,x,kwargs,match",
+  "make,x,kwargs,match",
   [
-    (LSTM(4, cell="gru"), (2, 3, 5), {}, r"cell must be one of .*got 'gru'"),
-    (LSTM(4), (3, 5), {}, r"x must be \[batch, time, features\], got shape \(3, 5\)"),
-    (LSTMLayer(4), (3, 5), {}, r"x must be \[batch, time, features\]"),
-    (LSTM(4, num_layers=2, bidirectional=True), (2, 3, 5),
+    (lambda: LSTM(4, cell="gru"), (2, 3, 5), {}, r"LSTM.cell must be one of .*got 'gru'"),
+    (lambda: LSTM(4), (3, 5), {}, r"x must be \[batch, time, features\], got shape \(3, 5\)"),
+    (lambda: LSTMLayer(4), (3, 5), {}, r"x must be \[batch, time, features\]"),
+    (lambda: LSTM(4, num_layers=2, bidirectional=True), (2, 3, 5),
      {"initial_carry": LSTM(4).initialize_carry(2)},
      r"initial_carry needs 4 LSTMCarry entries .* got 1"),
-    (LSTM(4, impl="cuda"), (2, 3, 5), {}, r"impl must be one of .*got 'cuda'"),
-    (LSTM(4, num_layers=0), (2, 3, 5), {}, r"num_layers must be >= 1"),
-    (LSTM(0), (2, 3, 5), {}, r"LSTM.hidden_size must be >= 1, got 0"),
+    (lambda: LSTM(4, impl="cuda"), (2, 3, 5), {}, r"impl must be one of .*got 'cuda'"),
+    (lambda: LSTM(4, num_layers=0), (2, 3, 5), {}, r"num_layers must be >= 1"),
+    (lambda: LSTM(0), (2, 3, 5), {}, r"LSTM.hidden_size must be >= 1, got 0"),
+    (lambda: LSTMLayer(4, zoneout_cell=2.0), (2, 3, 5), {},
+     r"LSTMLayer.zoneout_cell must be in \[0, 1\], got 2.0"),
   ],
-  ids=["cell", "x_2d", "layer_x_2d", "initial_carry", "impl", "layers", "hidden"],
+  ids=["cell", "x_2d", "layer_x_2d", "initial_carry", "impl", "layers", "hidden",
+       "layer_rate"],
 )  # fmt: skip
-def test_bad_inputs(model, x, kwargs, match):
+def test_bad_inputs(make, x, kwargs, match):
+  # A bad option fails when the module is made, a bad input when it runs.
   with pytest.raises(ValueError, match=match):
+    model = make()
     jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x), **kwargs))
 
 
