@@ -99,9 +99,11 @@ def test_vmapped_population_equals_members_run_one_by_one():
   losses, norms = np.stack(losses, 1), np.stack(norms, 1)
   for k, trial in enumerate(trials):
     ref_loss, ref_norm, ref_params = _one_by_one(trial, n_steps)
+    # the vmapped step vs the member's own step: the same float32 math, batched differently (summation order), over 6 Adam steps of a tiny model
     np.testing.assert_allclose(losses[k], ref_loss, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(norms[k], ref_norm, atol=1e-5, rtol=1e-5)
     got = population.member(state.params, k)
+    # Parameters after the same 6 Adam steps, batched differently: see above.
     jax.tree.map(
       lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), got, ref_params
     )
@@ -125,6 +127,7 @@ def test_a_diverging_member_stops_alone(tmp_path):
     got = sweep_table.eval_history(str(tmp_path / "a" / trial.name), "eval/loss")
     want = sweep_table.eval_history(str(tmp_path / "b" / trial.name), "eval/loss")
     assert len(got) == 2
+    # the same members with and without a diverged neighbour: vmapped float32 math in another batch, rounding only
     np.testing.assert_allclose([v for _, v in got], [v for _, v in want], atol=1e-5)
     assert (
       sweep_table.read_trial(str(tmp_path / "a" / trial.name))["status"] == "finished"
