@@ -113,6 +113,7 @@ def test_tiny_benchmark_writes_the_runs_figures(tmp_path, env, monkeypatch):
   want = np.mean(
     np.asarray(_nn_dtw(train.series, train.labels, test.series)) == test.labels
   )
+  # float64 accuracy of the same predictions: approx's rel 1e-6 is rounding slack only
   assert record["dtw/accuracy"] == pytest.approx(want)
   text = out.read_text()
   assert text.startswith("# kept\n") and ucr_all.BEGIN in text and ucr_all.END in text

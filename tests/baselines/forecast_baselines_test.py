@@ -8,6 +8,7 @@ from lstm_jax.baselines import forecast as baselines
 
 def test_metrics_by_hand():
   y, yhat = np.array([1.0, 2.0, 4.0]), np.array([2.0, 2.0, 1.0])
+  # float64 arithmetic of a few terms: approx's default rel 1e-6 is far above its rounding
   assert baselines.mae(y, yhat) == pytest.approx(4 / 3)
   assert baselines.rmse(y, yhat) == pytest.approx(np.sqrt(10 / 3))
   train = np.array(
@@ -50,12 +51,14 @@ def test_arima_forecasts_follow_the_ar1_recursion():
   )
   one = baselines.arima_forecast(res, test, one_step=True)
   prev = np.concatenate([hist[-1:], test[:-1]])
+  # float64 statsmodels forecast vs the AR(1) recursion in float64: rounding of one step
   np.testing.assert_allclose(one, c + phi * prev, rtol=1e-6)
   multi = baselines.arima_forecast(res, test, one_step=False)
   want, last = [], hist[-1]
   for _ in test:
     last = c + phi * last
     want.append(last)
+  # float64 recursion of len(test) steps, the same formula: rounding only
   np.testing.assert_allclose(multi, want, rtol=1e-6)
 
 
@@ -107,5 +110,6 @@ def test_fit_ets_is_statsmodels_lowest_aic():
       fits.append(m.fit(disp=False))
   best = min(fits, key=lambda r: r.aic)
   assert res.aic == pytest.approx(best.aic)
+  # the same fitted statsmodels model selected two ways: float64, equal up to rounding (default rtol 1e-7)
   np.testing.assert_allclose(res.forecast(24), best.forecast(24))
   assert best.model.seasonal is not None  # the seasonal pattern is found

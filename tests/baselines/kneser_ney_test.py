@@ -76,12 +76,14 @@ def test_matches_plain_python(order):
     reference(tuple(ids[max(i - order + 1, 0) : i]), int(ids[i]))
     for i in range(split, len(ids))
   ]
+  # both float64 (plain Python vs the numpy model), the same formulas: rounding of a few dozen operations << 1e-12
   np.testing.assert_allclose(got, want, rtol=1e-12)
   # From the start of the text: short histories at positions < order - 1.
   got = model.prob(ids, 0, 10)
   want = [
     reference(tuple(ids[max(i - order + 1, 0) : i]), int(ids[i])) for i in range(10)
   ]
+  # as above: float64, the same formulas
   np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
@@ -96,6 +98,7 @@ def test_every_context_sums_to_one(order):
       arr = ids.copy()
       arr[pos] = w
       total += model.prob(arr, pos, pos + 1)[0]
+    # a float64 sum over the vocabulary of probabilities: rounding << 1e-12
     assert total == pytest.approx(1.0, abs=1e-12)
 
 
@@ -112,6 +115,7 @@ def test_hand_computed_bigram():
   """
   model = KneserNey(np.array([0, 1, 0, 1, 0, 2]), 2, 3)
   got = model.prob(np.array([0, 1]), 1, 2)[0]
+  # float64 of a hand-computed fraction: rounding << 1e-12
   assert got == pytest.approx(2.2 / 9, rel=1e-12)
   got_c = model.prob(np.array([0, 2]), 1, 2)[0]  # P(c | a) = (1 - 0.2)/3 + 2.2/9
   assert got_c == pytest.approx(0.8 / 3 + 2.2 / 9, rel=1e-12)

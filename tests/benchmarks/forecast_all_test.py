@@ -22,9 +22,11 @@ def test_tiny_run_on_a_quarterly_statsmodels_series(tmp_path):
   v0 = t0 - round(0.1 * len(y))
   scale = np.abs(y[4:v0] - y[: v0 - 4]).mean()
   snaive = np.resize(y[t0 - 4 : t0], n_test)
+  # float64, the same formula: approx's default rel 1e-6 is rounding slack
   assert row["snaive/mase"] == pytest.approx(np.abs(snaive - y[t0:]).mean() / scale)
   sarima = SARIMAX(y[:t0], order=(1, 1, 1), seasonal_order=(0, 1, 1, 4)).fit(disp=False)
   want = np.abs(sarima.forecast(n_test) - y[t0:]).mean() / scale
+  # the same statsmodels SARIMAX fit on the same float64 data: optimizer run to the same point; rel 1e-6 covers its rounding
   assert row["arima/mase"] == pytest.approx(want, rel=1e-6)
   assert np.isfinite(row["lstm/mase"]) and np.isfinite(row["ets/mase"])
   table = forecast_all.table([row])

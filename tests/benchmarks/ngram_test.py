@@ -65,6 +65,7 @@ def test_matches_plain_python_and_sums_to_one(method):
   want = [
     reference(tuple(ids[i - order + 1 : i]), ids[i]) for i in range(split, len(ids))
   ]
+  # float64 both sides (plain Python vs the script), the same formulas: rounding << 1e-12
   np.testing.assert_allclose(got, want, rtol=1e-12)
   # A context's distribution over the vocabulary sums to one.
   for pos in (split + 7, split + 300):
@@ -73,6 +74,7 @@ def test_matches_plain_python_and_sums_to_one(method):
       arr = ids.copy()
       arr[pos] = w
       total += model.prob(arr, pos, pos + 1)[0]
+    # a float64 sum of probabilities: rounding << 1e-12
     assert total == pytest.approx(1.0, abs=1e-12)
 
 
@@ -85,4 +87,5 @@ def test_builtin_corpus_figure():
   ids = vocab.encode(corpus.text)
   split = len(ids) - int(round(len(ids) * 0.1))
   bpc = ngram.validation_bpc(ids, split, 5, len(vocab), "witten_bell")
+  # the published figure (1.905) is given to 3 decimals: half a unit of its last digit
   assert bpc == pytest.approx(1.905, abs=5e-4)

@@ -29,6 +29,7 @@ def test_indices_equal_statsmodels_seasonal_decompose(kind, m):
   y = _series(10 * m + 3, m, kind)
   s = deseason.indices(y, m, kind)
   want = sm_seasonal.seasonal_decompose(y, model=kind, period=m).seasonal[:m]
+  # float64 moving averages vs statsmodels' float64 convolution: rounding of ~m-term sums
   np.testing.assert_allclose(s, want, rtol=1e-10, atol=1e-10)
   # adjust/readjust are inverses at any start position.
   a = deseason.adjust(y, s, kind)
@@ -68,4 +69,5 @@ def test_csv_run_adjusts_and_falls_back_on_validation_only(tmp_path):
   use_base = test["valid_multi/base/mae"] < test["valid_multi/mae"]
   assert test["fallback"] == float(use_base)
   want = test["base/mae"] if use_base else test["trained/mae"]
+  # float64, the same formula: rounding only
   assert test["mae"] == pytest.approx(want, rel=1e-12)

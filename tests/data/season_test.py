@@ -106,12 +106,14 @@ def test_csv_run_uses_the_dates_period_for_seasonal_naive(tmp_path):
   from statsmodels.tsa.seasonal import seasonal_decompose
 
   s = seasonal_decompose(y[:v0], model="additive", period=12).seasonal[:12]
+  # float64 seasonal indices vs the same computation: rounding only
   np.testing.assert_allclose(p.candidate_indices["additive"], s, atol=1e-12)
   adjusted, ahead = y[:v0] - s[np.arange(v0) % 12], s[np.arange(v0, t0) % 12]
   bases["additive naive"] = adjusted[-1] + ahead
   bases["additive mean"] = adjusted[-12:].mean() + ahead
   for name, f in bases.items():
     want = np.abs(f - y[v0:t0]).mean()
+    # float64 MAE of the same residuals computed two ways: rounding only
     assert p.settings["residual_valid_mae"][name] == pytest.approx(want, rel=1e-9)
   best = min(p.settings["residual_valid_mae"], key=p.settings["residual_valid_mae"].get)
   chosen = f"{p.settings['deseason']} {p.settings['residual']}".strip()

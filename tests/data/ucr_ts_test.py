@@ -34,6 +34,7 @@ def test_parse_matches_aeon_loader(name):
     assert [v.lower() for v in ours.labels] == [str(v) for v in y_ref]
     assert len(ours.series) == len(x_ref)
     for got, want in zip(ours.series, x_ref):
+      # the parser's float32 values vs aeon's float64: one float32 rounding (6e-8 relative)
       np.testing.assert_allclose(got, np.asarray(want).T, rtol=1e-6)
 
 
@@ -50,6 +51,7 @@ def test_japanese_vowels_keeps_variable_lengths():
   # Normalisation from the training part only: zero mean, unit std there.
   tr = splits["train"]
   real = tr["inputs"][tr["mask"]]
+  # float32 standardisation: the mean of n float32 values is within n*eps of 0 (sum_tol), std within the same relative
   np.testing.assert_allclose(real.mean(0), 0, atol=1e-5)
   np.testing.assert_allclose(real.std(0), 1, atol=1e-4)
   assert len(tr["labels"]) + len(splits["valid"]["labels"]) == len(train.series)
@@ -155,6 +157,7 @@ def test_jitter_scale_moments_padding_and_seeding():
   assert ts_augment.jitter_scale(batch, 0, 5, 0.0, 0.0) is batch
   jit = ts_augment.jitter_scale(batch, 0, 5, 0.3, 0.0)
   noise = (jit["inputs"] - x)[mask]
+  # a seeded Monte Carlo mean/std of the augmentation noise: several standard errors
   np.testing.assert_allclose([noise.mean(), noise.std()], [0, 0.3], atol=0.005)
   assert (jit["inputs"][~mask] == 0).all() and jit["mask"] is mask
   ones = {**batch, "inputs": np.where(mask[..., None], 1.0, 0.0).astype(np.float32)}

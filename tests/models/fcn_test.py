@@ -50,6 +50,7 @@ def test_fcn_matches_numpy_and_ignores_padding():
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
   for b, n in enumerate(lengths):
     want = _np_fcn(p, x[b, :n].astype(np.float64))
+    # float32 convolutions vs a float64 numpy loop: float32 rounding of three conv layers' sums (kernel x channels terms each), relative
     np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=1e-5)
 
 
@@ -69,6 +70,7 @@ def test_lstm_fcn_concatenates_both_branches():
   lstm_feats = (np.asarray(y) * m).sum(1) / m.sum(1)
   fcn_feats = FCN(4).apply({"params": params["fcn"]}, x, mask)
   want = np.concatenate([lstm_feats, fcn_feats], -1) @ params["out"]["kernel"]
+  # float32 features and a dense layer vs float64 numpy: float32 rounding of the matmul
   np.testing.assert_allclose(logits, want + params["out"]["bias"], rtol=1e-5, atol=1e-5)
 
 
@@ -91,4 +93,5 @@ def test_patches_regroup_steps_and_ignore_padding():
     row[:n] = x[b, :n]
     patches = row.reshape(1, 3, 10)[:, : -(-n // k)]
     want, _ = apply_plain(variables, {"inputs": jnp.asarray(patches)})
+    # the same float32 ops on regrouped steps: rounding of the patch sums only
     np.testing.assert_allclose(got[b], want[0], rtol=1e-5, atol=1e-5)

@@ -80,6 +80,7 @@ def test_classifier_readout_matches_numpy(pooling, one_layer):
       "last": np.concatenate([fwd[-1], bwd[0]]),
     }[pooling]
     want = feats @ p["out"]["kernel"] + p["out"]["bias"]
+    # float32 model vs float64 numpy loop (bidirectional, 2 layers): float32 rounding over the recurrence, relative
     np.testing.assert_allclose(logits[b], want, rtol=1e-4, atol=1e-5)
 
 
@@ -93,6 +94,8 @@ def test_classifier_ignores_padding(pooling, two_layers):
   logits, _ = apply(variables, batch)
   # Row 1 alone, without its padding; then with garbage in its padded steps.
   alone = {"inputs": batch["inputs"][1:, :5], "mask": batch["mask"][1:, :5]}
+  # The same row with and without padding or garbage: the same float32 math
+  # on another batch shape, summation order only (2 layers x 5 steps, 1e-5).
   np.testing.assert_allclose(apply(variables, alone)[0][0], logits[1], atol=1e-5)
   noisy = dict(batch, inputs=batch["inputs"].at[1, 5:].set(7.0))
   np.testing.assert_allclose(apply(variables, noisy)[0], logits, atol=1e-5)
@@ -115,6 +118,7 @@ def test_forecaster_direct_head_and_recursive_rollout(horizon):
     win = np.concatenate([win, p[:, :, None]], 1)[:, horizon:]
   want = np.concatenate(want, 0).T[:, :7]
   assert got.shape == (4, 7)
+  # float32 model vs float64 step-by-step loop: float32 rounding
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
@@ -132,11 +136,13 @@ def test_seasonal_residual_starts_as_seasonal_naive(horizon, season):
   got = np.asarray(rollout(model, variables, x, steps=11))
   for row in range(3):
     want = baselines.seasonal_naive(window[row, :, 0], np.zeros(11), season, False)
+    # float32 vs float64 of one seasonal-naive formula: one float32 rounding per value
     np.testing.assert_allclose(got[row], want, rtol=1e-6, atol=1e-6)
   bias = dict(variables["params"]["head"], bias=jnp.full((horizon,), 0.5))
   shifted = {"params": dict(variables["params"], head=bias)}
   preds, _ = model.apply(shifted, {"inputs": x})
   idx = 9 - season + np.arange(horizon) % season
+  # float32 vs float64 of one addition: one float32 rounding
   np.testing.assert_allclose(preds, window[:, idx, 0] + 0.5, rtol=1e-6, atol=1e-6)
   with pytest.raises(ValueError, match="window >= season"):
     model.apply(variables, {"inputs": x[:, : season - 1]})
@@ -158,6 +164,7 @@ def test_drift_residual_starts_as_seasonal_drift(relative):
   preds, _ = model.apply(variables, {"inputs": x})
   for row in range(3):
     want = baselines.seasonal_drift(window[row, :, 0], 9, 4, 10)
+    # float32 vs float64 of the drift formula: a few float32 roundings
     np.testing.assert_allclose(preds[row], want, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="window >= season 4 \\+ 1"):
     model.apply(variables, {"inputs": x[:, :4]})
@@ -175,6 +182,7 @@ def test_rollout_with_covariates():
   win, apply = np.asarray(window), _jit(model)
   for t in range(4):
     p = np.asarray(apply(variables, {"inputs": jnp.asarray(win)})[0])[:, 0]
+    # float32 rollout vs float64 step loop: float32 rounding
     np.testing.assert_allclose(got[:, t], p, rtol=1e-5, atol=1e-6)
     row = np.asarray(cov[:, t]).copy()
     row[:, 1] = p
@@ -216,6 +224,7 @@ def test_seq2seq_teacher_forcing_equals_step_by_step(attention, bidirectional):
   for t in range(5):
     tok = batch["decoder_inputs"][:, t : t + 1]
     logits, carry = decode(variables, enc, enc_mask, tok, carry)
+    # teacher forcing vs free decoding of the same tokens: the same float32 math in another order
     np.testing.assert_allclose(logits[:, 0], forced[:, t], rtol=1e-5, atol=1e-5)
   # Source padding is invisible: garbage there changes nothing.
   noisy = dict(batch, inputs=jnp.where(batch["inputs_mask"], batch["inputs"], 11))
@@ -258,4 +267,5 @@ def test_average_residual_starts_as_the_last_seasons_mean():
     model = cls(lstm=LSTM(4), horizon=3, season=4, average=True)
     variables = model.init(jax.random.key(0), {"inputs": x})
     preds, _ = model.apply(variables, {"inputs": x})
+    # float32 mean of 4 values vs float64: a few float32 roundings
     np.testing.assert_allclose(preds, want, rtol=1e-6, atol=1e-5)

@@ -14,10 +14,14 @@ import pytest
 import lstm_jax
 from lstm_jax import LSTM, LSTMCarry, LSTMLayer
 from lstm_jax.nn.layers import CELLS, orthogonal_blocks
+from tests.support import tolerances
 
 # Measured max |bf16 - f32| of the outputs (the default init; B=16, T=128,
 # I=64, H=128, CPU): 0.0075 (mean 6e-4); up to 0.011 for T<=512, H<=512.
-# Documented in LSTMLayer's docstring; the bound keeps a ~3x margin.
+# Documented in LSTMLayer's docstring; the bound keeps a ~3x margin. This is
+# the accuracy the option promises, not a rounding-order bound: the worst case
+# (one bfloat16 rounding per step over 128 steps, bf16_recurrence_tol(128) =
+# 1.0) says nothing, and the seeded input fixes what is measured.
 BF16_MAX_ERR = 0.03
 BF16_MEAN_ERR = 2e-3
 
@@ -138,9 +142,13 @@ def test_cell_matches_numpy_loop(cell, proj, reverse):
   variables = jax.tree.unflatten(tree, [a + n for a, n in zip(leaves, noise)])
   ys, carry = jax.jit(layer.apply)(variables, x)
   ys_np, c_np, h_np = numpy_lstm(variables["params"], x, reverse)
-  np.testing.assert_allclose(ys, ys_np, atol=1e-5)
-  np.testing.assert_allclose(carry.c, c_np, atol=1e-5)
-  np.testing.assert_allclose(carry.h, h_np, atol=1e-5)
+  # float32 layer vs float64 numpy loop (3 rows, 5 steps, 4 inputs, 6 units):
+  # the layer's own rounding over the recurrence, relative; the peephole and
+  # layer-norm cells add a few operations per step (2x).
+  tol = 2 * tolerances.recurrence_tol(5, 4 + 6)
+  tolerances.assert_close(ys, ys_np, tol)
+  tolerances.assert_close(carry.c, c_np, tol)
+  tolerances.assert_close(carry.h, h_np, tol)
 
 
 # ----------------------------------------------------------------------------
@@ -188,6 +196,7 @@ def test_recurrent_weights_orthogonal_per_gate(proj):
   for block in np.split(w_hh, 4, axis=-1):
     rows, cols = block.shape
     gram = block.T @ block if rows >= cols else block @ block.T
+    # float32 orthogonal blocks: Q^T Q = I up to float32 rounding of the QR and the product (k * eps * n)
     np.testing.assert_allclose(gram, np.eye(min(rows, cols)), atol=1e-5)
   # ...and the blocks differ: each gate has its own matrix.
   a, b_, *_ = np.split(w_hh, 4, axis=-1)
@@ -197,6 +206,7 @@ def test_recurrent_weights_orthogonal_per_gate(proj):
 def test_orthogonal_blocks_rectangular():
   w = np.asarray(orthogonal_blocks(4)(jax.random.key(5), (12, 4 * 5)))
   for block in np.split(w, 4, axis=-1):
+    # as above
     np.testing.assert_allclose(block.T @ block, np.eye(5), atol=1e-5)
 
 
@@ -220,7 +230,7 @@ def test_bf16_close_to_f32_and_carry_f32(impl):
   err = np.abs(np.asarray(y16, np.float32) - np.asarray(y32))
   print(f"bf16 vs f32 ({impl}): max {err.max():.4f}, mean {err.mean():.2e}")
   assert err.max() < BF16_MAX_ERR and err.mean() < BF16_MEAN_ERR
-  np.testing.assert_allclose(c16[0].c, c32[0].c, atol=BF16_MAX_ERR)
+  np.testing.assert_allclose(c16[0].c, c32[0].c, atol=BF16_MAX_ERR)  # see BF16_MAX_ERR
 
 
 # ----------------------------------------------------------------------------
@@ -275,6 +285,7 @@ def test_dropout():
   np.testing.assert_array_equal(y_det, y_none)
   y_a, _ = apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
   y_b, _ = apply(variables, x, deterministic=False, rngs={"dropout": jax.random.key(2)})
+  # Different dropout masks change outputs by O(1), far outside allclose's defaults.
   assert not np.allclose(y_a, y_det) and not np.allclose(y_a, y_b)
   with pytest.raises(flax.errors.InvalidRngError, match="dropout"):
     jax.eval_shape(lambda: drop.apply(variables, x, deterministic=False))

@@ -42,6 +42,7 @@ def problem():
 
 def test_log_uniform_sampler_frequencies_match_its_probabilities():
   q = np.exp(np.asarray(ops.log_uniform_log_prob(jnp.arange(V), V)))
+  # a float32 sum of V probabilities: sum_tol(V) relative
   np.testing.assert_allclose(q.sum(), 1.0, rtol=1e-5)
   # Zipf by construction: Q(k) = log((k+2)/(k+1)) / log(V+1).
   np.testing.assert_allclose(q[0], np.log(2) / np.log(V + 1), rtol=1e-5)
@@ -128,6 +129,7 @@ def test_sampled_module_is_the_full_softmax_at_eval_and_ignores_padding(problem)
   unpadded = {"weights": params["weights"][:V], "bias": params["bias"][:V]}
   logits = layer.apply({"params": params}, h3)
   assert np.all(np.isneginf(np.asarray(logits[..., V:])))
+  # padded logits are the same float32 matmul columns: rounding only
   np.testing.assert_allclose(
     logits[..., :V], full.apply({"params": unpadded}, h3), rtol=1e-6, atol=1e-6
   )
@@ -136,11 +138,13 @@ def test_sampled_module_is_the_full_softmax_at_eval_and_ignores_padding(problem)
   padded_full = nn_softmax.FullSoftmax(V, padded_size=56)
   nll_p = padded_full.apply({"params": params}, h3, t3, deterministic=False)
   nll_u = full.apply({"params": unpadded}, h3, t3, deterministic=False)
+  # the padded entries contribute exp(-inf) = 0: the same log-sum-exp, float32 rounding only
   np.testing.assert_allclose(nll_p, nll_u, rtol=1e-6)
   rngs = {"dropout": jax.random.key(3)}
   sampled_p = layer.apply({"params": params}, h3, t3, False, rngs=rngs)
   unpadded_layer = nn_softmax.SampledSoftmax(V, num_samples=64)
   sampled_u = unpadded_layer.apply({"params": unpadded}, h3, t3, False, rngs=rngs)
+  # as above, for the sampled softmax with the same samples
   np.testing.assert_allclose(sampled_p, sampled_u, rtol=1e-6)
 
 
@@ -173,11 +177,14 @@ def test_adaptive_log_probs_equal_numpy_and_sum_to_one():
   log_p = np.asarray(jax.jit(layer.apply)({"params": params}, h), np.float64)
   np_params = {k: np.asarray(v, np.float64) for k, v in params.items()}
   want = _np_adaptive_log_probs(np.asarray(h, np.float64), np_params, cutoffs, vocab)
+  # float32 adaptive softmax vs float64 numpy: float32 rounding of the cluster log-sum-exps
   np.testing.assert_allclose(log_p, want, rtol=1e-5, atol=1e-5)
+  # a float32 sum of V probabilities: sum_tol(V) relative
   np.testing.assert_allclose(np.exp(log_p).sum(-1), 1.0, rtol=1e-5)
   targets = jax.random.randint(jax.random.key(2), (3, 4), 0, vocab)
   nll = jax.jit(layer.apply, static_argnums=3)({"params": params}, h, targets, False)
   picked = np.take_along_axis(want, np.asarray(targets)[..., None], -1)[..., 0]
+  # float32 vs float64 of the same log-probabilities: float32 rounding
   np.testing.assert_allclose(nll, -picked, rtol=1e-5, atol=1e-5)
 
 

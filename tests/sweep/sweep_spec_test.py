@@ -58,6 +58,7 @@ def test_trials_set_their_keys_and_get_distinct_names():
     "learning_rate=0.003,dropout=0.2+2",
   ]
   assert trials[0].config.model.lstm.dropout == 0.2
+  # a float parsed from the spec: exact up to one rounding
   assert math.isclose(trials[0].config.optim.learning_rate, 3e-3)
   assert config.model.lstm.dropout == 0.1  # the base config is untouched
 

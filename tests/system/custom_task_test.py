@@ -67,4 +67,5 @@ def test_toy_task_trains_through_the_cli(tmp_path, env):
     logits, _ = run.model.apply({"params": run.params}, batch)
     correct += int(np.sum(np.argmax(np.asarray(logits), -1) == batch["label"]))
     total += len(batch["label"])
+  # the run's float32 accuracy vs the count ratio: one float32 rounding
   np.testing.assert_allclose(test["accuracy"], correct / total, rtol=1e-6)

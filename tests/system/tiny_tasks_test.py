@@ -35,7 +35,9 @@ from tests.support import task_runs
 from tests.support.runs import final_state, finalized_steps
 
 _REFERENCES: dict[str, Path] = {}
-# Float metrics: float32 sums on the trainer's side.
+# Float metrics: a float32 mean over a test set on the trainer's side against
+# float64 here: n * eps relative for n values in the worst case, about
+# log2(n) * eps for the blocked sums XLA emits; 1e-5 is 84 eps.
 RTOL = 1e-5
 
 
@@ -83,6 +85,7 @@ def test_adding_mse(reference):
     errs.append((_apply(run, batch)[:, 0] - target) ** 2)
     base.append((1.0 - target) ** 2)
   np.testing.assert_allclose(test["mse"], np.concatenate(errs).mean(), rtol=RTOL)
+  # float32 vs float64 mean of the same squared errors: sum_tol of the test set's size
   np.testing.assert_allclose(test["baseline_mse"], np.concatenate(base).mean(), 1e-5)
 
 
@@ -143,6 +146,7 @@ def test_ucr_accuracy(reference):
   np.testing.assert_allclose(test["lstm/accuracy"], acc, rtol=1e-6)
   if test["choice"] < len(pv):
     assert test["choice"] == test["lstm/choice"]
+    # the run's float32 accuracy vs the count ratio: one float32 rounding
     np.testing.assert_allclose(test["accuracy"], acc, rtol=1e-6)
 
 
@@ -158,11 +162,13 @@ def test_forecast_against_statsmodels(reference):
   v0 = t0 - round(0.1 * len(y))
   history, holdout = y[:t0], y[t0:]
   arima = SARIMAX(history, order=(2, 0, 1), trend="c").fit(disp=False)
+  # the run's and this test's statsmodels ARIMA on the same float64 data: rounding only
   np.testing.assert_allclose(
     test["arima/mae"], np.abs(arima.forecast(n_test) - holdout).mean(), rtol=1e-6
   )
   season = 11
   snaive = np.resize(history[-season:], n_test)
+  # The baselines are float64 on both sides, the same formula: rounding only.
   np.testing.assert_allclose(
     test["seasonal_naive/mae"], np.abs(snaive - holdout).mean()
   )
@@ -225,6 +231,7 @@ def test_seq2seq_exact_match(reference):
     )
     right.append(synthetic.decode(out) == want)
   right, lengths = np.array(right), held["length"]
+  # the run's exact-match fraction vs the count ratio: float32 rounding of one division
   np.testing.assert_allclose(test["exact_match"], right[lengths <= d.max_len].mean())
   np.testing.assert_allclose(
     test["exact_match/longer"], right[lengths > d.max_len].mean()

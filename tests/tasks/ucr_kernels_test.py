@@ -74,6 +74,7 @@ def test_temperature_is_fit_on_leave_one_out_decisions():
     return -logp[np.arange(len(y)), y].mean()
 
   best = min(ucr_kernels.TEMPERATURES, key=nll)
+  # float64 selection of the same temperature: approx's rel 1e-6 is rounding slack
   assert fitted.temperature == pytest.approx(best)
   # Calibrated probabilities: softmax of the temperature times the decisions.
   probs = np.exp(ucr_kernels.log_probs(fitted, splits["test"]))
@@ -109,6 +110,7 @@ def test_choice_refits_kernels_on_all_training_series_and_keeps_the_lstm_figure(
   }
   want = _aeon_predict(whole, splits["test"], 0, 168)
   np.testing.assert_array_equal(probs.argmax(-1), want)
+  # accuracies as count ratios: float rounding of one division
   assert out["accuracy"] == pytest.approx(np.mean(want == labels))
   assert out["lstm/accuracy"] == pytest.approx(np.mean(labels == 0))
 

@@ -109,6 +109,7 @@ def test_full_loss_matches_numpy():
   logits = h.astype(np.float64) @ w.T + bias
   logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
   want = -np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+  # float32 loss vs float64 numpy log-softmax: float32 rounding of an 11-term log-sum-exp
   np.testing.assert_allclose(nll, np.where(mask, want, 0.0), rtol=1e-5, atol=1e-6)
 
 
@@ -128,6 +129,7 @@ def test_carry_across_windows_equals_one_long_window():
       carry = model.initialize_carry(3)
     out, carry = apply({"params": params}, window, carry, method=model.log_probs)
     parts.append(out)
+  # carried windows vs one long window: the same float32 recurrence in other compiled programs, summation order only
   np.testing.assert_allclose(np.concatenate(parts, 1), want, rtol=1e-5, atol=1e-6)
 
 
@@ -198,9 +200,11 @@ def test_tiny_run_test_record_recomputed(tiny_run):
     nll.append(-logp[np.arange(hi - lo), batch["targets"][0]])
   nll = np.concatenate(nll)
   assert len(nll) == stop - start == test["tokens"]
+  # float32 log-probabilities summed over the test tokens vs float64: sum_tol of the test length (~1e-4 at these sizes)
   np.testing.assert_allclose(test["perplexity"], math.exp(nll.mean()), rtol=1e-4)
   np.testing.assert_allclose(test["bits_per_word"], nll.mean() / math.log(2), rtol=1e-4)
   kn = KneserNey(corpus.ids[: corpus.bounds[0]], 3, len(corpus.words))
+  # float64 Kneser-Ney both sides, the same model: rounding only
   np.testing.assert_allclose(
     test["kn_perplexity"], kn.perplexity(corpus.ids, start, stop), rtol=1e-9
   )

@@ -40,20 +40,24 @@ class ScheduleTest(parameterized.TestCase):
     np.testing.assert_allclose(
       s(35), 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)), rtol=1e-6
     )
+    # float32 schedule values vs hand-computed constants: a few float32 roundings (< 1e-6 relative)
     np.testing.assert_allclose(s(110), 0.1, rtol=1e-6)
     np.testing.assert_allclose(s(500), 0.1, rtol=1e-6)
 
   def test_decay_steps_overrides_total(self):
     cfg = _cfg(learning_rate=2.0, warmup_steps=0, decay_steps=20, final_lr_fraction=0.0)
     s = optim.make_schedule(cfg, total_steps=1000)
+    # float32 schedule values vs hand-computed constants: a few roundings.
     np.testing.assert_allclose(s(0), 2.0, rtol=1e-6)
     np.testing.assert_allclose(s(10), 1.0, rtol=1e-6)
+    # cosine decay to 0 in float32: rounding of cos(pi) + 1 near zero
     np.testing.assert_allclose(s(20), 0.0, atol=1e-7)
 
   def test_constant_with_warmup(self):
     s = optim.make_schedule(
       _cfg(schedule="constant", learning_rate=0.4, warmup_steps=4), 100
     )
+    # float32 schedule values vs hand-computed constants: a few float32 roundings
     np.testing.assert_allclose(
       [s(i) for i in (0, 1, 3, 50)], [0.1, 0.2, 0.4, 0.4], rtol=1e-6
     )
@@ -63,6 +67,7 @@ class ScheduleTest(parameterized.TestCase):
       schedule="step", learning_rate=1.0, warmup_steps=0, step_every=10, step_factor=0.5
     )
     s = optim.make_schedule(cfg, 100)
+    # Powers of two times the rate: exact in float32 (rtol is slack).
     np.testing.assert_allclose(
       [s(i) for i in (0, 9, 10, 25)], [1.0, 1.0, 0.5, 0.25], rtol=1e-6
     )
@@ -155,6 +160,7 @@ class OptimizerTest(parameterized.TestCase):
     params = {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.full(2, 2.0)}
     grads = jax.tree.map(jnp.ones_like, params)
     new, _ = _step(tx, params, grads)
+    # one float32 SGD step vs the hand-computed value: a few roundings
     np.testing.assert_allclose(new["kernel"], 2.0 - 0.1 * (1.0 + 0.5 * 2.0), rtol=1e-6)
     np.testing.assert_allclose(new["bias"], 2.0 - 0.1 * 1.0, rtol=1e-6)
 
@@ -213,6 +219,7 @@ def test_adagrad_matches_torch_over_three_steps():
     params, state = _step(tx, params, {"kernel": jnp.asarray(g)}, state)
     w.grad = torch.tensor(g)
     opt.step()
+  # three Adagrad steps in float32 (optax vs torch): a few float32 roundings per step, relative
   np.testing.assert_allclose(params["kernel"], w.detach().numpy(), rtol=1e-5)
 
 

@@ -164,6 +164,7 @@ def test_tiny_end_to_end(tmp_path, capsys):
   assert eval_steps == eval_steps_expected(config)
   last_eval = [r for r in records if r["split"] == "eval"][-1]
   assert last_eval["bpc"] == results["eval/bpc"]
+  # bpc is loss / ln 2 in float32: one rounding
   np.testing.assert_allclose(last_eval["bpc"], last_eval["loss"] / np.log(2), rtol=1e-6)
   # TensorBoard holds the same values (as float32).
   scalars = _tensorboard_scalars(workdir)
@@ -300,6 +301,7 @@ def test_tied_embeddings_are_an_explicit_matmul(proj_size):
   if proj_size == 0:
     y = y @ np.asarray(params["tie_proj"]["kernel"], np.float64)
   want = y @ table.T.astype(np.float64) + np.asarray(params["out_bias"])
+  # float32 logits vs float64 numpy: float32 rounding of the LSTM and the matmul
   np.testing.assert_allclose(np.asarray(logits), want, rtol=1e-5, atol=1e-5)
 
 
