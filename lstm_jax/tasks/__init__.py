@@ -12,7 +12,7 @@ __all__ = ["Datasets", "Metrics", "Task", "TaskModule", "available", "get_task"]
 
 _REQUIRED = ("make_datasets", "make_model", "loss_and_metrics")
 # Modules of this package that are parts of a task, not tasks.
-_PARTS = ("base", "forecast_prep", "ucr_choice", "ucr_kernels")
+_PARTS = ("base", "forecast_prep")
 
 
 def available() -> list[str]:
