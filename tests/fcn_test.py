@@ -138,9 +138,10 @@ def test_fcn_alone_and_fcn_patches_ignore_padding():
   model = SequenceClassifier(lstm=None, num_classes=2, fcn=FCN(4), fcn_patch=3)
   batch = {"inputs": jnp.asarray(x), "mask": jnp.asarray(mask)}
   variables = model.init(jax.random.key(0), batch)
-  got, _ = jax.jit(model.apply)(variables, batch)
+  apply = jax.jit(model.apply)
+  got, _ = apply(variables, batch)
   for i, n in enumerate(lengths):
-    alone, _ = model.apply(variables, {"inputs": jnp.asarray(x[i : i + 1, :n])})
+    alone, _ = apply(variables, {"inputs": jnp.asarray(x[i : i + 1, :n])})
     np.testing.assert_allclose(got[i], alone[0], rtol=1e-5, atol=1e-5)
 
 
