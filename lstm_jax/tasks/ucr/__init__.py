@@ -54,7 +54,7 @@ from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS
 from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
-from lstm_jax.tasks.ucr import choice as ucr_choice
+from lstm_jax.tasks.ucr import choice
 from lstm_jax.tasks.ucr.choice import SCORE_LOSS_WEIGHT, predict
 
 __all__ = ["predict"]  # the task's analysis helper, from tasks.ucr.choice
@@ -235,10 +235,10 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   return Datasets(
     train_batch=train_batch,
     eval_batches=functools.partial(
-      ucr_choice.batches, splits["valid"], config.data.eval_batch_size
+      choice.batches, splits["valid"], config.data.eval_batch_size
     ),
     test_batches=functools.partial(
-      ucr_choice.batches, splits["test"], config.data.eval_batch_size
+      choice.batches, splits["test"], config.data.eval_batch_size
     ),
     info=info,
   )
@@ -335,7 +335,7 @@ def final_evaluation(
   _, train, test_ts = _read(config)  # parsed once, for ours and the baselines
   d = config.data
   splits, _ = ucr.prepare(train, test_ts, d.valid_fraction, config.seed)
-  out, probs = ucr_choice.choose_and_test(
+  out, probs = choice.choose_and_test(
     model,
     params,
     splits,
