@@ -5,8 +5,9 @@ files in the same run:
 
 * MiniRocket (Dempster et al. 2021, arXiv:2012.08791) features, scaled, and a
   ridge classifier with its penalty chosen by leave-one-out CV on TRAIN
-  (aeon's `MiniRocketClassifier`: 10,000 kernels, `RidgeClassifierCV` over
-  `logspace(-3, 3, 10)`). Its kernels are seeded.
+  (`baselines.minirocket`, the pipeline of aeon's `MiniRocketClassifier`:
+  10,000 kernels, `RidgeClassifierCV` over `logspace(-3, 3, 10)`). Its
+  kernels are seeded.
 * 1-NN with full-window DTW (aeon's `KNeighborsTimeSeriesClassifier(distance=
   "dtw")`; multichannel series use dependent DTW, DTW_D, as in the UEA
   archive paper). Deterministic.
@@ -30,8 +31,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lstm_jax.baselines import minirocket
+
 NAMES = ("minirocket", "dtw")
-_MIN_LEN = 9  # MiniRocket's kernels have length 9
+KERNELS = 10_000  # MiniRocket's published default
 
 
 def _aeon_collection(series: Sequence[np.ndarray]):
@@ -42,14 +45,6 @@ def _aeon_collection(series: Sequence[np.ndarray]):
   return out
 
 
-def pad_right(series: Sequence[np.ndarray], length: int) -> np.ndarray:
-  """<float64>[N, C, length]: each [time_i, C] series, zeros after its end."""
-  x = np.zeros((len(series), series[0].shape[1], length))
-  for i, s in enumerate(series):
-    x[i, :, : len(s)] = np.asarray(s).T
-  return x
-
-
 def minirocket_predict(
   train: Sequence[np.ndarray],
   train_labels: np.ndarray,
@@ -57,12 +52,11 @@ def minirocket_predict(
   seed: int,
 ) -> np.ndarray:
   """MiniRocket + RidgeClassifierCV fit on `train`; predicted labels of `test`."""
-  from aeon.classification.convolution_based import MiniRocketClassifier
-
-  length = max(_MIN_LEN, *(len(s) for s in train), *(len(s) for s in test))
-  clf = MiniRocketClassifier(random_state=seed, n_jobs=1)
-  clf.fit(pad_right(train, length), np.asarray(train_labels))
-  return clf.predict(pad_right(test, length))
+  length = max(minirocket.MIN_STEPS, *(len(s) for s in train), *(len(s) for s in test))
+  classes, y = np.unique(np.asarray(train_labels), return_inverse=True)
+  fitting = {**minirocket.padded(train, length), "labels": y}
+  fitted = minirocket.fit(fitting, seed, KERNELS, len(classes))
+  return classes[minirocket.predict(fitted, minirocket.padded(test, length))]
 
 
 def dtw_predict(

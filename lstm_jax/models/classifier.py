@@ -1,4 +1,4 @@
-"""Sequence classifier: LSTM encoder -> masked readout -> logits.
+"""Sequence classifier: LSTM encoder [+ FCN] -> masked readout -> logits.
 
 Built by whoever owns the config, with the LSTM passed in::
 
@@ -10,6 +10,12 @@ Variable-length series are padded on the right with `mask` false there; the
 LSTM holds its carry through padding and outputs zeros there, and every
 readout ignores padded steps, so a padded row's logits equal those of the
 same row alone.
+
+LSTM-FCN (Karim et al. 2018) is `fcn=FCN(128)` with `shuffle=True`: the LSTM
+reads the "dimension-shuffled" series, its C channels as C steps of T
+features (one step for a univariate set; MLSTM-FCN's LSTM over the
+variables), the padding zeroed, and its last output is the branch's
+features, after `lstm_dropout` (0.8 in the papers).
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from lstm_jax.models.pooling import POOLINGS, pool
 from lstm_jax.nn.layers import LSTM
 
 Array = jax.Array
+
+
+def shuffle_dims(x: Array, mask: Array | None) -> Array:
+  """<float>[batch, channels, time]: channels become steps, time features."""
+  if mask is not None:
+    x = jnp.where(mask[..., None], x, 0)
+  return jnp.swapaxes(x, 1, 2)
 
 
 def patchify(x: Array, mask: Array | None, k: int) -> tuple[Array, Array]:
@@ -45,25 +58,33 @@ class SequenceClassifier(nn.Module):
   """LSTM encoder, masked readout, linear layer to class logits.
 
   Attributes:
-    lstm: the encoder (any `lstm_jax.LSTM`, bidirectional or not).
+    lstm: the encoder (any `lstm_jax.LSTM`, bidirectional or not); None
+      leaves the FCN branch alone (an ablation).
     num_classes: output classes.
     pooling: "mean" or "max" over real steps, or "last" (forward state at the
       last real step, backward state at the first).
-    dropout: on the pooled features, before the output layer.
+    dropout: on the concatenated features, before the output layer.
     fcn: an optional convolutional branch (LSTM-FCN, `models.fcn`) whose
       features are concatenated with the LSTM's before the dropout.
-    patch: the LSTM reads `patchify(inputs, mask, patch)` (1: the steps
-      themselves); the FCN branch reads the steps, or the same patches with
-      `fcn_on_patches` (patch times cheaper on long series).
+    patch: the time-major LSTM reads `patchify(inputs, mask, patch)` (1: the
+      steps themselves).
+    fcn_patch: the FCN branch reads `patchify(inputs, mask, fcn_patch)` (1:
+      the steps themselves).
+    shuffle: the LSTM reads `shuffle_dims(inputs, mask)` and its last output
+      is the readout (LSTM-FCN's dimension shuffle; `patch` and `pooling` are
+      unused).
+    lstm_dropout: on the LSTM's features alone, before the concatenation.
   """
 
-  lstm: LSTM
+  lstm: LSTM | None
   num_classes: int
   pooling: str = "mean"
   dropout: float = 0.0
   fcn: FCN | None = None
   patch: int = 1
-  fcn_on_patches: bool = False
+  fcn_patch: int = 1
+  shuffle: bool = False
+  lstm_dropout: float = 0.0
 
   @nn.compact
   def __call__(
@@ -83,20 +104,36 @@ class SequenceClassifier(nn.Module):
     """
     if self.pooling not in POOLINGS:
       raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+    if self.lstm is None and self.fcn is None:
+      raise ValueError("SequenceClassifier needs an lstm, an fcn or both")
     mask = batch.get("mask")
     x = batch["inputs"]
-    steps, step_mask = x, mask
-    if self.patch > 1:
-      x, mask = patchify(x, mask, self.patch)
-    if self.fcn_on_patches:
-      steps, step_mask = x, mask
-    y, finals = self.lstm(
-      x, mask=mask, initial_carry=carry, deterministic=deterministic
-    )
-    feats = pool(y.astype(jnp.float32), mask, self.pooling, self.lstm.num_directions)
+    feats, finals = [], ()
+    if self.lstm is not None:
+      if self.shuffle:
+        y, finals = self.lstm(
+          shuffle_dims(x, mask), initial_carry=carry, deterministic=deterministic
+        )
+        f = pool(y.astype(jnp.float32), None, "last", self.lstm.num_directions)
+      else:
+        steps, step_mask = (
+          patchify(x, mask, self.patch) if self.patch > 1 else (x, mask)
+        )
+        y, finals = self.lstm(
+          steps, mask=step_mask, initial_carry=carry, deterministic=deterministic
+        )
+        f = pool(
+          y.astype(jnp.float32), step_mask, self.pooling, self.lstm.num_directions
+        )
+      if self.lstm_dropout > 0:
+        f = nn.Dropout(self.lstm_dropout)(f, deterministic=deterministic)
+      feats.append(f)
     if self.fcn is not None:
-      fcn_feats = self.fcn(steps, step_mask)
-      feats = jnp.concatenate([feats, fcn_feats], -1)
+      steps, step_mask = (
+        patchify(x, mask, self.fcn_patch) if self.fcn_patch > 1 else (x, mask)
+      )
+      feats.append(self.fcn(steps, step_mask))
+    feats = jnp.concatenate(feats, -1)
     if self.dropout > 0:
       feats = nn.Dropout(self.dropout)(feats, deterministic=deterministic)
     return nn.Dense(self.num_classes, name="out")(feats), finals

@@ -1,12 +1,16 @@
-"""The LSTM-FCN branch against a numpy convolution loop, and padding invariance."""
+"""LSTM-FCN / MLSTM-FCN against numpy: the convolution stack (loops), the
+squeeze-excite block, the dimension shuffle, class weights (sklearn) and the
+weighted loss; padding invariance of every branch."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from lstm_jax.models.classifier import SequenceClassifier
 from lstm_jax.models.fcn import FCN, KERNELS
 from lstm_jax.nn.layers import LSTM
+from lstm_jax.tasks import ucr as ucr_task
 
 
 def _np_conv_same(x, kernel, bias):
@@ -28,29 +32,35 @@ def _np_layer_norm(x, q):
   return (x - mu) / np.sqrt(var + 1e-6) * q["scale"] + q["bias"]
 
 
-def _np_fcn(p, x):
+def _np_fcn(p, x, se=False):
   """The FCN features of one unpadded row x [length, channels]."""
   for i in range(len(KERNELS)):
     conv = p[f"conv_{i}"]
     x = _np_conv_same(x, conv["kernel"], conv["bias"])
     x = np.maximum(_np_layer_norm(x, p[f"norm_{i}"]), 0)
+    if se and i < 2:  # squeeze (mean over time), excite (sigmoid), rescale
+      s = np.maximum(x.mean(0) @ p[f"se_{i}_squeeze"], 0) @ p[f"se_{i}_excite"]
+      x = x / (1 + np.exp(-s))
   return x.mean(0)
 
 
-def test_fcn_matches_numpy_and_ignores_padding():
+@pytest.mark.parametrize("se", [0, 2])  # LSTM-FCN's FCN; MLSTM-FCN's (SE)
+def test_fcn_matches_numpy_and_ignores_padding(se):
   rng = np.random.default_rng(0)
   lengths, t = [11, 6, 1], 11
   x = rng.normal(size=(3, t, 2)).astype(np.float32)
   mask = np.arange(t)[None] < np.asarray(lengths)[:, None]
   x[~mask] = 5.0  # garbage in the padding must not leak into real steps
-  model = FCN(4)
+  model = FCN(4, se_reduction=se)
   variables = model.init(jax.random.key(1), jnp.asarray(x), jnp.asarray(mask))
   got = jax.jit(model.apply)(variables, jnp.asarray(x), jnp.asarray(mask))
   assert got.shape == (3, 4)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+  if se:  # filters 4, 8 of the first two blocks over reduction 2
+    assert p["se_0_squeeze"].shape == (4, 2) and p["se_1_excite"].shape == (4, 8)
   for b, n in enumerate(lengths):
-    want = _np_fcn(p, x[b, :n].astype(np.float64))
     # float32 convolutions vs a float64 numpy loop: float32 rounding of three conv layers' sums (kernel x channels terms each), relative
+    want = _np_fcn(p, x[b, :n].astype(np.float64), se=bool(se))
     np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=1e-5)
 
 
@@ -95,3 +105,69 @@ def test_patches_regroup_steps_and_ignore_padding():
     want, _ = apply_plain(variables, {"inputs": jnp.asarray(patches)})
     # the same float32 ops on regrouped steps: rounding of the patch sums only
     np.testing.assert_allclose(got[b], want[0], rtol=1e-5, atol=1e-5)
+
+
+def test_dimension_shuffle_reads_channels_as_steps_of_time_features():
+  """LSTM-FCN's LSTM branch: C steps of T features (the padding zeroed), its
+  last output concatenated with the FCN's features."""
+  rng = np.random.default_rng(4)
+  b, t, c = 3, 9, 2
+  x = rng.normal(size=(b, t, c)).astype(np.float32)
+  mask = np.arange(t)[None] < np.array([[9], [5], [2]])
+  x[~mask] = 7.0
+  batch = {"inputs": jnp.asarray(x), "mask": jnp.asarray(mask)}
+  model = SequenceClassifier(lstm=LSTM(5), num_classes=3, fcn=FCN(4), shuffle=True)
+  variables = model.init(jax.random.key(0), batch)
+  logits, _ = jax.jit(model.apply)(variables, batch)
+  params = variables["params"]
+  # The LSTM's input size is the series length.
+  assert params["lstm"]["layer_0_fwd"]["w_ih"].shape == (t, 4 * 5)
+  shuffled = np.swapaxes(np.where(mask[..., None], x, 0), 1, 2)  # [b, c, t]
+  y, _ = LSTM(5).apply({"params": params["lstm"]}, jnp.asarray(shuffled))
+  fcn_feats = FCN(4).apply({"params": params["fcn"]}, x, mask)
+  feats = np.concatenate([np.asarray(y)[:, -1], fcn_feats], -1)
+  want = feats @ params["out"]["kernel"] + params["out"]["bias"]
+  np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fcn_alone_and_fcn_patches_ignore_padding():
+  """The FCN-alone ablation over patches: a padded row's logits equal the row's
+  alone (unpadded, no mask)."""
+  rng = np.random.default_rng(5)
+  lengths, t = [12, 7], 12
+  x = rng.normal(size=(2, t, 1)).astype(np.float32)
+  mask = np.arange(t)[None] < np.asarray(lengths)[:, None]
+  x[~mask] = 3.0
+  model = SequenceClassifier(lstm=None, num_classes=2, fcn=FCN(4), fcn_patch=3)
+  batch = {"inputs": jnp.asarray(x), "mask": jnp.asarray(mask)}
+  variables = model.init(jax.random.key(0), batch)
+  apply = jax.jit(model.apply)
+  got, _ = apply(variables, batch)
+  for i, n in enumerate(lengths):
+    alone, _ = apply(variables, {"inputs": jnp.asarray(x[i : i + 1, :n])})
+    np.testing.assert_allclose(got[i], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_class_weights_match_sklearn_balanced():
+  from sklearn.utils.class_weight import compute_class_weight
+
+  labels = np.array([0, 0, 0, 0, 1, 2, 2, 0, 1, 0])
+  want = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+  np.testing.assert_allclose(ucr_task.class_weights(labels, 3), want, rtol=1e-6)
+  # A class absent from the training part weighs nothing (and divides nothing).
+  got = ucr_task.class_weights(np.array([0, 0, 1]), 3)
+  np.testing.assert_allclose(got, [0.75, 1.5, 0.0], rtol=1e-6)
+
+
+def test_weighted_loss_is_the_mean_of_weighted_cross_entropies():
+  rng = np.random.default_rng(6)
+  logits = rng.normal(size=(5, 3)).astype(np.float32)
+  labels = np.array([0, 2, 1, 1, 0])
+  w = np.array([0.5, 2.0, 1.0, 1.0, 0.5], np.float32)
+  z = logits - logits.max(-1, keepdims=True)
+  nll = -(z - np.log(np.exp(z).sum(-1, keepdims=True)))[np.arange(5), labels]
+  loss, metrics = ucr_task.loss_and_metrics(
+    jnp.asarray(logits), {"labels": jnp.asarray(labels), "weights": jnp.asarray(w)}
+  )
+  np.testing.assert_allclose(loss, np.mean(w * nll), rtol=1e-5)
+  np.testing.assert_allclose(metrics["loss"][0], nll.sum(), rtol=1e-5)  # unweighted

@@ -128,26 +128,28 @@ def test_ucr_accuracy(reference):
     p /= p.sum(-1, keepdims=True)
     return np.concatenate([p, p.mean(0, keepdims=True)])
 
-  # The LSTM's choice: of the scores (validation accuracy - 0.01 x
-  # cross-entropy) within one standard error of the best, the ensemble first,
-  # then the candidates in order; the kernel choices (ucr_kernels_test) come
-  # after the LSTM's.
+  # Ours, the LSTM's choice: of the scores (validation accuracy - 0.01 x
+  # cross-entropy) within one standard error of the best, the first
+  # candidate, then the ensemble, then the other candidates in order.
   pv, yv = probs("valid"), splits["valid"]["labels"]
   acc_v = (pv.argmax(-1) == yv).mean(-1)
   score = acc_v - 0.01 * -np.log(pv[:, np.arange(len(yv)), yv]).mean(-1)
   best, n = np.argmax(score), len(yv)
   p = (acc_v[best] * n + 1) / (n + 2)
   near = score >= score[best] - math.sqrt(p * (1 - p) / n)
-  want = len(pv) - 1 if near[-1] else int(np.argmax(near))
-  assert test["lstm/choice"] == want
-  pred = probs("test")[int(test["lstm/choice"])].argmax(-1)
-  acc = np.mean([classes[p] == y for p, y in zip(pred, labels, strict=True)])
+  order = [0, len(pv) - 1, *range(1, len(pv) - 1)]
+  want = next(i for i in order if near[i])
+  assert test["choice"] == want
+  pt = probs("test")
+  acc = [
+    np.mean([classes[p] == y for p, y in zip(pt[i].argmax(-1), labels, strict=True)])
+    for i in range(len(pt))
+  ]
   assert list(test)[2] == "accuracy"  # step, split, then accuracy first
-  np.testing.assert_allclose(test["lstm/accuracy"], acc, rtol=1e-6)
-  if test["choice"] < len(pv):
-    assert test["choice"] == test["lstm/choice"]
-    # the run's float32 accuracy vs the count ratio: one float32 rounding
-    np.testing.assert_allclose(test["accuracy"], acc, rtol=1e-6)
+  # the run's float32 accuracies vs the count ratios: one float32 rounding
+  np.testing.assert_allclose(test["accuracy"], acc[want], rtol=1e-6)
+  for i in range(len(pt) - 1):  # every candidate's own test accuracy
+    np.testing.assert_allclose(test[f"m{i}/accuracy"], acc[i], rtol=1e-6)
 
 
 def test_forecast_against_statsmodels(reference):

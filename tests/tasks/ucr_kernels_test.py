@@ -1,4 +1,4 @@
-"""The UCR task's random-kernel choice and the validation choice around it.
+"""MiniRocket + ridge (baselines.minirocket) and the validation choice around it.
 
 References: aeon's own `MiniRocketClassifier` (MiniRocket, scaling without
 centring, `RidgeClassifierCV` over the same penalties) on the same arrays;
@@ -13,9 +13,10 @@ import pytest
 from lstm_jax.data import ucr
 
 pytest.importorskip("aeon")
+from lstm_jax.baselines import minirocket
 from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
 from lstm_jax.nn.layers import LSTM
-from lstm_jax.tasks import ucr_choice, ucr_kernels
+from lstm_jax.tasks.ucr import choice
 
 
 def _splits(name: str, seed: int = 0):
@@ -31,8 +32,8 @@ def _aeon_predict(fit_arrays, arrays, seed, kernels):
   from aeon.classification.convolution_based import MiniRocketClassifier
 
   clf = MiniRocketClassifier(n_kernels=kernels, random_state=seed, n_jobs=1)
-  clf.fit(ucr_kernels.aeon_input(fit_arrays), fit_arrays["labels"])
-  return clf.predict(ucr_kernels.aeon_input(arrays))
+  clf.fit(minirocket.aeon_input(fit_arrays), fit_arrays["labels"])
+  return clf.predict(minirocket.aeon_input(arrays))
 
 
 @pytest.mark.parametrize(
@@ -41,8 +42,8 @@ def _aeon_predict(fit_arrays, arrays, seed, kernels):
 def test_predictions_equal_aeons_minirocket_classifier(name):
   splits, _ = _splits(name)
   num_classes = int(splits["train"]["labels"].max()) + 1
-  fitted = ucr_kernels.fit(splits["train"], 3, 840, num_classes)
-  got = ucr_kernels.log_probs(fitted, splits["test"]).argmax(-1)
+  fitted = minirocket.fit(splits["train"], 3, 840, num_classes)
+  got = minirocket.log_probs(fitted, splits["test"]).argmax(-1)
   want = _aeon_predict(splits["train"], splits["test"], 3, 840)
   np.testing.assert_array_equal(got, want)
 
@@ -54,9 +55,9 @@ def test_temperature_is_fit_on_leave_one_out_decisions():
   splits, _ = _splits("UnitTest")
   arrays = splits["train"]
   y = arrays["labels"]
-  fitted = ucr_kernels.fit(arrays, 0, 168, 2)
+  fitted = minirocket.fit(arrays, 0, 168, 2)
   feats = MiniRocket(n_kernels=168, random_state=0, n_jobs=1).fit_transform(
-    ucr_kernels.aeon_input(arrays)
+    minirocket.aeon_input(arrays)
   )
   feats = feats / np.where(feats.std(0) > 0, feats.std(0), 1.0)
   loo = []
@@ -73,19 +74,19 @@ def test_temperature_is_fit_on_leave_one_out_decisions():
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     return -logp[np.arange(len(y)), y].mean()
 
-  best = min(ucr_kernels.TEMPERATURES, key=nll)
   # float64 selection of the same temperature: approx's rel 1e-6 is rounding slack
+  best = min(minirocket.TEMPERATURES, key=nll)
   assert fitted.temperature == pytest.approx(best)
   # Calibrated probabilities: softmax of the temperature times the decisions.
-  probs = np.exp(ucr_kernels.log_probs(fitted, splits["test"]))
+  probs = np.exp(minirocket.log_probs(fitted, splits["test"]))
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-12)
 
 
 def test_a_class_absent_from_the_fit_gets_no_probability():
   splits, _ = _splits("UnitTest")
   arrays = splits["train"]
-  fitted = ucr_kernels.fit(arrays, 0, 84, 3)  # a third class never seen
-  probs = np.exp(ucr_kernels.log_probs(fitted, splits["test"]))
+  fitted = minirocket.fit(arrays, 0, 84, 3)  # a third class never seen
+  probs = np.exp(minirocket.log_probs(fitted, splits["test"]))
   assert probs.shape == (len(splits["test"]["labels"]), 3)
   np.testing.assert_array_equal(probs[:, 2], 0.0)
 
@@ -100,35 +101,37 @@ def test_choice_refits_kernels_on_all_training_series_and_keeps_the_lstm_figure(
   # All-zero parameters: every LSTM choice says 1/2, 1/2 (argmax: class 0),
   # so a kernel choice (alone, or mixed with that flat vote) must win.
   params = jax.tree.map(np.zeros_like, params["params"])
-  out, probs = ucr_choice.choose_and_test(
+  out, probs = choice.choose_and_test(
     model, params, splits, seed=0, kernels=168, batch_size=7
   )
-  assert out["choice"] in (3, 4)  # 2 members + their ensemble, then kernels, mix
+  assert out["ensemble/choice"] in (3, 4)  # 2 members + their ensemble, kernels, mix
   labels = ucr.encode_labels(test_ts.labels, ["1", "2"])
   whole = {
     k: np.concatenate([splits["train"][k], splits["valid"][k]]) for k in splits["train"]
   }
   want = _aeon_predict(whole, splits["test"], 0, 168)
-  np.testing.assert_array_equal(probs.argmax(-1), want)
   # accuracies as count ratios: float rounding of one division
-  assert out["accuracy"] == pytest.approx(np.mean(want == labels))
-  assert out["lstm/accuracy"] == pytest.approx(np.mean(labels == 0))
+  assert out["ensemble/accuracy"] == pytest.approx(np.mean(want == labels))
+  # Ours is the LSTM's choice whatever the kernels do: the flat vote, class 0.
+  assert out["accuracy"] == pytest.approx(np.mean(labels == 0))
+  np.testing.assert_array_equal(probs, 0.5)
 
 
 def test_one_standard_error_rule_by_hand():
   # 10 validation series; choices: 2 LSTM members, their ensemble, kernels, mix.
   acc = np.array([0.9, 0.6, 0.8, 0.7, 0.6])
-  order = ucr_choice.preference(3, kernels=True)
-  assert order == [3, 4, 2, 0, 1]
+  order = choice.preference(3, kernels=True)
+  assert order == [3, 4, 0, 2, 1]
   # Best 0.9: p = 10/12, se = sqrt(p (1 - p) / 10) = 0.1179; the kernels'
-  # 0.7 is outside, the ensemble's 0.8 inside.
-  assert ucr_choice.one_se_choice(acc, acc, 10, order) == 2
+  # 0.7 is outside, the first member's 0.9 inside.
+  assert choice.one_se_choice(acc, acc, 10, order) == 0
   acc[3] = 0.8  # now inside: the kernels, first in preference
-  assert ucr_choice.one_se_choice(acc, acc, 10, order) == 3
+  assert choice.one_se_choice(acc, acc, 10, order) == 3
   # All right on 8 series: p = 9/10, se = 0.106, so 7 of 8 (0.875) is
-  # outside (0.875 < 0.894): the ensemble, first of the LSTM choices.
-  acc = np.array([1.0, 1.0, 1.0, 0.875, 0.75])
-  assert ucr_choice.one_se_choice(acc, acc, 8, order) == 2
+  # outside (0.875 < 0.894): the ensemble, second of the LSTM choices.
+  acc = np.array([0.875, 1.0, 1.0, 0.875, 0.75])
+  assert choice.one_se_choice(acc, acc, 8, order) == 2
   acc[3] = 1.0
-  assert ucr_choice.one_se_choice(acc, acc, 8, order) == 3
-  assert ucr_choice.one_se_choice(acc, acc, 8, ucr_choice.preference(3, False)) == 2
+  assert choice.one_se_choice(acc, acc, 8, order) == 3
+  assert choice.preference(3, False) == [0, 2, 1]
+  assert choice.one_se_choice(acc, acc, 8, choice.preference(3, False)) == 2

@@ -1,38 +1,27 @@
-"""The random-kernel candidate of the UCR/UEA task: MiniRocket features, a
-closed-form ridge readout, and probabilities calibrated without validation.
-
-Why a candidate that is not an LSTM: the LSTM candidates alone (readouts,
-FCN branch, their ensemble, chosen by validation) reached a mean test
-accuracy of 0.807 over the 10 shipped UCR/UEA sets against the same runs'
-MiniRocket 0.937 (benchmarks/RESULTS.md, commit 41c52f5), and the gap is on
-long series whose classes differ in fine local shape (OSULeaf -0.22, ACSF1
--0.26, PLAID -0.51): an LSTM over ~50 patches does not see them, and an LSTM
-over the raw steps costs about 1 s per step on CPU. Random dilated
-convolutions see exactly those shapes, and a ridge readout fits in seconds.
-So the task trains its LSTM candidates as before and fits this one beside
-them; validation chooses among all of them and their ensembles
-(`tasks.ucr.final_evaluation`), and the test record keeps the chosen LSTM
-candidate's own accuracy (`lstm/accuracy`), so what the LSTM contributes is
-visible on every set.
+"""MiniRocket + ridge: the one pipeline of the same-run baseline and of the UCR
+task's opt-in kernel ensemble (`experiments/ucr.py:NAME,ensemble`).
 
 The classifier (Dempster et al. 2021, arXiv:2012.08791, as aeon implements
 it; the same pipeline as aeon's `MiniRocketClassifier`):
 
   f = MiniRocket(x)                      # <float64>[N, ~10k] PPV features
-  z = f / std_train(f)                   # scaling fit on the fitting series
+  z = f / std_fit(f)                     # scaling fit on the fitting series
   d = z W + b                            # RidgeClassifierCV, penalty by LOO
 
-on the task's normalised, right-zero-padded series ([N, T, C] -> aeon's
-[N, C, T]; at least 9 steps, MiniRocket's kernel length).
+on right-zero-padded series <float>[N, T, C] with a <bool>[N, T] mask
+(aeon's [N, C, T]; at least 9 steps, MiniRocket's kernel length). The
+baseline (`baselines.classify`) fits it on the raw official TRAIN file; the
+task's ensemble fits it on the normalised training part, for validation.
 
 Probabilities: a ridge classifier gives decision values, not probabilities,
-and the task's selection score (accuracy - 0.01 cross-entropy) and its
-ensembles need probabilities. RidgeClassifierCV's leave-one-out decision
-values at the chosen penalty (`store_cv_results` with a scorer) are out-of-sample for
-every fitting series, so a temperature `t` fit on them (cross-entropy over
-`TEMPERATURES`) calibrates `softmax(t d)` without touching validation or
-test. Binary sets have one decision column `d`; their logits are
-`(-d, d)`, the class of `d > 0` being the second, as sklearn predicts.
+and the ensemble's validation score (accuracy - 0.01 cross-entropy) and its
+mix with the LSTM need probabilities. RidgeClassifierCV's leave-one-out
+decision values at the chosen penalty (`store_cv_results` with a scorer) are
+out-of-sample for every fitting series, so a temperature `t` fit on them
+(cross-entropy over `TEMPERATURES`) calibrates `softmax(t d)` without
+touching validation or test. Binary sets have one decision column `d`; their
+logits are `(-d, d)`, the class of `d > 0` being the second, as sklearn
+predicts.
 """
 
 from __future__ import annotations
@@ -42,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lstm_jax.tasks.base import Batch
+Batch = dict[str, np.ndarray]  # inputs [N, T, C], mask [N, T], labels [N]
 
 # RidgeClassifierCV's penalties (aeon's MiniRocketClassifier uses the same).
 ALPHAS = np.logspace(-3, 3, 10)
@@ -73,7 +62,7 @@ class KernelRidge:
 
 
 def aeon_input(arrays: Batch) -> np.ndarray:
-  """<float64>[N, C, max(T, 9)] of the task's zero-padded `inputs` [N, T, C]."""
+  """<float64>[N, C, max(T, 9)] of zero-padded `inputs` [N, T, C]."""
   x = np.where(arrays["mask"][..., None], arrays["inputs"], 0.0)
   x = np.ascontiguousarray(np.swapaxes(x, 1, 2), np.float64)
   if x.shape[-1] < MIN_STEPS:
@@ -111,7 +100,7 @@ def fit(arrays: Batch, seed: int, num_kernels: int, num_classes: int) -> KernelR
       <int>[N] labels in [0, num_classes).
     seed: MiniRocket's kernels (dilations, biases' quantiles) are seeded.
     num_kernels: MiniRocket's `n_kernels` (rounded down to a multiple of 84).
-    num_classes: the task's classes (a class absent from `arrays` keeps a
+    num_classes: the classes (a class absent from `arrays` keeps a
       column of zero probability mass after calibration's softmax, never an
       index shift).
   """
@@ -151,3 +140,19 @@ def log_probs(model: KernelRidge, arrays: Batch) -> np.ndarray:
     model.num_classes,
   )
   return _log_softmax(model.temperature * logits)
+
+
+def predict(model: KernelRidge, arrays: Batch) -> np.ndarray:
+  """<int64>[N] predicted class indices (sklearn's argmax of the decisions)."""
+  return log_probs(model, arrays).argmax(-1)
+
+
+def padded(series, length: int) -> Batch:
+  """{"inputs" <float64>[N, length, C], "mask"} of [time_i, C] series, zeros
+  after each one's end."""
+  x = np.zeros((len(series), length, series[0].shape[1]))
+  mask = np.zeros((len(series), length), bool)
+  for i, s in enumerate(series):
+    x[i, : len(s)] = np.asarray(s)
+    mask[i, : len(s)] = True
+  return {"inputs": x, "mask": mask}

@@ -3,25 +3,30 @@
 Config (declared in `experiments/ucr.py`): `data.name` (a set shipped inside
 an installed aeon/sktime wheel) or `data.train_path` + `data.test_path`;
 `data.valid_fraction` (stratified validation carved from the official train
-file), `data.fill_missing`, `data.batch_size`, `data.jitter_std` and
-`data.scale_std` (training-batch augmentation, `data.ts_augment`);
-`data.baselines` (same-run baselines in the test record); `model.lstm`,
-`model.pooling`, `model.dropout`, `model.fcn_width` (0: LSTM only; > 0:
-LSTM-FCN, `models.fcn`), `model.patch` (steps per LSTM input; 0: automatic,
-`auto_patch`), `model.candidates` (several classifiers trained side by side,
-one chosen by validation: `CANDIDATE_HELP`), `model.kernels` (MiniRocket
-kernels of the random-kernel choice, `tasks.ucr_kernels`; 0: LSTM only).
+file), `data.fill_missing`, `data.batch_size`, `data.class_weights`
+(inverse-frequency weights of the training part in the training loss),
+`data.jitter_std` and `data.scale_std` (training-batch augmentation,
+`data.ts_augment`); `data.baselines` (same-run baselines in the test
+record); `model.lstm`, `model.lstm_dropout`, `model.dropout`,
+`model.fcn_width` and `model.se_reduction` (the FCN branch, `models.fcn`;
+squeeze-excite on multivariate sets: MLSTM-FCN), `model.fcn_max_steps` and
+`model.patch` (steps per FCN / time-major LSTM input; 0: automatic),
+`model.candidates` (classifiers trained side by side, one chosen by
+validation: `CANDIDATE_HELP`), `model.kernels` (MiniRocket kernels of the
+opt-in ensemble, `baselines.minirocket`; 0: none).
 
-Variable-length series are padded on the right with a mask; the LSTM and
-every readout skip padding, so nothing is truncated or resampled. Per-channel
-normalisation is fit on the training part only (`data.ucr.prepare`). The
-official test file is scored once, at the end, with the classifier that
-validation chose (`tasks.ucr_choice`: the LSTM candidates at the best
-checkpoint by `checkpoint.best_metric`, their ensemble, the random-kernel
-classifier, or its mix with the LSTM; `final_evaluation`, split "test"),
-with the baselines of `data.baselines` (`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
+Variable-length series are padded on the right with a mask; the time-major
+LSTM, the FCN and every readout skip padding, so nothing is truncated or
+resampled (the dimension-shuffled LSTM reads the padding as zeros, as in the
+authors' code). Per-channel normalisation is fit on the training part only
+(`data.ucr.prepare`). The official test file is scored once, at the end,
+with the LSTM model that validation chose (`tasks.ucr.choice`: a candidate
+at the best checkpoint by `checkpoint.best_metric`, or their ensemble;
+`final_evaluation`, split "test"), with the baselines of `data.baselines`
+(`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
 training file and scored on the same test file in the same record
-(`minirocket/accuracy`, `dtw/accuracy`). Never selected on test.
+(`minirocket/accuracy`, `dtw/accuracy`), and, with `model.kernels`, the
+opt-in kernel ensemble (`ensemble/accuracy`). Never selected on test.
 
 Metrics (per series): `accuracy` (top-1), `loss` (cross-entropy, nats) and
 `score` = accuracy - 0.01 loss (the checkpoint-selection metric: accuracy
@@ -41,18 +46,18 @@ import ml_collections
 import numpy as np
 import optax
 
-from lstm_jax.baselines import classify
+from lstm_jax.baselines import classify, minirocket
 from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import ConfigError
 from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
 from lstm_jax.models.fcn import FCN
 from lstm_jax.models.pooling import POOLINGS
 from lstm_jax.nn.layers import lstm_from_config
-from lstm_jax.tasks import ucr_choice, ucr_kernels
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
-from lstm_jax.tasks.ucr_choice import SCORE_LOSS_WEIGHT, predict
+from lstm_jax.tasks.ucr import choice
+from lstm_jax.tasks.ucr.choice import SCORE_LOSS_WEIGHT, predict
 
-__all__ = ["predict"]  # the task's analysis helper, from ucr_choice
+__all__ = ["predict"]  # the task's analysis helper, from tasks.ucr.choice
 
 TOKEN_METRIC = "accuracy"  # a "token" is one classified series
 # The files' identity is their sha256 (data.json), not their path.
@@ -61,23 +66,38 @@ RESUMABLE_KEYS = ("data.train_path", "data.test_path", "data.eval_batch_size")
 AUTO_LSTM_STEPS = 50
 # The chosen classifier's test probabilities, for seed ensembles.
 PROBS_FILE = "test_probs.npy"
+LSTM_READS = ("shuffle", *POOLINGS)
 CANDIDATE_HELP = (
-  "a readout (mean, max or last), '+fcn' for an FCN branch of model.fcn_width "
-  "filters over the LSTM's patches: e.g. ('mean', 'max', 'mean+fcn')"
+  "how the LSTM reads the series ('shuffle': dimension-shuffled, LSTM-FCN's; "
+  "'mean', 'max' or 'last': time-major with that readout), '+fcn' to add the "
+  "FCN branch, or 'fcn' alone (an ablation): e.g. ('shuffle+fcn', 'mean')"
 )
 
 
-def parse_candidate(spec: str) -> tuple[str, bool]:
-  """(pooling, with_fcn) of a `model.candidates` entry such as "mean+fcn"."""
-  pooling, _, extra = spec.partition("+")
-  if pooling not in POOLINGS or extra not in ("", "fcn"):
+def parse_candidate(spec: str) -> tuple[str | None, bool]:
+  """(LSTM reading or None, with_fcn) of a `model.candidates` entry."""
+  if spec == "fcn":
+    return None, True
+  read, _, extra = spec.partition("+")
+  if read not in LSTM_READS or extra not in ("", "fcn"):
     raise ConfigError(f"model.candidates: {spec!r} is not {CANDIDATE_HELP}")
-  return pooling, extra == "fcn"
+  return read, extra == "fcn"
 
 
-def auto_patch(max_len: int) -> int:
-  """Steps per LSTM input for model.patch = 0: ceil(max_len / AUTO_LSTM_STEPS)."""
-  return max(1, -(-max_len // AUTO_LSTM_STEPS))
+def auto_patch(max_len: int, max_steps: int = AUTO_LSTM_STEPS) -> int:
+  """Steps per input so at most `max_steps` are read: ceil(max_len / max_steps)."""
+  return max(1, -(-max_len // max_steps))
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """<float32>[num_classes] inverse-frequency weights n / (classes x n_c) of
+  `labels` (sklearn's "balanced"; the LSTM-FCN authors' class weights); a
+  class absent from `labels` gets 0."""
+  counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+  present = counts > 0
+  w = np.zeros(num_classes)
+  w[present] = len(labels) / (present.sum() * counts[present])
+  return w.astype(np.float32)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -116,27 +136,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"data.baselines must be some of {classify.NAMES}, got {tuple(d.baselines)}"
     )
-  if config.model.fcn_width < 0:
+  m = config.model
+  for key in ("fcn_width", "se_reduction", "fcn_max_steps"):
+    if m[key] < 0:
+      raise ConfigError(f"model.{key} must be >= 0, got {m[key]}")
+  for key in ("dropout", "lstm_dropout"):
+    if not 0.0 <= m[key] < 1.0:
+      raise ConfigError(f"model.{key} must be in [0, 1), got {m[key]}")
+  if m.pooling not in LSTM_READS:
+    raise ConfigError(f"model.pooling must be one of {LSTM_READS}, got {m.pooling!r}")
+  kernels = m.kernels
+  if kernels != 0 and kernels < minirocket.MIN_KERNELS:
     raise ConfigError(
-      f"model.fcn_width must be >= 0 (0 = no FCN branch), got {config.model.fcn_width}"
-    )
-  if config.model.pooling not in POOLINGS:
-    raise ConfigError(
-      f"model.pooling must be one of {POOLINGS}, got {config.model.pooling!r}"
-    )
-  kernels = config.model.kernels
-  if kernels != 0 and kernels < ucr_kernels.MIN_KERNELS:
-    raise ConfigError(
-      f"model.kernels must be 0 (LSTM choices only) or >= {ucr_kernels.MIN_KERNELS} "
+      f"model.kernels must be 0 (no kernel ensemble) or >= {minirocket.MIN_KERNELS} "
       f"(MiniRocket's kernels come in 84s), got {kernels}"
     )
-  if kernels and not ucr_kernels.available():
+  if kernels and not minirocket.available():
     raise ConfigError(
       f"model.kernels={kernels} needs aeon's MiniRocket: pip install "
-      "'lstm_jax[ucr]', or set --config.model.kernels=0 (LSTM choices only)"
+      "'lstm_jax[ucr]', or set --config.model.kernels=0 (no kernel ensemble)"
     )
-  for spec in config.model.candidates:
-    if parse_candidate(spec)[1] and not config.model.fcn_width:
+  for spec in m.candidates:
+    if parse_candidate(spec)[1] and not m.fcn_width:
       raise ConfigError(f"model.candidates has {spec!r} but model.fcn_width is 0")
 
 
@@ -196,6 +217,10 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], di
 def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   """Reads the two files; raises `DataError` naming the file (and line)."""
   splits, info = load_splits(config)
+  if config.data.class_weights:
+    labels = splits["train"]["labels"]
+    weights = class_weights(labels, len(info["classes"]))
+    splits["train"] = {**splits["train"], "weights": weights[labels]}
   if "valid" not in splits:
     raise ConfigError(
       f"data.valid_fraction={config.data.valid_fraction} leaves no validation "
@@ -210,54 +235,58 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   return Datasets(
     train_batch=train_batch,
     eval_batches=functools.partial(
-      ucr_choice.batches, splits["valid"], config.data.eval_batch_size
+      choice.batches, splits["valid"], config.data.eval_batch_size
     ),
     test_batches=functools.partial(
-      ucr_choice.batches, splits["test"], config.data.eval_batch_size
+      choice.batches, splits["test"], config.data.eval_batch_size
     ),
     info=info,
+  )
+
+
+def _classifier(
+  config: ml_collections.ConfigDict, info: dict[str, Any], read: str | None, fcn: bool
+) -> SequenceClassifier:
+  """One classifier: the LSTM reading `read` (None: no LSTM) [+ the FCN]."""
+  m = config.model
+  se = m.se_reduction if info["num_channels"] > 1 else 0  # MLSTM-FCN's rule
+  fcn_patch = auto_patch(info["max_len"], m.fcn_max_steps) if m.fcn_max_steps else 1
+  return SequenceClassifier(
+    lstm=None if read is None else lstm_from_config(m.lstm),
+    num_classes=len(info["classes"]),
+    pooling="last" if read in (None, "shuffle") else read,
+    dropout=m.dropout,
+    fcn=FCN(m.fcn_width, se) if fcn else None,
+    patch=m.patch or auto_patch(info["max_len"]),
+    fcn_patch=fcn_patch,
+    shuffle=read == "shuffle",
+    lstm_dropout=m.lstm_dropout,
   )
 
 
 def make_model(
   config: ml_collections.ConfigDict, info: dict[str, Any]
 ) -> SequenceClassifier | CandidateClassifier:
-  """(bi)LSTM [+ FCN] -> masked `model.pooling` readout -> class logits, or
-  one such classifier per `model.candidates` entry."""
-  width = config.model.fcn_width
-  patch = config.model.patch or auto_patch(info["max_len"])
+  """One classifier per `model.candidates` entry (LSTM-FCN: "shuffle+fcn"),
+  or the one of `model.pooling` [+ FCN when `model.fcn_width` > 0]."""
   if config.model.candidates:
-    members = []
-    for spec in config.model.candidates:
-      pooling, with_fcn = parse_candidate(spec)
-      members.append(
-        SequenceClassifier(
-          lstm=lstm_from_config(config.model.lstm),
-          num_classes=len(info["classes"]),
-          pooling=pooling,
-          dropout=config.model.dropout,
-          fcn=FCN(width) if with_fcn else None,
-          patch=patch,
-          fcn_on_patches=True,
-        )
-      )
+    members = [
+      _classifier(config, info, *parse_candidate(spec))
+      for spec in config.model.candidates
+    ]
     return CandidateClassifier(members=tuple(members))
-  return SequenceClassifier(
-    lstm=lstm_from_config(config.model.lstm),
-    num_classes=len(info["classes"]),
-    pooling=config.model.pooling,
-    dropout=config.model.dropout,
-    fcn=FCN(width) if width else None,
-    patch=patch,
-  )
+  return _classifier(config, info, config.model.pooling, config.model.fcn_width > 0)
 
 
 def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:
-  """Mean cross-entropy per series; accuracy first.
+  """Mean (class-weighted) cross-entropy per series; accuracy first.
 
   Candidates' logits <float>[batch, members, classes]: the loss is the sum of
   the members' mean cross-entropies (each trains as if alone), the metrics
-  their means over members (per series), plus `m<i>/accuracy`.
+  their means over members (per series), plus `m<i>/accuracy`. A training
+  batch's "weights" <float>[batch] (the class weights) multiply each series'
+  cross-entropy in the loss, as Keras' `class_weight` does; the metrics are
+  unweighted.
   """
   if logits.ndim == 3:
     logits = jnp.swapaxes(logits, 0, 1)  # [members, batch, classes] below
@@ -277,7 +306,9 @@ def loss_and_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metric
   if logits.ndim == 3:
     for i in range(k):
       metrics[f"m{i}/accuracy"] = (jnp.sum(hits[i]), n)
-  return jnp.sum(jnp.mean(nll, -1)), metrics
+  weights = batch.get("weights")
+  weighted = nll if weights is None else nll * weights
+  return jnp.sum(jnp.mean(weighted, -1)), metrics
 
 
 def final_evaluation(
@@ -289,15 +320,14 @@ def final_evaluation(
 ) -> dict[str, float]:
   """Chooses by validation, scores the test file once, then the baselines.
 
-  The choice (`tasks.ucr_choice`): an LSTM candidate at the selected
-  checkpoint, their ensemble, the MiniRocket + ridge classifier of
-  `model.kernels`, or its mix with the LSTM, by validation score (the
-  one-standard-error rule, preferring the kernels); only it is scored on
-  test (`choice`: its index, `valid_score`/`valid_accuracy`: its validation
-  figures; `lstm/accuracy`: the best LSTM choice's test accuracy, the
-  ablation). Ours: `accuracy`,
-  `loss`, `score` over the whole test file; its test probabilities go to
-  `<workdir>/test_probs.npy` <float32>[N, classes] (seed ensembles).
+  The choice (`tasks.ucr.choice`): an LSTM candidate at the selected
+  checkpoint or their ensemble, by validation score (the one-standard-error
+  rule); only it is scored on test as ours (`choice`: its index,
+  `valid_score`/`valid_accuracy`: its validation figures; `m<i>/accuracy`:
+  each candidate's test accuracy, the ablation). Ours: `accuracy`, `loss`,
+  `score` over the whole test file; its test probabilities go to
+  `<workdir>/test_probs.npy` <float32>[N, classes] (seed ensembles). With
+  `model.kernels`: the opt-in kernel ensemble's `ensemble/accuracy`.
   Baselines (`data.baselines`): `<name>/accuracy`, fit on the whole official
   training file (raw values) and scored on the same test file.
   """
@@ -305,7 +335,7 @@ def final_evaluation(
   _, train, test_ts = _read(config)  # parsed once, for ours and the baselines
   d = config.data
   splits, _ = ucr.prepare(train, test_ts, d.valid_fraction, config.seed)
-  out, probs = ucr_choice.choose_and_test(
+  out, probs = choice.choose_and_test(
     model,
     params,
     splits,
