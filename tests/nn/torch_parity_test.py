@@ -5,7 +5,7 @@ Float32 on both sides. Outputs and final carries agree within 1e-5, gradients
 compared against `pack_padded_sequence(enforce_sorted=False)`.
 
 Two sources of truth: live torch (skipped where torch is not installed) and the
-stored arrays in tests/data/torch_reference.npz (see make_reference.py), which
+stored arrays in tests/fixtures/torch_reference.npz (see tests/support/make_reference.py), which
 need no torch.
 """
 

@@ -8,8 +8,8 @@ import os
 import numpy as np
 
 from experiments import ucr as ucr_experiment
+from lstm_jax.runs import reader
 from lstm_jax.training import metrics, train
-from lstm_jax.workdir import reader
 
 HEADER = (
   "@problemName toy\n@univariate false\n@dimensions 2\n@equalLength false\n"
