@@ -149,7 +149,11 @@ def make_manager(workdir: str, config, read_only: bool = False) -> Manager:
     read_only=read_only,
   )
   directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
-  return Manager(directory, options, best_metric)
+  if not read_only:
+    return Manager(directory, options, best_metric)
+  # Orbax warns that the directory is read only: what a reader asks for.
+  with orbax_compat.read_only_notices_dropped():
+    return Manager(directory, options, best_metric)
 
 
 def save(

@@ -45,8 +45,10 @@ is given with it; the tests named there must stay green without it.
    disk-full test above).
 6. `ReadOnlyNoticeFilter` drops Orbax's warnings that a read-only manager is
    read-only (its directory, its save interval): that is what
-   `reader.open_run` asks for. Drop when Orbax stops warning about options
-   a read-only manager implies: with this filter removed,
+   `reader.open_run` asks for. `checkpoint.make_manager` drops them while it
+   creates a read-only manager (`read_only_notices_dropped`), so a notebook
+   that opens a run prints none either. Drop when Orbax stops warning about
+   options a read-only manager implies: with this filter removed,
    `python -m lstm_jax.sample` on a finished run prints no Orbax warning.
 
 Elsewhere, because they are arguments or exit paths rather than functions:
@@ -61,12 +63,14 @@ Importing this module changes nothing; the CLIs install the hooks and filters.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import re
 import sys
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 import orbax.checkpoint as ocp
@@ -235,3 +239,18 @@ class ReadOnlyNoticeFilter(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     message = record.getMessage()
     return "read only" not in message and "read_only=True" not in message
+
+
+@contextlib.contextmanager
+def read_only_notices_dropped() -> Iterator[None]:
+  """`ReadOnlyNoticeFilter` on absl's logger, for the `with` block only.
+
+  Library callers (a notebook opening a run) see no notice, and the logger
+  is as it was afterwards.
+  """
+  logger, quiet = logging.getLogger("absl"), ReadOnlyNoticeFilter()
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
