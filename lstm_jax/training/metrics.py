@@ -21,7 +21,6 @@ import collections
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -123,17 +122,6 @@ def _duration(seconds: float) -> str:
   )
 
 
-def bar_file() -> Any:
-  """Where the progress bar is drawn: stdout in a Jupyter kernel, else stderr.
-
-  A notebook shows stdout and stderr as separate outputs, a new one wherever
-  the two interleave; on stderr, the clearing of the bar before each eval line
-  (stdout) would leave an empty output behind. On stdout the bar and the eval
-  lines share one output, in which the bar redraws in place.
-  """
-  return sys.stdout if type(sys.stdout).__module__.startswith("ipykernel") else None
-
-
 class MetricWriter:
   """JSONL + TensorBoard + tqdm progress bar, active on process 0 only.
 
@@ -193,7 +181,7 @@ class MetricWriter:
       if record.get("split") == "eval":
         self._track_best(record, int(record["step"]))
     self._tb.sync()
-    self._bar = progress.Progress(total_steps, initial_step, clock, file=bar_file())
+    self._bar = progress.Progress(total_steps, initial_step, clock)
 
   def _tensorboard(self, record: Mapping[str, Any]) -> None:
     for name, value in record.items():

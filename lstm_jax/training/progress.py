@@ -21,6 +21,7 @@ lasts from `Progress(...)` to `close()`.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -58,6 +59,17 @@ class _AboveBar(logging.Handler):
         self.inner.handle(record)
 
 
+def bar_file() -> Any:
+  """Where the progress bar is drawn: stdout in a Jupyter kernel, else stderr.
+
+  A notebook shows stdout and stderr as separate outputs, a new one wherever
+  the two interleave; on stderr, the clearing of the bar before each eval line
+  (stdout) would leave an empty output behind. On stdout the bar and the eval
+  lines share one output, in which the bar redraws in place.
+  """
+  return sys.stdout if type(sys.stdout).__module__.startswith("ipykernel") else None
+
+
 class Progress:
   """A tqdm bar of finished steps whose ETA excludes the compiling step.
 
@@ -65,7 +77,7 @@ class Progress:
     total: the run's last step (the bar's length).
     initial: the step the run starts (or resumes) from.
     clock: seconds, monotonic (tests pass a fake one).
-    file: where the bar is drawn (default: tqdm's, stderr).
+    file: where the bar is drawn (default: `bar_file()`).
   """
 
   def __init__(
@@ -81,7 +93,12 @@ class Progress:
     self._initial = self._step = initial
     self._fields: dict[str, str] = {}
     self._bar = _Bar(
-      self, total=total, initial=initial, unit="step", dynamic_ncols=True, file=file
+      self,
+      total=total,
+      initial=initial,
+      unit="step",
+      dynamic_ncols=True,
+      file=file or bar_file(),
     )
     self._route()
 
