@@ -32,7 +32,13 @@ def _text(outputs) -> str:
   )
 
 
-@pytest.mark.parametrize("name", ["forecasting", "classification"])
+# The classification notebook is `-m slow`: a tiny UCR run in a kernel, whose
+# restored-checkpoint accuracy tests/system/tiny_tasks_test.py::test_ucr_accuracy
+# recomputes from the CLI's run in the default suite. The forecasting notebook
+# stands for both: the same set-up, run, restore and recompute cells.
+@pytest.mark.parametrize(
+  "name", ["forecasting", pytest.param("classification", marks=pytest.mark.slow)]
+)
 def test_task_notebook_runs(name, monkeypatch, tmp_path):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("PYTHONPATH", str(COLAB.parent))

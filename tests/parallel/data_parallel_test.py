@@ -95,7 +95,11 @@ def _setup(**overrides):
   return built.task, built.datasets, built.model, built.tx, state
 
 
-@pytest.mark.parametrize("stateful", [False, True])
+# Stateful in the default suite: the same loss, metric and parameter checks
+# as the stateless case, plus the carry; the stateless case is `-m slow`.
+@pytest.mark.parametrize(
+  "stateful", [pytest.param(False, marks=pytest.mark.slow), True]
+)
 def test_grad_accumulation_equals_the_whole_batch(stateful):
   task, datasets, model, tx, state0 = _setup(**{"train.stateful": stateful})
   windows = 3  # consecutive windows: the carry must follow its rows

@@ -186,6 +186,13 @@ def _largest_file(directory: Path) -> Path:
   )
 
 
+# One CLI run. In the default suite: the fallback, the quarantine and saving
+# that step again in-process
+# (tests/workdir/checkpoint_test.py::test_truncated_latest_falls_back_with_warning),
+# the CLI readers falling back over a truncated newest step
+# (tests/system/damaged_workdir_test.py::test_readers_write_nothing_and_still_fall_back),
+# and a resume ending bit-identical (test_sigkill_then_resume_is_bit_identical).
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_falls_back_and_says_so(tmp_path, env, reference):
   workdir = tmp_path / "run"
   shutil.copytree(reference[0], workdir)
