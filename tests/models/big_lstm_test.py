@@ -24,6 +24,7 @@ from lstm_jax.errors import ConfigError
 from lstm_jax.models.wordlm import WordLanguageModel
 from lstm_jax.nn.layers import LSTM
 from lstm_jax.training import train
+from tests.support import runs
 from tests.support.runs import final_curve_and_params as final_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -228,16 +229,8 @@ def _start(workdir, devices, *extra):
   )
 
 
-def _wait(procs):
-  try:
-    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-  finally:
-    for p in procs:  # bounded: never leave a process behind
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+def _wait(procs, returncode=0):
+  runs.wait_all(procs, TIMEOUT, returncode)
 
 
 @pytest.mark.slow  # three 8-device trainings, two of them in two processes

@@ -25,7 +25,7 @@ from lstm_jax.parallel import sharding
 from lstm_jax.training import build, steps
 from lstm_jax.util.treepath import path_name
 from lstm_jax.workdir import preemption
-from tests.support import parallel_runs, tiny_run, tolerances
+from tests.support import parallel_runs, runs, tiny_run, tolerances
 from tests.support.runs import final_curve_and_params
 
 REPO = tiny_run.REPO
@@ -356,16 +356,7 @@ def _two_processes(workdir, env):
 
 
 def _wait(procs, returncode=0):
-  try:
-    outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-  finally:
-    for p in procs:  # bounded: never leave a process behind
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == returncode, err[-3000:]
-  return outs
+  return runs.wait_all(procs, TIMEOUT, returncode)
 
 
 @pytest.mark.slow  # three multi-device trainings, two of them in two processes

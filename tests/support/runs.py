@@ -1,7 +1,8 @@
 """Readers of a finished or running workdir, shared by the end-to-end tests:
 its checkpoints (read with Orbax directly, not the trainer's code), its
 metrics history and its TensorBoard event files (parsed here, so no test needs
-TensorFlow or TensorBoard)."""
+TensorFlow or TensorBoard); and `wait_all`, the bounded wait for a group of
+trainer processes."""
 
 from __future__ import annotations
 
@@ -176,3 +177,19 @@ def final_curve_and_params(workdir):
     )
     state = ckptr.restore(path, target)
   return curve, last, jax.tree.map(np.asarray, state["params"])
+
+
+def wait_all(procs, timeout: float, returncode: int = 0) -> list[tuple]:
+  """Waits for every process (killing any still alive after `timeout` s, so
+  no test leaves one behind), asserts each ended with `returncode` and
+  returns their `(stdout, stderr)`."""
+  try:
+    outs = [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == returncode, err[-3000:]
+  return outs
