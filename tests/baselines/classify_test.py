@@ -99,6 +99,47 @@ def test_seed_ensemble_is_the_mean_probability(tmp_path):
   assert ucr_all.seed_ensemble("UnitTest", runs[:1]) is None
 
 
+def test_report_means_differences_and_acceptance_from_the_records(tmp_path):
+  """The table and the acceptance lines from records written here (three
+  archive sets of two seeds), against means and differences by hand."""
+  given = {  # set: (ours per seed, MiniRocket per seed, 1-NN DTW)
+    "GunPoint": ([0.9, 1.0], [1.0, 1.0], 0.9),
+    "ArrowHead": ([0.8, 0.7], [0.9, 0.8], 0.7),
+    "ItalyPowerDemand": ([0.95, 0.95], [0.96, 0.96], 0.95),
+  }
+  rows = []
+  for name, (ours, mr, dtw) in given.items():
+    runs = [
+      (seed, {"accuracy": a, "minirocket/accuracy": m, "dtw/accuracy": dtw,
+              "m0/accuracy": a, "m1/accuracy": a - 0.1, "choice": 0},
+       2.0 + seed, tmp_path / f"{name}_s{seed}")
+      for seed, (a, m) in enumerate(zip(ours, mr))
+    ]  # fmt: skip
+    rows.append(ucr_all.summarize(name, runs))
+  lines = ucr_all.table(rows, seeds=2, tiny=False)
+  text = "\n".join(lines)
+  # GunPoint: ours 0.95 +- 0.0707, ours - MR = -0.05, ours - DTW = +0.05,
+  # ours - published (1.000) = -0.05, so not within 0.03.
+  assert "| GunPoint | 2 | 0.950 +- 0.071 | - | 0.950 +- 0.071 | 0.850 +- 0.071 |" in text
+  assert "| -0.050 | +0.050 | -0.050 | 0,0 | 2.500 +- 0.707 |" in text
+  # Means over the three sets: ours (0.95 + 0.75 + 0.95) / 3 = 0.883, MiniRocket
+  # (1.0 + 0.85 + 0.96) / 3 = 0.937, DTW (0.9 + 0.7 + 0.95) / 3 = 0.850.
+  assert "mean accuracy ours 0.883, MiniRocket 0.937, 1-NN DTW 0.850" in text
+  # 0.883 < 0.850 + 0.05 and 0.883 < 0.937 - 0.03: both missed.
+  assert "(ours >= 1-NN DTW + 0.05: missed; ours >= MiniRocket - 0.03: missed)" in text
+  assert "GunPoint missed; ArrowHead missed; ItalyPowerDemand met" in text
+  out = tmp_path / "RESULTS.md"
+  out.write_text("# kept\n")
+  ucr_all.write(out, lines)
+  ucr_all.write(out, lines)  # replaces the section instead of appending
+  assert out.read_text().startswith("# kept\n")
+  assert out.read_text().count(ucr_all.BEGIN) == 1
+
+
+# The whole benchmark path (a subprocess UCR run per set, both baselines,
+# the records read back): `-m slow`, its numba compile and CLI run are ~12 s;
+# the report it writes is checked in-process above.
+@pytest.mark.slow
 def test_tiny_benchmark_writes_the_runs_figures(tmp_path, env, monkeypatch):
   train, test = _shipped("UnitTest")  # 20 train, 22 test series of 24 steps
   for key in [k for k in env if k.startswith("JAX_")]:

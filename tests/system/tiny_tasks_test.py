@@ -256,20 +256,14 @@ def test_seq2seq_exact_match(reference):
   assert int(best_lines[-1]) == int(closing) == run.step
 
 
-# The resume machinery is the task-independent loop (tests/system/resume_test.py kills the
-# char-LM at many points); one task's kill and resume stays in the default
-# suite (ucr: its batches are seeded per-epoch permutations, the data order
-# most unlike the char-LM's), the other four (two CLI runs each) are `-m slow`.
-RESUME_DEFAULT = "ucr"
-
-
-@pytest.mark.parametrize(
-  "task",
-  [
-    t if t == RESUME_DEFAULT else pytest.param(t, marks=pytest.mark.slow)
-    for t in task_runs.TASKS
-  ],
-)
+# The resume machinery is the task-independent loop (tests/system/resume_test.py
+# kills the char-LM at many points in the default suite); what differs per task
+# is the data order, and each task's batches are a pure function of (seed,
+# step), tested in-process (e.g. tests/data/ucr_ts_test.py::
+# test_epoch_batch_visits_every_row_once_per_epoch). Each task's kill and
+# resume (two CLI runs) is `-m slow`.
+@pytest.mark.slow
+@pytest.mark.parametrize("task", task_runs.TASKS)
 def test_sigkill_then_resume_is_exact(task, tmp_path, env, reference):
   ref = reference(task)
   workdir = tmp_path / "run"

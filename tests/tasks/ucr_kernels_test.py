@@ -36,9 +36,12 @@ def _aeon_predict(fit_arrays, arrays, seed, kernels):
   return clf.predict(minirocket.aeon_input(arrays))
 
 
+# UnitTest: 2 classes, univariate. BasicMotions (4 classes x 6 channels) runs
+# aeon's multivariate numba kernels, a second ~10 s first compile in a fresh
+# environment: `-m slow`. The layout both share (`aeon_input`) is the same code.
 @pytest.mark.parametrize(
-  "name", ["UnitTest", "BasicMotions"]
-)  # 2 classes; 4 x 6 channels
+  "name", ["UnitTest", pytest.param("BasicMotions", marks=pytest.mark.slow)]
+)
 def test_predictions_equal_aeons_minirocket_classifier(name):
   splits, _ = _splits(name)
   num_classes = int(splits["train"]["labels"].max()) + 1
