@@ -120,7 +120,9 @@ def test_report_means_differences_and_acceptance_from_the_records(tmp_path):
   text = "\n".join(lines)
   # GunPoint: ours 0.95 +- 0.0707, ours - MR = -0.05, ours - DTW = +0.05,
   # ours - published (1.000) = -0.05, so not within 0.03.
-  assert "| GunPoint | 2 | 0.950 +- 0.071 | - | 0.950 +- 0.071 | 0.850 +- 0.071 |" in text
+  assert (
+    "| GunPoint | 2 | 0.950 +- 0.071 | - | 0.950 +- 0.071 | 0.850 +- 0.071 |" in text
+  )
   assert "| -0.050 | +0.050 | -0.050 | 0,0 | 2.500 +- 0.707 |" in text
   # Means over the three sets: ours (0.95 + 0.75 + 0.95) / 3 = 0.883, MiniRocket
   # (1.0 + 0.85 + 0.96) / 3 = 0.937, DTW (0.9 + 0.7 + 0.95) / 3 = 0.850.
