@@ -26,7 +26,9 @@ on multivariate sets, Karim et al. 2019) beside a time-major LSTM, chosen by
 validation (lstm_jax/tasks/ucr/choice.py: the one-standard-error rule,
 LSTM-FCN preferred). How each default was fixed (all on 2026-12-07, before
 the benchmark of this config ran; no test accuracy of this config was seen
-before then, only the tiny variant's, and none chose anything):
+before then, only the tiny variant's, and none chose anything; one earlier
+choice was made on test, the FCN's LayerNorm on 2026-12-02, listed in
+benchmarks/RESULTS.md):
 
 * Architecture: the authors' (titu1994/LSTM-FCN, MLSTM-FCN): conv 128 k8,
   256 k5, 128 k3, 'same' padding, ReLU, global average pooling; LSTM of
