@@ -18,7 +18,7 @@ matmuls. For each it prints one Markdown row per implementation:
 
 Implementations: `lstm_jax.LSTM(impl=...)` for "pallas", "cudnn" and "fused"
 (the column "runs" names what actually ran: a path that cannot take the call
-falls back, see lstm_jax/ops/dispatch.py); Flax `nn.RNN(nn.OptimizedLSTMCell)`;
+falls back, see lstm_jax/kernels/dispatch.py); Flax `nn.RNN(nn.OptimizedLSTMCell)`;
 PyTorch `nn.LSTM` on CUDA (cuDNN) when a CUDA device is visible to torch, else
 on CPU. bfloat16: lstm_jax `dtype=bfloat16` (bf16 matmuls, f32 carry), Flax
 `OptimizedLSTMCell(dtype=bfloat16)`, PyTorch the module and input in bfloat16.

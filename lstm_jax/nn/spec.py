@@ -84,7 +84,7 @@ class CellOptions:
       the modules also take a JAX dtype, or None for the dtype of their inputs
       and parameters. Parameters and carry stay float32; with bfloat16 the
       outputs are within 0.03 max abs and 2e-3 mean abs of float32 for
-      T <= 512, H <= 512 with the default init (tests/layers_test.py).
+      T <= 512, H <= 512 with the default init (tests/nn/layers_test.py).
   """
 
   hidden_size: int

@@ -60,3 +60,32 @@ def test_relative_links_resolve(page):
       continue
     path = target.split("#")[0]
     assert (page.parent / path).exists(), f"{page.name} links {target}"
+
+
+# A path into the repository as the prose writes it: `tests/x/y_test.py`,
+# lstm_jax/ops/cell.py, benchmarks/README.md (not inside a URL).
+_REPO_PATH = re.compile(
+  r"(?<![\w/.-])((?:tests|benchmarks|lstm_jax|experiments|colab|docs|\.ci)"
+  r"/[\w./-]*\w\.(?:py|ipynb|md|json|npz|txt|cfg))"
+)
+# The pages a reader follows and the library and benchmark sources (their
+# docstrings point at tests and modules); tests/ itself plants toy trees.
+PROSE = [
+  *PAGES,
+  REPO / "benchmarks" / "README.md",
+  REPO / "benchmarks" / "RESULTS.md",
+  *sorted((REPO / "lstm_jax").rglob("*.py")),
+  *sorted((REPO / "benchmarks").glob("*.py")),
+  *sorted((REPO / "experiments").glob("*.py")),
+]
+
+
+def test_named_repository_paths_exist():
+  """A moved file leaves no stale path behind in the docs or docstrings."""
+  stale = [
+    f"{page.relative_to(REPO)}: {path}"
+    for page in PROSE
+    for path in sorted(set(_REPO_PATH.findall(page.read_text())))
+    if not (REPO / path).exists()
+  ]
+  assert not stale, "paths named but missing:\n" + "\n".join(stale)
