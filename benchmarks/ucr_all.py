@@ -306,13 +306,13 @@ def ablation_table(rows: list[dict]) -> list[str]:
   return lines
 
 
-def write(path: Path, section: list[str]) -> None:
-  """Replaces the marked section of `path` (or appends it)."""
+def write(path: Path, section: list[str], begin: str = BEGIN, end: str = END) -> None:
+  """Replaces the section of `path` between `begin` and `end` (or appends it)."""
   text = path.read_text() if path.is_file() else ""
   block = "\n".join(section)
-  if BEGIN in text and END in text:
-    head, rest = text.split(BEGIN, 1)
-    text = head + block + rest.split(END, 1)[1]
+  if begin in text and end in text:
+    head, rest = text.split(begin, 1)
+    text = head + block + rest.split(end, 1)[1]
   else:
     text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
   path.write_text(text)

@@ -117,6 +117,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # squeeze-excite reduction on multivariate sets (MLSTM-FCN: 16; 0 = none).
   config.model.fcn_width = 128
   config.model.se_reduction = 16
+  # The FCN's normalisation after each convolution: "layer" (LayerNorm over
+  # channels, per step; the papers' BatchNorm needs batch statistics the
+  # trainer does not keep) or "none".
+  config.model.fcn_norm = "layer"
   # The FCN reads patches of ceil(length / fcn_max_steps) steps (0 = steps).
   config.model.fcn_max_steps = 256
   # The time-major LSTM reads patches of this many steps; 0 = automatic:

@@ -59,8 +59,11 @@ def squeeze_excite(x: Array, mask: Array, w1: Array, w2: Array) -> Array:
   return x * jax.nn.sigmoid(s @ w2)[:, None, :]
 
 
+NORMS = ("layer", "none")
+
+
 class FCN(nn.Module):
-  """Three masked conv -> LayerNorm -> ReLU blocks [-> squeeze-excite] and a
+  """Three masked conv -> norm -> ReLU blocks [-> squeeze-excite] and a
   masked mean.
 
   Attributes:
@@ -68,10 +71,13 @@ class FCN(nn.Module):
       the papers use 128.
     se_reduction: squeeze-excite after the first two blocks with this
       reduction (MLSTM-FCN: 16); 0 = none (LSTM-FCN).
+    norm: after each convolution, "layer" (LayerNorm over channels, per
+      step) or "none".
   """
 
   width: int = 128
   se_reduction: int = 0
+  norm: str = "layer"
 
   @nn.compact
   def __call__(self, x: Array, mask: Array | None = None) -> Array:
@@ -86,7 +92,9 @@ class FCN(nn.Module):
       x = nn.Conv(filters, (k,), padding="SAME", kernel_init=init, name=f"conv_{i}")(
         x * m
       )
-      x = nn.relu(nn.LayerNorm(name=f"norm_{i}")(x))
+      if self.norm == "layer":
+        x = nn.LayerNorm(name=f"norm_{i}")(x)
+      x = nn.relu(x)
       if self.se_reduction and i < SE_BLOCKS:
         hidden = max(1, filters // self.se_reduction)
         se_init = nn.initializers.he_normal()

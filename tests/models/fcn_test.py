@@ -32,35 +32,40 @@ def _np_layer_norm(x, q):
   return (x - mu) / np.sqrt(var + 1e-6) * q["scale"] + q["bias"]
 
 
-def _np_fcn(p, x, se=False):
+def _np_fcn(p, x, se=False, norm="layer"):
   """The FCN features of one unpadded row x [length, channels]."""
   for i in range(len(KERNELS)):
     conv = p[f"conv_{i}"]
     x = _np_conv_same(x, conv["kernel"], conv["bias"])
-    x = np.maximum(_np_layer_norm(x, p[f"norm_{i}"]), 0)
+    if norm == "layer":
+      x = _np_layer_norm(x, p[f"norm_{i}"])
+    x = np.maximum(x, 0)
     if se and i < 2:  # squeeze (mean over time), excite (sigmoid), rescale
       s = np.maximum(x.mean(0) @ p[f"se_{i}_squeeze"], 0) @ p[f"se_{i}_excite"]
       x = x / (1 + np.exp(-s))
   return x.mean(0)
 
 
-@pytest.mark.parametrize("se", [0, 2])  # LSTM-FCN's FCN; MLSTM-FCN's (SE)
-def test_fcn_matches_numpy_and_ignores_padding(se):
+@pytest.mark.parametrize(
+  "se,norm", [(0, "layer"), (2, "layer"), (0, "none")]
+)  # LSTM-FCN's FCN; MLSTM-FCN's (SE); without the norm
+def test_fcn_matches_numpy_and_ignores_padding(se, norm):
   rng = np.random.default_rng(0)
   lengths, t = [11, 6, 1], 11
   x = rng.normal(size=(3, t, 2)).astype(np.float32)
   mask = np.arange(t)[None] < np.asarray(lengths)[:, None]
   x[~mask] = 5.0  # garbage in the padding must not leak into real steps
-  model = FCN(4, se_reduction=se)
+  model = FCN(4, se_reduction=se, norm=norm)
   variables = model.init(jax.random.key(1), jnp.asarray(x), jnp.asarray(mask))
   got = jax.jit(model.apply)(variables, jnp.asarray(x), jnp.asarray(mask))
   assert got.shape == (3, 4)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+  assert ("norm_0" in p) == (norm == "layer")
   if se:  # filters 4, 8 of the first two blocks over reduction 2
     assert p["se_0_squeeze"].shape == (4, 2) and p["se_1_excite"].shape == (4, 8)
   for b, n in enumerate(lengths):
     # float32 convolutions vs a float64 numpy loop: float32 rounding of three conv layers' sums (kernel x channels terms each), relative
-    want = _np_fcn(p, x[b, :n].astype(np.float64), se=bool(se))
+    want = _np_fcn(p, x[b, :n].astype(np.float64), se=bool(se), norm=norm)
     np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=1e-5)
 
 

@@ -4,11 +4,15 @@ sizes), ours the LSTM's choice, scored once on the test file."""
 
 import json
 import os
+import re
 
 import numpy as np
+import pytest
 
 from experiments import ucr as ucr_experiment
+from lstm_jax.errors import ConfigError
 from lstm_jax.runs import reader
+from lstm_jax.tasks import ucr as ucr_task
 from lstm_jax.training import metrics, train
 
 HEADER = (
@@ -54,3 +58,19 @@ def test_tiny_default_on_own_variable_length_multivariate_pair(tmp_path):
   # features (the longest series of either file; shorter ones zero-padded).
   w_ih = run.params["members_0"]["lstm"]["layer_0_fwd"]["w_ih"]
   assert w_ih.shape[0] == 20
+
+
+def test_bad_model_keys_name_the_key_and_the_choices():
+  for key, value, message in [
+    (
+      "fcn_norm",
+      "batch",
+      "model.fcn_norm must be one of ('layer', 'none'), got 'batch'",
+    ),
+    ("fcn_width", -1, "model.fcn_width must be >= 0, got -1"),
+    ("pooling", "sum", "model.pooling must be one of"),
+  ]:
+    config = ucr_experiment.get_config("tiny")
+    config.model[key] = value
+    with pytest.raises(ConfigError, match=re.escape(message)):
+      ucr_task.validate(config)

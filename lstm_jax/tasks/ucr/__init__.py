@@ -50,7 +50,7 @@ from lstm_jax.baselines import classify, minirocket
 from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import ConfigError
 from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
-from lstm_jax.models.fcn import FCN
+from lstm_jax.models.fcn import FCN, NORMS
 from lstm_jax.models.pooling import POOLINGS
 from lstm_jax.nn.layers import lstm_from_config
 from lstm_jax.tasks.base import Batch, Datasets, Metrics
@@ -143,6 +143,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("dropout", "lstm_dropout"):
     if not 0.0 <= m[key] < 1.0:
       raise ConfigError(f"model.{key} must be in [0, 1), got {m[key]}")
+  if m.fcn_norm not in NORMS:
+    raise ConfigError(f"model.fcn_norm must be one of {NORMS}, got {m.fcn_norm!r}")
   if m.pooling not in LSTM_READS:
     raise ConfigError(f"model.pooling must be one of {LSTM_READS}, got {m.pooling!r}")
   kernels = m.kernels
@@ -256,7 +258,7 @@ def _classifier(
     num_classes=len(info["classes"]),
     pooling="last" if read in (None, "shuffle") else read,
     dropout=m.dropout,
-    fcn=FCN(m.fcn_width, se) if fcn else None,
+    fcn=FCN(m.fcn_width, se, m.fcn_norm) if fcn else None,
     patch=m.patch or auto_patch(info["max_len"]),
     fcn_patch=fcn_patch,
     shuffle=read == "shuffle",
