@@ -56,11 +56,19 @@ def test_dtw_matches_numpy_on_variable_length_multichannel():
   assert list(got) == _nn_dtw(tr, labels, te)
 
 
-def test_minirocket_pads_variable_length_with_zeros():
+# One channel of JapaneseVowels (variable length): aeon's univariate numba
+# kernels, compiled once for the suite (tests/tasks/ucr_kernels_test.py uses
+# them too). All 12 channels run its multivariate kernels, a second first
+# compile of ~10 s in a fresh environment: `-m slow`.
+@pytest.mark.parametrize(
+  "channels", [1, pytest.param(12, marks=pytest.mark.slow)], ids=["one", "all"]
+)
+def test_minirocket_pads_variable_length_with_zeros(channels):
   from aeon.classification.convolution_based import MiniRocketClassifier
 
   train, test = _shipped("JapaneseVowels")
-  tr, te = train.series[:40], test.series[:20]
+  tr = [s[:, :channels] for s in train.series[:40]]
+  te = [s[:, :channels] for s in test.series[:20]]
   longest = max(len(s) for s in tr + te)
 
   def padded(series):  # [N, C, longest], zeros after each series' end
