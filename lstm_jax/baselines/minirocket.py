@@ -105,11 +105,25 @@ def fit(arrays: Batch, seed: int, num_kernels: int, num_classes: int) -> KernelR
       index shift).
   """
   from aeon.transformations.collection.convolution_based import MiniRocket
-  from sklearn.linear_model import RidgeClassifierCV
 
-  labels = np.asarray(arrays["labels"])
   transform = MiniRocket(n_kernels=num_kernels, random_state=seed, n_jobs=1)
   feats = transform.fit_transform(aeon_input(arrays))
+  return fit_features(feats, np.asarray(arrays["labels"]), num_classes, transform)
+
+
+def fit_features(
+  feats: np.ndarray, labels: np.ndarray, num_classes: int, transform: Any = None
+) -> KernelRidge:
+  """The scaling, ridge and temperature of `fit` on features already computed.
+
+  Args:
+    feats: <float64>[N, features] of the fitting series (MiniRocket's).
+    labels: <int>[N] in [0, num_classes).
+    num_classes: as in `fit`.
+    transform: the fitted transform that made `feats`, kept for `log_probs`.
+  """
+  from sklearn.linear_model import RidgeClassifierCV
+
   scale = feats.std(0)
   scale = np.where(scale > 0, scale, 1.0)
   feats = feats / scale
@@ -133,9 +147,14 @@ def _full(logits: np.ndarray, present: np.ndarray, num_classes: int) -> np.ndarr
 
 def log_probs(model: KernelRidge, arrays: Batch) -> np.ndarray:
   """<float64>[N, classes] calibrated log-probabilities of `arrays`' series."""
-  feats = model.transform.transform(aeon_input(arrays)) / model.scale
+  return feature_log_probs(model, model.transform.transform(aeon_input(arrays)))
+
+
+def feature_log_probs(model: KernelRidge, feats: np.ndarray) -> np.ndarray:
+  """<float64>[N, classes] calibrated log-probabilities of <float64>[N,
+  features] unscaled features."""
   logits = _full(
-    _logits(model.ridge.decision_function(feats)),
+    _logits(model.ridge.decision_function(feats / model.scale)),
     model.ridge.classes_,
     model.num_classes,
   )

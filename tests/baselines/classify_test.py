@@ -56,13 +56,12 @@ def test_dtw_matches_numpy_on_variable_length_multichannel():
   assert list(got) == _nn_dtw(tr, labels, te)
 
 
-# One channel of JapaneseVowels (variable length): aeon's univariate numba
-# kernels, compiled once for the suite (tests/tasks/ucr_kernels_test.py uses
-# them too). All 12 channels run its multivariate kernels, a second first
-# compile of ~10 s in a fresh environment: `-m slow`.
-@pytest.mark.parametrize(
-  "channels", [1, pytest.param(12, marks=pytest.mark.slow)], ids=["one", "all"]
-)
+# Running MiniRocket compiles aeon's numba kernels (~17 s univariate, ~10 s
+# more multivariate, in a fresh environment): `-m slow`, as in
+# tests/tasks/ucr_kernels_test.py. One channel of JapaneseVowels (variable
+# length) and all 12.
+@pytest.mark.slow
+@pytest.mark.parametrize("channels", [1, 12], ids=["one", "all"])
 def test_minirocket_pads_variable_length_with_zeros(channels):
   from aeon.classification.convolution_based import MiniRocketClassifier
 

@@ -97,3 +97,24 @@ def test_start_line_says_what_auto_chose():
   seq2seq = _experiment("seq2seq", "tiny")  # a second LSTM section is found too
   seq2seq.model.decoder_lstm.dtype = "auto"
   assert name in dtypes.auto_note(seq2seq.model)
+
+
+def test_auto_compiles_the_same_program_as_the_dtype_it_names():
+  # "auto" costs nothing over naming its choice: the lowered program (the
+  # default char-LM's two-layer LSTM, small) is the same text. With the
+  # choice by flags above, an AVX2-only CPU runs exactly the float32 program,
+  # and an avx512_bf16 one exactly the bfloat16 program.
+  from lstm_jax.nn.layers import LSTM
+
+  name = dtypes.auto_dtype()[0]
+  x = jnp.ones((2, 5, 4), jnp.float32)
+
+  def lowered(dtype):
+    model = LSTM(hidden_size=8, num_layers=2, dtype=dtype)
+    params = model.init(jax.random.key(0), x)
+    return jax.jit(model.apply).lower(params, x).as_text()
+
+  auto = lowered("auto")
+  assert auto == lowered(name)
+  other = "float32" if name == "bfloat16" else "bfloat16"
+  assert auto != lowered(other)  # the comparison can tell the two apart

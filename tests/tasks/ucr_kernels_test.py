@@ -36,12 +36,15 @@ def _aeon_predict(fit_arrays, arrays, seed, kernels):
   return clf.predict(minirocket.aeon_input(arrays))
 
 
-# UnitTest: 2 classes, univariate. BasicMotions (4 classes x 6 channels) runs
-# aeon's multivariate numba kernels, a second ~10 s first compile in a fresh
-# environment: `-m slow`. The layout both share (`aeon_input`) is the same code.
-@pytest.mark.parametrize(
-  "name", ["UnitTest", pytest.param("BasicMotions", marks=pytest.mark.slow)]
-)
+# Running MiniRocket at all compiles aeon's numba kernels, ~17 s (univariate)
+# and ~10 s more (multivariate) of first compile in a fresh environment, so
+# every test that runs it is `-m slow`. The default suite checks the rest of
+# the pipeline in-process: the scaling, ridge and calibration on given
+# features against sklearn (test_temperature_..., test_a_class_absent_...),
+# and `aeon_input`'s layout and padding against numpy.
+# UnitTest: 2 classes, univariate; BasicMotions: 4 classes x 6 channels.
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["UnitTest", "BasicMotions"])
 def test_predictions_equal_aeons_minirocket_classifier(name):
   splits, _ = _splits(name)
   num_classes = int(splits["train"]["labels"].max()) + 1
@@ -51,49 +54,69 @@ def test_predictions_equal_aeons_minirocket_classifier(name):
   np.testing.assert_array_equal(got, want)
 
 
+def _features(n: int = 24, f: int = 40, classes: int = 2, seed: int = 0):
+  """Seeded stand-ins for MiniRocket's features: [n, f] PPVs in [0, 1] whose
+  first columns carry the class, and the labels."""
+  rng = np.random.default_rng(seed)
+  y = np.arange(n) % classes
+  feats = rng.uniform(size=(n, f))
+  feats[:, :classes] += 0.3 * np.eye(classes)[y]
+  feats[:, -1] = 0.5  # a constant feature: scaled by 1, not divided by 0
+  return feats, y
+
+
 def test_temperature_is_fit_on_leave_one_out_decisions():
-  from aeon.transformations.collection.convolution_based import MiniRocket
   from sklearn.linear_model import RidgeClassifier
 
-  splits, _ = _splits("UnitTest")
-  arrays = splits["train"]
-  y = arrays["labels"]
-  fitted = minirocket.fit(arrays, 0, 168, 2)
-  feats = MiniRocket(n_kernels=168, random_state=0, n_jobs=1).fit_transform(
-    minirocket.aeon_input(arrays)
-  )
-  feats = feats / np.where(feats.std(0) > 0, feats.std(0), 1.0)
+  feats, y = _features()
+  fitted = minirocket.fit_features(feats, y, 2)
+  scale = np.where(feats.std(0) > 0, feats.std(0), 1.0)
+  z = feats / scale
   loo = []
   for i in range(len(y)):
     keep = np.arange(len(y)) != i
-    clf = RidgeClassifier(alpha=fitted.ridge.alpha_).fit(feats[keep], y[keep])
-    loo.append(clf.decision_function(feats[i : i + 1])[0])
+    clf = RidgeClassifier(alpha=fitted.ridge.alpha_).fit(z[keep], y[keep])
+    loo.append(clf.decision_function(z[i : i + 1])[0])
   loo = np.asarray(loo)
   logits = np.stack([-loo, loo], -1)  # binary: class 1 where d > 0
 
   def nll(t):
-    z = t * logits
-    z = z - z.max(-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    s = t * logits
+    s = s - s.max(-1, keepdims=True)
+    logp = s - np.log(np.exp(s).sum(-1, keepdims=True))
     return -logp[np.arange(len(y)), y].mean()
 
   # float64 selection of the same temperature: approx's rel 1e-6 is rounding slack
   best = min(minirocket.TEMPERATURES, key=nll)
   assert fitted.temperature == pytest.approx(best)
   # Calibrated probabilities: softmax of the temperature times the decisions.
-  probs = np.exp(minirocket.log_probs(fitted, splits["test"]))
+  probs = np.exp(minirocket.feature_log_probs(fitted, feats))
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-12)
+  d = RidgeClassifier(alpha=fitted.ridge.alpha_).fit(z, y).decision_function(z)
+  want = 1 / (1 + np.exp(-2 * fitted.temperature * d))  # softmax of (-td, td)
+  np.testing.assert_allclose(probs[:, 1], want, rtol=1e-9)
 
 
 def test_a_class_absent_from_the_fit_gets_no_probability():
-  splits, _ = _splits("UnitTest")
-  arrays = splits["train"]
-  fitted = minirocket.fit(arrays, 0, 84, 3)  # a third class never seen
-  probs = np.exp(minirocket.log_probs(fitted, splits["test"]))
-  assert probs.shape == (len(splits["test"]["labels"]), 3)
+  feats, y = _features(classes=2)
+  fitted = minirocket.fit_features(feats, y, 3)  # a third class never seen
+  probs = np.exp(minirocket.feature_log_probs(fitted, feats))
+  assert probs.shape == (len(y), 3)
   np.testing.assert_array_equal(probs[:, 2], 0.0)
 
 
+def test_aeon_input_zeroes_padding_and_pads_to_the_kernel_length():
+  x = np.arange(2 * 5 * 3, dtype=np.float32).reshape(2, 5, 3)  # [N, T, C]
+  mask = np.array([[True] * 5, [True, True, False, False, False]])
+  got = minirocket.aeon_input({"inputs": x, "mask": mask})
+  want = np.zeros((2, 3, minirocket.MIN_STEPS))  # [N, C, max(T, 9)]
+  want[0, :, :5] = x[0].T
+  want[1, :, :2] = x[1, :2].T
+  np.testing.assert_array_equal(got, want)
+  assert got.dtype == np.float64 and got.flags.c_contiguous
+
+
+@pytest.mark.slow
 def test_choice_refits_kernels_on_all_training_series_and_keeps_the_lstm_figure():
   splits, test_ts = _splits("UnitTest")
   members = tuple(
