@@ -132,6 +132,8 @@ def test_dimension_shuffle_reads_channels_as_steps_of_time_features():
   fcn_feats = FCN(4).apply({"params": params["fcn"]}, x, mask)
   feats = np.concatenate([np.asarray(y)[:, -1], fcn_feats], -1)
   want = feats @ params["out"]["kernel"] + params["out"]["bias"]
+  # float32 both sides, jit vs eager: the same sums fused differently, a few
+  # ulps through the LSTM's 2 steps and three convolutions.
   np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-5)
 
 
@@ -150,6 +152,8 @@ def test_fcn_alone_and_fcn_patches_ignore_padding():
   got, _ = apply(variables, batch)
   for i, n in enumerate(lengths):
     alone, _ = apply(variables, {"inputs": jnp.asarray(x[i : i + 1, :n])})
+    # float32: the padded batch and the row alone compile to different
+    # programs (shapes), so the same sums may fuse in another order; a few ulps.
     np.testing.assert_allclose(got[i], alone[0], rtol=1e-5, atol=1e-5)
 
 
@@ -158,6 +162,7 @@ def test_class_weights_match_sklearn_balanced():
 
   labels = np.array([0, 0, 0, 0, 1, 2, 2, 0, 1, 0])
   want = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+  # float32 weights against sklearn's float64: one float32 rounding (6e-8).
   np.testing.assert_allclose(ucr_task.class_weights(labels, 3), want, rtol=1e-6)
   # A class absent from the training part weighs nothing (and divides nothing).
   got = ucr_task.class_weights(np.array([0, 0, 1]), 3)
@@ -174,5 +179,7 @@ def test_weighted_loss_is_the_mean_of_weighted_cross_entropies():
   loss, metrics = ucr_task.loss_and_metrics(
     jnp.asarray(logits), {"labels": jnp.asarray(labels), "weights": jnp.asarray(w)}
   )
+  # float32 log-softmax and a 5-term mean vs numpy's float32 in another order:
+  # a few ulps of each term, far below 1e-5.
   np.testing.assert_allclose(loss, np.mean(w * nll), rtol=1e-5)
   np.testing.assert_allclose(metrics["loss"][0], nll.sum(), rtol=1e-5)  # unweighted
