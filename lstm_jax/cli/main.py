@@ -44,7 +44,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except errors.LstmJaxError as e:
     cli.fail(str(e))
   except flags.Error as e:
-    sys.exit(f"error: {e}\nPass --helpfull to see the flags.")
+    sys.exit(f"error: {e}. Pass --helpfull to see the flags.")
   except (KeyError, AttributeError) as e:  # ml_collections: no such config key
     while isinstance(e, (KeyError, AttributeError)) and e.args:
       e = e.args[0]  # unwrap to ml_collections' own message
