@@ -36,19 +36,6 @@ def pytest_configure(config):
   orbax_compat.silence_unraisable()
 
 
-def pytest_collection_modifyitems(config, items):
-  """Files whose tests start processes (they use the `env` fixture) run first.
-
-  Under `--dist loadfile` the workers take whole files in collection order,
-  so the longest files start first and the many short in-process files fill
-  in at the end: the two workers finish together instead of one waiting for
-  the other's last subprocess file. Within a file the order is unchanged.
-  """
-  del config
-  starts_processes = {item.path for item in items if "env" in item.fixturenames}
-  items.sort(key=lambda item: item.path not in starts_processes)  # stable
-
-
 @pytest.fixture
 def key():
   """A fresh PRNG key; tests split it as needed."""
