@@ -35,13 +35,15 @@ def _write(path, n, seed):
   return str(path)
 
 
-def test_tiny_default_on_own_variable_length_multivariate_pair(tmp_path):
+def test_tiny_default_on_own_variable_length_multivariate_pair(tmp_path, capsys):
   config = ucr_experiment.get_config("tiny")
   config.data.name = None
   config.data.train_path = _write(tmp_path / "own_TRAIN.ts", 20, 0)
   config.data.test_path = _write(tmp_path / "own_TEST.ts", 12, 1)
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(config, workdir)
+  # The closing line names the file that was scored.
+  assert f"{config.data.test_path}: test accuracy " in capsys.readouterr().out
   records = metrics.read_jsonl(os.path.join(workdir, metrics.METRICS_FILE))
   (test,) = [r for r in records if r["split"] == "test"]
   # Ours is one of the LSTM choices (2 candidates, their ensemble), and each

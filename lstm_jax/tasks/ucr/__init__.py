@@ -362,10 +362,11 @@ def final_evaluation(
 
 
 def report(config, model, params, datasets, results) -> dict[str, Any]:
-  del config, model, params
+  del model, params
   if "test/accuracy" in results:
+    scored = config.data.name or config.data.test_path  # the file scored, by name
     print(
-      f"{datasets.info['source']}: test accuracy {results['test/accuracy']:.4f} "
+      f"{scored}: test accuracy {results['test/accuracy']:.4f} "
       f"({datasets.info['sizes']['test']} series, checkpoint of step "
       f"{int(results['test/checkpoint_step'])})"
       + "".join(
