@@ -34,20 +34,18 @@ import ucr_all  # noqa: E402  (benchmarks/: the record reader and the writer)
 from lstm_jax.data import ucr  # noqa: E402
 
 BEGIN, END = "<!-- ucr_dev: begin -->", "<!-- ucr_dev: end -->"
+# The authors train 2000 epochs without early stopping: three times the
+# default's steps, no early stop.
+LONG = ("--config.train.steps=1800", "--config.train.early_stop_patience=0")
 # What each variant changes in the default config (none: the default itself).
 VARIANTS = {
   "default": (),
-  # The authors train 2000 epochs without early stopping: three times the
-  # default's steps, no early stop (the checkpoint is still validation's best).
-  "long": ("--config.train.steps=1800", "--config.train.early_stop_patience=0"),
-  # As "long", and the last checkpoint is tested (no validation pick of the
-  # checkpoint; validation still chooses the candidate), as the authors keep
-  # the model at the end of training.
-  "last": (
-    "--config.train.steps=1800",
-    "--config.train.early_stop_patience=0",
-    "--config.checkpoint.best_metric=",
-  ),
+  # The long schedule; the checkpoint is still validation's best.
+  "long": LONG,
+  # The long schedule, and the last checkpoint is tested (no validation pick
+  # of the checkpoint; validation still chooses the candidate), as the
+  # authors keep the model at the end of training.
+  "last": (*LONG, "--config.checkpoint.best_metric="),
   # The FCN at full time resolution on series longer than 256 steps.
   "full_res": ("--config.model.fcn_max_steps=0",),
   # The FCN without its per-step LayerNorm.
