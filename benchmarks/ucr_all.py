@@ -137,10 +137,14 @@ def run_set(
       subprocess.run(cmd, cwd=REPO, check=False)
     record = test_record(workdir)
     if record is not None:
-      start = (workdir / "config.json").stat().st_mtime
-      minutes = ((workdir / "metrics.jsonl").stat().st_mtime - start) / 60
-      out.append((seed, record, minutes, workdir))
+      out.append((seed, record, run_minutes(workdir), workdir))
   return out
+
+
+def run_minutes(workdir: Path) -> float:
+  """Wall minutes of a finished run: config.json written to the last record."""
+  start = (workdir / "config.json").stat().st_mtime
+  return ((workdir / "metrics.jsonl").stat().st_mtime - start) / 60
 
 
 def seed_ensemble(name: str, runs: list) -> float | None:

@@ -108,9 +108,7 @@ def run(
   record = ucr_all.test_record(workdir)
   if record is None:
     return None
-  start = (workdir / "config.json").stat().st_mtime
-  minutes = ((workdir / "metrics.jsonl").stat().st_mtime - start) / 60
-  return record["accuracy"], minutes
+  return record["accuracy"], ucr_all.run_minutes(workdir)
 
 
 def table(results: dict, names: list[str], variants: list[str]) -> list[str]:
