@@ -128,25 +128,13 @@ def test_the_stated_extras_are_the_installed_ones(path):
   assert set(extras.split(",")) - {"plots"} <= named
 
 
-def _private_tmp(tmp_path: Path, monkeypatch) -> Path:
-  """An empty directory that the notebook's kernel uses as its TMPDIR."""
-  tmp = tmp_path / "kernel_tmp"
-  tmp.mkdir()
-  monkeypatch.setenv("TMPDIR", str(tmp))
-  return tmp
-
-
 @pytest.mark.parametrize("path", RUNS, ids=lambda p: p.name)
-def test_notebook_runs_outside_a_checkout(path, tmp_path, monkeypatch):
+def test_notebook_runs_outside_a_checkout(path, tmp_path, monkeypatch, kernel_tmp):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("PYTHONPATH", str(REPO))
   run_dir = tmp_path / "somewhere"
   run_dir.mkdir()
   shutil.copy(path, run_dir / path.name)
-  # The kernel's own temporary directory: another run on the machine (a second
-  # worker, another checkout's suite) making its own lstm_jax_tiny_* meanwhile
-  # cannot look like a leftover of this one.
-  tmp = _private_tmp(tmp_path, monkeypatch)
   nb = nbformat.read(run_dir / path.name, as_version=4)
   # The notebook only imports the library: no function or class definitions.
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
@@ -164,7 +152,7 @@ def test_notebook_runs_outside_a_checkout(path, tmp_path, monkeypatch):
   assert f"from {REPO} (already installed)" in setup, setup
   assert not _stray(nb), _stray(nb)
   assert sorted(p.name for p in run_dir.iterdir()) == [path.name]  # no clone
-  assert not list(tmp.glob("lstm_jax_tiny_*"))  # the notebook removed its run
+  assert not list(kernel_tmp.glob("lstm_jax_tiny_*"))  # the notebook removed its run
   if path.name == "quickstart.ipynb":
     _check_quickstart(nb)
 

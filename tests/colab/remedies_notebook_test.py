@@ -15,14 +15,11 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "colab" / "remedies.ipynb"
 
 
 @pytest.mark.slow
-def test_remedies_notebook_runs(monkeypatch, tmp_path):
+def test_remedies_notebook_runs(monkeypatch, kernel_tmp):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   nb = nbformat.read(NOTEBOOK, as_version=4)
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   assert "def " not in code and "class " not in code
-  tmp = tmp_path / "kernel_tmp"  # the kernel's own TMPDIR: no other run's files
-  tmp.mkdir()
-  monkeypatch.setenv("TMPDIR", str(tmp))
   nbclient.NotebookClient(
     nb,
     timeout=300,
@@ -31,7 +28,7 @@ def test_remedies_notebook_runs(monkeypatch, tmp_path):
   ).execute()
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
   # The last cell deletes the sweep's directory.
-  assert not list(tmp.glob("lstm_jax_sweep_*"))
+  assert not list(kernel_tmp.glob("lstm_jax_sweep_*"))
   assert not [o for o in outputs if o.get("output_type") == "error"]
   assert (
     sum("image/png" in o.get("data", {}) for o in outputs) >= 2

@@ -39,7 +39,7 @@ def _text(outputs) -> str:
 # test_forecast_against_statsmodels and ::test_ucr_accuracy).
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["forecasting", "classification"])
-def test_task_notebook_runs(name, monkeypatch, tmp_path):
+def test_task_notebook_runs(name, monkeypatch, tmp_path, kernel_tmp):
   monkeypatch.setenv("JAX_PLATFORMS", "cpu")
   monkeypatch.setenv("PYTHONPATH", str(COLAB.parent))
   shutil.copy(COLAB / f"{name}.ipynb", tmp_path / f"{name}.ipynb")
@@ -47,16 +47,13 @@ def test_task_notebook_runs(name, monkeypatch, tmp_path):
   code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   assert "def " not in code and "class " not in code  # the library does the work
   leftovers = f"lstm_jax_{'ucr' if name == 'classification' else 'forecast'}_*"
-  tmp = tmp_path / "kernel_tmp"  # the kernel's own TMPDIR: no other run's files
-  tmp.mkdir()
-  monkeypatch.setenv("TMPDIR", str(tmp))
   nbclient.NotebookClient(
     nb, timeout=300, kernel_name="python3",
     resources={"metadata": {"path": str(tmp_path)}},
   ).execute()  # fmt: skip
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
   # The last cell deletes the notebook's workdir.
-  assert not list(tmp.glob(leftovers))
+  assert not list(kernel_tmp.glob(leftovers))
   assert not [o for o in outputs if o.get("output_type") == "error"]
   assert [o for o in outputs if "image/png" in o.get("data", {})], "no figure drawn"
   (cell,) = [c for c in nb.cells if "restore" in c.metadata.get("tags", [])]
