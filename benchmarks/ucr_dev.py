@@ -37,19 +37,25 @@ BEGIN, END = "<!-- ucr_dev: begin -->", "<!-- ucr_dev: end -->"
 # The authors train 2000 epochs without early stopping: three times the
 # default's steps, no early stop.
 LONG = ("--config.train.steps=1800", "--config.train.early_stop_patience=0")
+# The long schedule, and the last checkpoint is tested (no validation pick
+# of the checkpoint; validation still chooses the candidate), as the
+# authors keep the model at the end of training.
+LAST = (*LONG, "--config.checkpoint.best_metric=")
 # What each variant changes in the default config (none: the default itself).
 VARIANTS = {
   "default": (),
   # The long schedule; the checkpoint is still validation's best.
   "long": LONG,
-  # The long schedule, and the last checkpoint is tested (no validation pick
-  # of the checkpoint; validation still chooses the candidate), as the
-  # authors keep the model at the end of training.
-  "last": (*LONG, "--config.checkpoint.best_metric="),
+  "last": LAST,
   # The FCN at full time resolution on series longer than 256 steps.
   "full_res": ("--config.model.fcn_max_steps=0",),
   # The FCN without its per-step LayerNorm.
   "no_norm": ("--config.model.fcn_norm=none",),
+  # `last` with the FCN without its LayerNorm (which, per step over
+  # channels, discards each window's amplitude).
+  "last_no_norm": (*LAST, "--config.model.fcn_norm=none"),
+  # `last` with each series z-normalised on its own.
+  "last_series": (*LAST, "--config.data.normalization=series"),
 }
 HELD_OUT = 0.3  # fraction of each class of TRAIN that plays TEST
 

@@ -86,6 +86,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.test_path = config_dict.placeholder(str)
   # Fraction of each class of the train file held out for validation.
   config.data.valid_fraction = 0.2
+  # "train": one per-channel mean and std, fit on the training part; "series":
+  # each series z-normalised per channel on its own (lstm_jax/data/ucr.py).
+  config.data.normalization = "train"
   # Missing values: unset = an error naming file and line; "zero" or "ffill".
   config.data.fill_missing = config_dict.placeholder(str)
   # Series per training batch (epochs are seeded permutations).

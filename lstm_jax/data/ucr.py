@@ -14,8 +14,12 @@ Series keep their own length (JapaneseVowels: 7 to 29 frames of 12 channels);
 step and no padding: no truncation, no resampling. Missing values are an error
 naming the file and line unless `fill_missing` says how to fill them.
 
-Preprocessing statistics come from the training split only: the per-channel
-mean and std over all real steps of the training series.
+Normalisation (`prepare`'s `normalization`): "train", the per-channel mean and
+std over all real steps of the training series (statistics from the training
+split only), or "series", each series z-normalised per channel over its own
+real steps, as the UCR archive ships most of its sets and as Fawaz et al.
+(2019) preprocess the sets that are not (PLAID's raw currents span five orders
+of magnitude, so under one global scale most of its series are near-constant).
 """
 
 from __future__ import annotations
@@ -299,6 +303,22 @@ def normalize(series: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray):
   return [((s - mean) / std).astype(np.float32) for s in series]
 
 
+def normalize_each(series: Sequence[np.ndarray]) -> list[np.ndarray]:
+  """Each series minus its own per-channel mean, over its own per-channel std.
+
+  A constant channel of a series gets std 1 (it is only centred).
+  """
+  out = []
+  for s in series:
+    s64 = s.astype(np.float64)
+    std = s64.std(0)
+    out.append(((s64 - s64.mean(0)) / np.where(std > 0, std, 1.0)).astype(np.float32))
+  return out
+
+
+NORMALIZATIONS = ("train", "series")
+
+
 def stratified_split(
   labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -355,13 +375,18 @@ def epoch_batch(arrays: Batch, seed: int, step: int, batch_size: int) -> Batch:
 
 
 def prepare(
-  train: TsData, test: TsData, valid_fraction: float, seed: int
+  train: TsData,
+  test: TsData,
+  valid_fraction: float,
+  seed: int,
+  normalization: str = "train",
 ) -> tuple[dict[str, Batch], dict]:
-  """Train/validation/test arrays with train-only normalisation.
+  """Train/validation/test arrays, normalised without reading the test labels.
 
   Validation is a stratified `valid_fraction` of the official training file;
-  the official test file is kept whole. The normaliser is fit on the training
-  part (after the validation rows are removed).
+  the official test file is kept whole. `normalization` "train": the normaliser
+  is fit on the training part (after the validation rows are removed);
+  "series": each series on its own (`normalize_each`; `mean` 0, `std` 1).
 
   Returns:
     ({"train"|"valid"|"test": {"inputs" <float32>[N, T_max, C], "mask"
@@ -377,7 +402,16 @@ def prepare(
     "valid": ([train.series[i] for i in va], y[va]),
     "test": (test.series, encode_labels(test.labels, classes)),
   }
-  mean, std = fit_normalizer(parts["train"][0])
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(
+      f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+    )
+  if normalization == "series":
+    channels = train.num_channels
+    mean, std = np.zeros(channels, np.float32), np.ones(channels, np.float32)
+    parts = {k: (normalize_each(v[0]), v[1]) for k, v in parts.items()}
+  else:
+    mean, std = fit_normalizer(parts["train"][0])
   max_len = max(len(s) for s in train.series + test.series)
   out = {}
   for split, (series, labels) in parts.items():

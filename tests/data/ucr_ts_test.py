@@ -2,9 +2,12 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from lstm_jax.data import ts_augment, ucr
 from lstm_jax.errors import DataError
+
+F32_ROUNDING = float(np.finfo(np.float32).eps)  # relative rounding of one float32
 
 HEADER = (
   "@problemName toy\n@univariate false\n@dimensions 2\n@classLabel true a b\n@data\n"
@@ -55,6 +58,29 @@ def test_japanese_vowels_keeps_variable_lengths():
   np.testing.assert_allclose(real.mean(0), 0, atol=1e-5)
   np.testing.assert_allclose(real.std(0), 1, atol=1e-4)
   assert len(tr["labels"]) + len(splits["valid"]["labels"]) == len(train.series)
+
+
+def test_series_normalization_is_each_series_own_zscore():
+  # Against scipy's zscore of each real series, per channel; PLAID's raw
+  # currents (five orders of magnitude apart) are why the option exists.
+  train, test = (ucr.load_ts(p) for p in _shipped("JapaneseVowels"))
+  splits, info = ucr.prepare(train, test, 0.2, seed=0, normalization="series")
+  x, mask = splits["test"]["inputs"], splits["test"]["mask"]
+  for i, s in enumerate(test.series):
+    np.testing.assert_allclose(
+      x[i, : len(s)],
+      scipy.stats.zscore(s.astype(np.float64), axis=0),
+      rtol=0,
+      atol=F32_ROUNDING * 8,  # |z| <= sqrt(29) < 8: float32 rounding of each value
+    )
+  assert (x[~mask] == 0).all()
+  assert (info["mean"] == 0).all() and (info["std"] == 1).all()
+  # A constant channel is only centred, not divided by zero.
+  flat = ucr.normalize_each([np.array([[3.0, 1.0], [3.0, 2.0], [3.0, 3.0]])])[0]
+  np.testing.assert_array_equal(flat[:, 0], 0)
+  np.testing.assert_allclose(flat[:, 1], scipy.stats.zscore([1.0, 2.0, 3.0]), rtol=1e-6)
+  with pytest.raises(ValueError, match="normalization must be one of"):
+    ucr.prepare(train, test, 0.2, seed=0, normalization="global")
 
 
 def test_stratified_split_keeps_class_proportions_and_is_seeded():

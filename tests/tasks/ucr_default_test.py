@@ -71,8 +71,14 @@ def test_bad_model_keys_name_the_key_and_the_choices():
     ),
     ("fcn_width", -1, "model.fcn_width must be >= 0, got -1"),
     ("pooling", "sum", "model.pooling must be one of"),
+    (
+      "data.normalization",
+      "global",
+      "data.normalization must be one of ('train', 'series'), got 'global'",
+    ),
   ]:
     config = ucr_experiment.get_config("tiny")
-    config.model[key] = value
+    section, _, key = key.rpartition(".")
+    config[section or "model"][key] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
       ucr_task.validate(config)

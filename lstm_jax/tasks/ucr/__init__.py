@@ -18,8 +18,8 @@ opt-in ensemble, `baselines.minirocket`; 0: none).
 Variable-length series are padded on the right with a mask; the time-major
 LSTM, the FCN and every readout skip padding, so nothing is truncated or
 resampled (the dimension-shuffled LSTM reads the padding as zeros, as in the
-authors' code). Per-channel normalisation is fit on the training part only
-(`data.ucr.prepare`). The official test file is scored once, at the end,
+authors' code). Normalisation (`data.normalization`, `data.ucr.prepare`):
+per channel, fit on the training part only, or each series on its own. The official test file is scored once, at the end,
 with the LSTM model that validation chose (`tasks.ucr.choice`: a candidate
 at the best checkpoint by `checkpoint.best_metric`, or their ensemble;
 `final_evaluation`, split "test"), with the baselines of `data.baselines`
@@ -116,6 +116,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if not 0.0 < d.valid_fraction < 1.0:
     raise ConfigError(f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
+  if d.normalization not in ucr.NORMALIZATIONS:
+    raise ConfigError(
+      f"data.normalization must be one of {ucr.NORMALIZATIONS}, got {d.normalization!r}"
+    )
   if d.fill_missing not in ucr.FILL_MISSING:
     raise ConfigError(
       f"data.fill_missing must be one of {ucr.FILL_MISSING}, got {d.fill_missing!r}"
@@ -201,7 +205,9 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], di
   """The train/valid/test arrays of `data.ucr.prepare` and the run's data info."""
   d = config.data
   (train_path, test_path), train, test = _read(config)
-  splits, prep = ucr.prepare(train, test, d.valid_fraction, config.seed)
+  splits, prep = ucr.prepare(
+    train, test, d.valid_fraction, config.seed, d.normalization
+  )
   info = {
     "source": d.name or train_path,
     "train_sha256": _sha256(train_path),
@@ -336,7 +342,9 @@ def final_evaluation(
   del datasets  # the splits again, with the training part for the kernels
   _, train, test_ts = _read(config)  # parsed once, for ours and the baselines
   d = config.data
-  splits, _ = ucr.prepare(train, test_ts, d.valid_fraction, config.seed)
+  splits, _ = ucr.prepare(
+    train, test_ts, d.valid_fraction, config.seed, d.normalization
+  )
   out, probs = choice.choose_and_test(
     model,
     params,
