@@ -54,6 +54,8 @@ VARIANTS = {
   # `last` with the FCN without its LayerNorm (which, per step over
   # channels, discards each window's amplitude).
   "last_no_norm": (*LAST, "--config.model.fcn_norm=none"),
+  # `last` with the FCN's norm per series over steps and channels.
+  "last_seqnorm": (*LAST, "--config.model.fcn_norm=sequence"),
   # `last` with each series z-normalised on its own.
   "last_series": (*LAST, "--config.data.normalization=series"),
 }

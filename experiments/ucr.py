@@ -122,7 +122,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.se_reduction = 16
   # The FCN's normalisation after each convolution: "layer" (LayerNorm over
   # channels, per step; the papers' BatchNorm needs batch statistics the
-  # trainer does not keep) or "none".
+  # trainer does not keep), "sequence" (per series over steps and channels)
+  # or "none".
   config.model.fcn_norm = "layer"
   # The FCN reads patches of ceil(length / fcn_max_steps) steps (0 = steps).
   config.model.fcn_max_steps = 256

@@ -11,7 +11,7 @@ squeeze-and-excite block (Hu et al. 2018; reduction 16) after the first two
 blocks. Per block, for `x` <float>[batch, time, channels] and the
 `<bool>[batch, time]` mask:
 
-  x = relu(layer_norm(conv_k(x * mask)))       # 'SAME' zero padding
+  x = relu(norm(conv_k(x * mask)))             # 'SAME' zero padding
   x = x * sigmoid(W2 relu(W1 masked_mean(x)))  # squeeze-excite, blocks 0, 1
 
 then `features = masked_mean(x, mask)` <float>[batch, width]. The
@@ -59,7 +59,28 @@ def squeeze_excite(x: Array, mask: Array, w1: Array, w2: Array) -> Array:
   return x * jax.nn.sigmoid(s @ w2)[:, None, :]
 
 
-NORMS = ("layer", "none")
+def sequence_norm(
+  x: Array, mask: Array, scale: Array, bias: Array, eps: float = 1e-6
+) -> Array:
+  """`x` normalised by its own mean and variance over real steps and channels.
+
+  Per series (one group of GroupNorm, masked), then a per-channel affine; the
+  relative sizes of steps and channels survive, as under the papers'
+  BatchNorm, and no statistic mixes series or reads padding.
+
+  Args:
+    x: <float>[batch, time, F] features.
+    mask: <bool>[batch, time] real steps.
+    scale, bias: <float>[F] the affine.
+  """
+  m = mask[..., None].astype(x.dtype)
+  count = jnp.maximum(m.sum((1, 2), keepdims=True), 1) * x.shape[-1]
+  mean = (x * m).sum((1, 2), keepdims=True) / count
+  var = (jnp.square(x - mean) * m).sum((1, 2), keepdims=True) / count
+  return (x - mean) * jax.lax.rsqrt(var + eps) * scale + bias
+
+
+NORMS = ("layer", "sequence", "none")
 
 
 class FCN(nn.Module):
@@ -72,7 +93,8 @@ class FCN(nn.Module):
     se_reduction: squeeze-excite after the first two blocks with this
       reduction (MLSTM-FCN: 16); 0 = none (LSTM-FCN).
     norm: after each convolution, "layer" (LayerNorm over channels, per
-      step) or "none".
+      step), "sequence" (`sequence_norm`: per series, over real steps and
+      channels) or "none".
   """
 
   width: int = 128
@@ -94,6 +116,10 @@ class FCN(nn.Module):
       )
       if self.norm == "layer":
         x = nn.LayerNorm(name=f"norm_{i}")(x)
+      elif self.norm == "sequence":
+        scale = self.param(f"norm_{i}_scale", nn.initializers.ones, (filters,))
+        bias = self.param(f"norm_{i}_bias", nn.initializers.zeros, (filters,))
+        x = sequence_norm(x, mask, scale, bias)
       x = nn.relu(x)
       if self.se_reduction and i < SE_BLOCKS:
         hidden = max(1, filters // self.se_reduction)

@@ -32,6 +32,10 @@ def _np_layer_norm(x, q):
   return (x - mu) / np.sqrt(var + 1e-6) * q["scale"] + q["bias"]
 
 
+def _np_sequence_norm(x, scale, bias):
+  return (x - x.mean()) / np.sqrt(x.var() + 1e-6) * scale + bias
+
+
 def _np_fcn(p, x, se=False, norm="layer"):
   """The FCN features of one unpadded row x [length, channels]."""
   for i in range(len(KERNELS)):
@@ -39,6 +43,8 @@ def _np_fcn(p, x, se=False, norm="layer"):
     x = _np_conv_same(x, conv["kernel"], conv["bias"])
     if norm == "layer":
       x = _np_layer_norm(x, p[f"norm_{i}"])
+    if norm == "sequence":  # one mean and variance over the row's steps and channels
+      x = _np_sequence_norm(x, p[f"norm_{i}_scale"], p[f"norm_{i}_bias"])
     x = np.maximum(x, 0)
     if se and i < 2:  # squeeze (mean over time), excite (sigmoid), rescale
       s = np.maximum(x.mean(0) @ p[f"se_{i}_squeeze"], 0) @ p[f"se_{i}_excite"]
@@ -47,8 +53,8 @@ def _np_fcn(p, x, se=False, norm="layer"):
 
 
 @pytest.mark.parametrize(
-  "se,norm", [(0, "layer"), (2, "layer"), (0, "none")]
-)  # LSTM-FCN's FCN; MLSTM-FCN's (SE); without the norm
+  "se,norm", [(0, "layer"), (2, "layer"), (0, "none"), (2, "sequence")]
+)  # LSTM-FCN's FCN; MLSTM-FCN's (SE); without the norm; the per-series norm
 def test_fcn_matches_numpy_and_ignores_padding(se, norm):
   rng = np.random.default_rng(0)
   lengths, t = [11, 6, 1], 11
@@ -57,6 +63,15 @@ def test_fcn_matches_numpy_and_ignores_padding(se, norm):
   x[~mask] = 5.0  # garbage in the padding must not leak into real steps
   model = FCN(4, se_reduction=se, norm=norm)
   variables = model.init(jax.random.key(1), jnp.asarray(x), jnp.asarray(mask))
+  # Non-trivial affines, so a swapped or ignored scale or bias shows.
+  variables = jax.tree_util.tree_map_with_path(
+    lambda path, a: (
+      a + 0.3 * jnp.asarray(rng.normal(size=a.shape), a.dtype)
+      if "norm" in jax.tree_util.keystr(path)
+      else a
+    ),
+    variables,
+  )
   got = jax.jit(model.apply)(variables, jnp.asarray(x), jnp.asarray(mask))
   assert got.shape == (3, 4)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])

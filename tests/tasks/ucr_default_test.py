@@ -67,7 +67,7 @@ def test_bad_model_keys_name_the_key_and_the_choices():
     (
       "fcn_norm",
       "batch",
-      "model.fcn_norm must be one of ('layer', 'none'), got 'batch'",
+      "model.fcn_norm must be one of ('layer', 'sequence', 'none'), got 'batch'",
     ),
     ("fcn_width", -1, "model.fcn_width must be >= 0, got -1"),
     ("pooling", "sum", "model.pooling must be one of"),
