@@ -87,7 +87,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Fraction of each class of the train file held out for validation.
   config.data.valid_fraction = 0.2
   # "train": one per-channel mean and std, fit on the training part; "series":
-  # each series z-normalised per channel on its own (lstm_jax/data/ucr.py).
+  # each series z-normalised per channel on its own; "auto": "series" for
+  # univariate sets, "train" for multivariate ones (lstm_jax/data/ucr.py).
   config.data.normalization = "train"
   # Missing values: unset = an error naming file and line; "zero" or "ffill".
   config.data.fill_missing = config_dict.placeholder(str)

@@ -17,9 +17,11 @@ naming the file and line unless `fill_missing` says how to fill them.
 Normalisation (`prepare`'s `normalization`): "train", the per-channel mean and
 std over all real steps of the training series (statistics from the training
 split only), or "series", each series z-normalised per channel over its own
-real steps, as the UCR archive ships most of its sets and as Fawaz et al.
-(2019) preprocess the sets that are not (PLAID's raw currents span five orders
-of magnitude, so under one global scale most of its series are near-constant).
+real steps, as the UCR archive ships most of its univariate sets and as Fawaz
+et al. (2019) preprocess the ones that are not (PLAID's raw currents span
+five orders of magnitude, so under one global scale most of its series are
+near-constant); "auto" is "series" for univariate files and "train" for
+multivariate ones.
 """
 
 from __future__ import annotations
@@ -316,7 +318,24 @@ def normalize_each(series: Sequence[np.ndarray]) -> list[np.ndarray]:
   return out
 
 
-NORMALIZATIONS = ("train", "series")
+NORMALIZATIONS = ("auto", "train", "series")
+
+
+def resolve_normalization(normalization: str, num_channels: int) -> str:
+  """ "train" or "series": what `normalization` means for this many channels.
+
+  "auto" z-normalises each univariate series on its own, as the UCR archive
+  ships most univariate sets, and keeps one per-channel scale fit on the
+  training part for multivariate ones, whose channels' relative sizes carry
+  the class (UEA's sets ship unnormalised).
+  """
+  if normalization not in NORMALIZATIONS:
+    raise ValueError(
+      f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+    )
+  if normalization == "auto":
+    return "series" if num_channels == 1 else "train"
+  return normalization
 
 
 def stratified_split(
@@ -386,7 +405,9 @@ def prepare(
   Validation is a stratified `valid_fraction` of the official training file;
   the official test file is kept whole. `normalization` "train": the normaliser
   is fit on the training part (after the validation rows are removed);
-  "series": each series on its own (`normalize_each`; `mean` 0, `std` 1).
+  "series": each series on its own (`normalize_each`; `mean` 0, `std` 1);
+  "auto": "series" for univariate files, "train" for multivariate ones (the
+  UCR archive's convention and the UEA archive's; `resolve_normalization`).
 
   Returns:
     ({"train"|"valid"|"test": {"inputs" <float32>[N, T_max, C], "mask"
@@ -402,11 +423,7 @@ def prepare(
     "valid": ([train.series[i] for i in va], y[va]),
     "test": (test.series, encode_labels(test.labels, classes)),
   }
-  if normalization not in NORMALIZATIONS:
-    raise ValueError(
-      f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
-    )
-  if normalization == "series":
+  if resolve_normalization(normalization, train.num_channels) == "series":
     channels = train.num_channels
     mean, std = np.zeros(channels, np.float32), np.ones(channels, np.float32)
     parts = {k: (normalize_each(v[0]), v[1]) for k, v in parts.items()}

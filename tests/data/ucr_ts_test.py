@@ -83,6 +83,21 @@ def test_series_normalization_is_each_series_own_zscore():
     ucr.prepare(train, test, 0.2, seed=0, normalization="global")
 
 
+def test_auto_normalization_is_per_series_only_for_univariate_files():
+  # JapaneseVowels (12 channels) keeps the training part's per-channel scale.
+  train, test = (ucr.load_ts(p) for p in _shipped("JapaneseVowels"))
+  auto, _ = ucr.prepare(train, test, 0.2, seed=0, normalization="auto")
+  fit, _ = ucr.prepare(train, test, 0.2, seed=0, normalization="train")
+  np.testing.assert_array_equal(auto["test"]["inputs"], fit["test"]["inputs"])
+  # GunPoint (1 channel): each series its own z-score.
+  train, test = (ucr.load_ts(p) for p in _shipped("GunPoint"))
+  auto, _ = ucr.prepare(train, test, 0.2, seed=0, normalization="auto")
+  want = scipy.stats.zscore(test.series[3][:, 0].astype(np.float64))
+  np.testing.assert_allclose(
+    auto["test"]["inputs"][3, :, 0], want, rtol=0, atol=F32_ROUNDING * 16
+  )  # |z| <= sqrt(150) < 16: float32 rounding of each value
+
+
 def test_stratified_split_keeps_class_proportions_and_is_seeded():
   labels = np.repeat(np.arange(3), [10, 20, 40])
   tr, va = ucr.stratified_split(labels, 0.25, seed=1)

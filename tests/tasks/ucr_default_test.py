@@ -74,7 +74,7 @@ def test_bad_model_keys_name_the_key_and_the_choices():
     (
       "data.normalization",
       "global",
-      "data.normalization must be one of ('train', 'series'), got 'global'",
+      "data.normalization must be one of ('auto', 'train', 'series'), got 'global'",
     ),
   ]:
     config = ucr_experiment.get_config("tiny")
