@@ -52,7 +52,7 @@ def test_tiny_default_on_own_variable_length_multivariate_pair(tmp_path, capsys)
   assert {"m0/accuracy", "m1/accuracy"} <= set(test)
   data = json.loads((tmp_path / "run" / "data.json").read_text())
   assert data["num_channels"] == 2 and data["max_len"] == 20
-  run = reader.open_run(workdir, which="best")
+  run = reader.open_run(workdir, which="latest")  # the last checkpoint is tested
   fcn = run.params["members_0"]["fcn"]  # LSTM-FCN: multivariate, so MLSTM-FCN
   assert "se_0_squeeze" in fcn and "se_1_excite" in fcn
   assert "fcn" not in run.params["members_1"]  # the time-major LSTM alone
