@@ -10,8 +10,8 @@ r"""UCR/UEA time-series classification: a shipped set by NAME, or any .ts pair.
 NAME is looked up inside the installed aeon/sktime wheel (nothing is
 downloaded); an unknown NAME lists the shipped ones. The official split is
 kept; validation is a stratified part of the training file. Test accuracy is
-computed once, on the LSTM model that validation chose at its best
-checkpoint, beside the same-run MiniRocket and 1-NN DTW baselines
+computed once, on the LSTM model that validation chose, at the end of
+training, beside the same-run MiniRocket and 1-NN DTW baselines
 (lstm_jax/baselines/classify.py). "Ours" is always the LSTM model.
 
 Variants: `ensemble` adds the opt-in kernel ensemble (MiniRocket + ridge
