@@ -99,7 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.valid_fraction = 0.2
   # "train": one per-channel mean and std, fit on the training part; "series":
   # each series z-normalised per channel on its own; "auto": "series" for
-  # univariate sets, "train" for multivariate ones (lstm_jax/data/ucr.py).
+  # univariate sets, "train" for multivariate ones (lstm_jax/data/ts_normalize.py).
   config.data.normalization = "auto"
   # Missing values: unset = an error naming file and line; "zero" or "ffill".
   config.data.fill_missing = config_dict.placeholder(str)

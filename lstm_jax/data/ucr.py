@@ -14,14 +14,7 @@ Series keep their own length (JapaneseVowels: 7 to 29 frames of 12 channels);
 step and no padding: no truncation, no resampling. Missing values are an error
 naming the file and line unless `fill_missing` says how to fill them.
 
-Normalisation (`prepare`'s `normalization`): "train", the per-channel mean and
-std over all real steps of the training series (statistics from the training
-split only), or "series", each series z-normalised per channel over its own
-real steps, as the UCR archive ships most of its univariate sets and as Fawaz
-et al. (2019) preprocess the ones that are not (PLAID's raw currents span
-five orders of magnitude, so under one global scale most of its series are
-near-constant); "auto" is "series" for univariate files and "train" for
-multivariate ones.
+Normalisation (`prepare`'s `normalization`) lives in `data.ts_normalize`.
 """
 
 from __future__ import annotations
@@ -33,6 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lstm_jax.data import ts_normalize
 from lstm_jax.errors import DataError
 
 Batch = dict[str, np.ndarray]
@@ -289,55 +283,6 @@ def encode_labels(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
   return np.asarray([index[label] for label in labels], np.int32)
 
 
-def fit_normalizer(series: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  """Per-channel mean and std <float32>[C] over every step of `series`.
-
-  A constant channel gets std 1 (it is only centred), not a division by zero.
-  """
-  allsteps = np.concatenate(series, axis=0).astype(np.float64)
-  mean, std = allsteps.mean(0), allsteps.std(0)
-  std = np.where(std > 0, std, 1.0)
-  return mean.astype(np.float32), std.astype(np.float32)
-
-
-def normalize(series: Sequence[np.ndarray], mean: np.ndarray, std: np.ndarray):
-  """Each series minus `mean`, over `std` (statistics from `fit_normalizer`)."""
-  return [((s - mean) / std).astype(np.float32) for s in series]
-
-
-def normalize_each(series: Sequence[np.ndarray]) -> list[np.ndarray]:
-  """Each series minus its own per-channel mean, over its own per-channel std.
-
-  A constant channel of a series gets std 1 (it is only centred).
-  """
-  out = []
-  for s in series:
-    s64 = s.astype(np.float64)
-    std = s64.std(0)
-    out.append(((s64 - s64.mean(0)) / np.where(std > 0, std, 1.0)).astype(np.float32))
-  return out
-
-
-NORMALIZATIONS = ("auto", "train", "series")
-
-
-def resolve_normalization(normalization: str, num_channels: int) -> str:
-  """ "train" or "series": what `normalization` means for this many channels.
-
-  "auto" z-normalises each univariate series on its own, as the UCR archive
-  ships most univariate sets, and keeps one per-channel scale fit on the
-  training part for multivariate ones, whose channels' relative sizes carry
-  the class (UEA's sets ship unnormalised).
-  """
-  if normalization not in NORMALIZATIONS:
-    raise ValueError(
-      f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
-    )
-  if normalization == "auto":
-    return "series" if num_channels == 1 else "train"
-  return normalization
-
-
 def stratified_split(
   labels: np.ndarray, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -405,9 +350,9 @@ def prepare(
   Validation is a stratified `valid_fraction` of the official training file;
   the official test file is kept whole. `normalization` "train": the normaliser
   is fit on the training part (after the validation rows are removed);
-  "series": each series on its own (`normalize_each`; `mean` 0, `std` 1);
-  "auto": "series" for univariate files, "train" for multivariate ones (the
-  UCR archive's convention and the UEA archive's; `resolve_normalization`).
+  "series": each series on its own (`ts_normalize.normalize_each`; `mean` 0,
+  `std` 1); "auto": "series" for univariate files, "train" for multivariate
+  ones (`ts_normalize.resolve`).
 
   Returns:
     ({"train"|"valid"|"test": {"inputs" <float32>[N, T_max, C], "mask"
@@ -423,18 +368,18 @@ def prepare(
     "valid": ([train.series[i] for i in va], y[va]),
     "test": (test.series, encode_labels(test.labels, classes)),
   }
-  if resolve_normalization(normalization, train.num_channels) == "series":
+  if ts_normalize.resolve(normalization, train.num_channels) == "series":
     channels = train.num_channels
     mean, std = np.zeros(channels, np.float32), np.ones(channels, np.float32)
-    parts = {k: (normalize_each(v[0]), v[1]) for k, v in parts.items()}
+    parts = {k: (ts_normalize.normalize_each(v[0]), v[1]) for k, v in parts.items()}
   else:
-    mean, std = fit_normalizer(parts["train"][0])
+    mean, std = ts_normalize.fit(parts["train"][0])
   max_len = max(len(s) for s in train.series + test.series)
   out = {}
   for split, (series, labels) in parts.items():
     if not len(series):
       continue
-    x, mask = pad(normalize(series, mean, std), max_len)
+    x, mask = pad(ts_normalize.apply(series, mean, std), max_len)
     out[split] = {"inputs": x, "mask": mask, "labels": labels}
   info = {"classes": list(classes), "mean": mean, "std": std, "max_len": max_len}
   return out, info

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from lstm_jax.data import ts_augment, ucr
+from lstm_jax.data import ts_augment, ts_normalize, ucr
 from lstm_jax.errors import DataError
 
 F32_ROUNDING = float(np.finfo(np.float32).eps)  # relative rounding of one float32
@@ -76,7 +76,9 @@ def test_series_normalization_is_each_series_own_zscore():
   assert (x[~mask] == 0).all()
   assert (info["mean"] == 0).all() and (info["std"] == 1).all()
   # A constant channel is only centred, not divided by zero.
-  flat = ucr.normalize_each([np.array([[3.0, 1.0], [3.0, 2.0], [3.0, 3.0]])])[0]
+  flat = ts_normalize.normalize_each([np.array([[3.0, 1.0], [3.0, 2.0], [3.0, 3.0]])])[
+    0
+  ]
   np.testing.assert_array_equal(flat[:, 0], 0)
   np.testing.assert_allclose(flat[:, 1], scipy.stats.zscore([1.0, 2.0, 3.0]), rtol=1e-6)
   with pytest.raises(ValueError, match="normalization must be one of"):

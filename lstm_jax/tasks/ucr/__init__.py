@@ -47,7 +47,7 @@ import numpy as np
 import optax
 
 from lstm_jax.baselines import classify, minirocket
-from lstm_jax.data import ts_augment, ucr
+from lstm_jax.data import ts_augment, ts_normalize, ucr
 from lstm_jax.errors import ConfigError
 from lstm_jax.models.classifier import CandidateClassifier, SequenceClassifier
 from lstm_jax.models.fcn import FCN, NORMS
@@ -116,9 +116,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
   if not 0.0 < d.valid_fraction < 1.0:
     raise ConfigError(f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
-  if d.normalization not in ucr.NORMALIZATIONS:
+  if d.normalization not in ts_normalize.NORMALIZATIONS:
     raise ConfigError(
-      f"data.normalization must be one of {ucr.NORMALIZATIONS}, got {d.normalization!r}"
+      f"data.normalization must be one of {ts_normalize.NORMALIZATIONS}, got {d.normalization!r}"
     )
   if d.fill_missing not in ucr.FILL_MISSING:
     raise ConfigError(
