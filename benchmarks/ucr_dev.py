@@ -69,6 +69,10 @@ VARIANTS = {
   "augment": ("--config.data.jitter_std=0.05", "--config.data.scale_std=0.1"),
   # The default with 10% of the training file for validation, not 20%.
   "valid10": ("--config.data.valid_fraction=0.1",),
+  # The default with 32 LSTM cells, not 128 (the authors searched 8-128).
+  "cells32": ("--config.model.lstm.hidden_size=32",),
+  # The default with the FCN beside the time-major LSTM, not the shuffled one.
+  "time_major_fcn": ("--config.model.candidates=('mean+fcn', 'mean')",),
 }
 HELD_OUT = 0.3  # fraction of each class of TRAIN that plays TEST
 
