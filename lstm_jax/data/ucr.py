@@ -20,6 +20,7 @@ Normalisation (`prepare`'s `normalization`) lives in `data.ts_normalize`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -371,15 +372,16 @@ def prepare(
   if ts_normalize.resolve(normalization, train.num_channels) == "series":
     channels = train.num_channels
     mean, std = np.zeros(channels, np.float32), np.ones(channels, np.float32)
-    parts = {k: (ts_normalize.normalize_each(v[0]), v[1]) for k, v in parts.items()}
+    normalized = ts_normalize.normalize_each
   else:
     mean, std = ts_normalize.fit(parts["train"][0])
+    normalized = functools.partial(ts_normalize.apply, mean=mean, std=std)
   max_len = max(len(s) for s in train.series + test.series)
   out = {}
   for split, (series, labels) in parts.items():
     if not len(series):
       continue
-    x, mask = pad(ts_normalize.apply(series, mean, std), max_len)
+    x, mask = pad(normalized(series), max_len)
     out[split] = {"inputs": x, "mask": mask, "labels": labels}
   info = {"classes": list(classes), "mean": mean, "std": std, "max_len": max_len}
   return out, info
