@@ -6,7 +6,8 @@ r"""UCR/UEA choices made on TRAIN alone: a development split in place of TEST.
 Each set's TRAIN file is split (stratified, seeded by --split_seed) into a
 development part and a held-out part, written as a .ts pair; the default
 `experiments/ucr.py` config then trains on the development part exactly as
-it trains on TRAIN (its own validation split and candidate choice) and scores the held-out part where it would score TEST. The TEST file
+it trains on TRAIN (its own validation split and candidate choice) and
+scores the held-out part where it would score TEST. The TEST file
 is never read, so a variant that wins here may become a default without any
 test figure having chosen it. Variants are config overrides (VARIANTS);
 runs go to `<runs_dir>/<NAME>_<variant>_s<seed>` and a finished run is read,

@@ -19,9 +19,11 @@ Variable-length series are padded on the right with a mask; the time-major
 LSTM, the FCN and every readout skip padding, so nothing is truncated or
 resampled (the dimension-shuffled LSTM reads the padding as zeros, as in the
 authors' code). Normalisation (`data.normalization`, `data.ucr.prepare`):
-per channel, fit on the training part only, or each series on its own. The official test file is scored once, at the end,
-with the LSTM model that validation chose (`tasks.ucr.choice`: a candidate
-at the best checkpoint by `checkpoint.best_metric`, or their ensemble;
+per channel, fit on the training part only, or each series on its own. The
+official test file is scored once, at the end, with the LSTM model that
+validation chose (`tasks.ucr.choice`: a candidate at the best checkpoint by
+`checkpoint.best_metric`, or at the last one when it is unset, or their
+ensemble;
 `final_evaluation`, split "test"), with the baselines of `data.baselines`
 (`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
 training file and scored on the same test file in the same record
