@@ -23,8 +23,7 @@ per channel, fit on the training part only, or each series on its own. The
 official test file is scored once, at the end, with the LSTM model that
 validation chose (`tasks.ucr.choice`: a candidate at the best checkpoint by
 `checkpoint.best_metric`, or at the last one when it is unset, or their
-ensemble;
-`final_evaluation`, split "test"), with the baselines of `data.baselines`
+ensemble; `final_evaluation`, split "test"), with the baselines of `data.baselines`
 (`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
 training file and scored on the same test file in the same record
 (`minirocket/accuracy`, `dtw/accuracy`), and, with `model.kernels`, the
