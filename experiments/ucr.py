@@ -26,8 +26,8 @@ on multivariate sets, Karim et al. 2019) beside a time-major LSTM, chosen by
 validation (lstm_jax/tasks/ucr/choice.py: the one-standard-error rule,
 LSTM-FCN preferred). How each default was fixed: the architecture and the
 candidates on 2026-12-07 before the first benchmark of LSTM-FCN; the
-schedule, the checkpoint rule, the normalisation and the FCN's norm on
-2026-12-07 on development splits of TRAIN (benchmarks/ucr_dev.py: 70% of
+schedule, the checkpoint rule, the normalisation, the FCN's norm and the
+LSTM's width on 2026-12-07 on development splits of TRAIN (benchmarks/ucr_dev.py: 70% of
 each TRAIN file trains, 30% plays TEST; no TEST file read), before the
 benchmark of this config ran. Test figures seen before these choices are
 listed in benchmarks/RESULTS.md: the previous default's benchmark, and one
@@ -36,7 +36,7 @@ the development splits (it stays).
 
 * Architecture: the authors' (titu1994/LSTM-FCN, MLSTM-FCN): conv 128 k8,
   256 k5, 128 k3, 'same' padding, ReLU, global average pooling; LSTM of
-  128 cells (the largest of their 8-128) over the dimension-shuffled input,
+  32 cells (within their 8-128) over the dimension-shuffled input,
   dropout 0.8; squeeze-excite reduction 16 after the first two convolutions
   on multivariate sets; inverse-frequency class weights. Two deviations,
   for CPU and for the trainer: LayerNorm in place of BatchNorm (the trainer
@@ -47,6 +47,10 @@ the development splits (it stays).
   development splits (last protocol, seed 0) LayerNorm beat no norm on
   GunPoint, ArrowHead and PLAID and lost on OSULeaf, and beat a per-series
   norm (`fcn_norm="sequence"`) on ArrowHead and OSULeaf, tying GunPoint.
+* 32 LSTM cells, not 128, on the development splits (seed 0): GunPoint
+  0.867 -> 1.000, OSULeaf 0.717 -> 0.900 (seed 1: 0.683 -> 0.817), PLAID
+  0.733 -> 0.758, JapaneseVowels 0.975 -> 0.963 (one series), ArrowHead,
+  PickupGestureWiimoteZ and BasicMotions tied; mean 0.835 -> 0.882.
 * The second candidate: the time-major LSTM over at most 50 patches with a
   mean readout, the previous default's LSTM.
 * Schedule, the CPU stand-in for the paper's (Adam 1e-3, reduce-on-plateau
@@ -122,7 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   # The LSTM (keys: lstm_jax.nn.layers.lstm_config) of every candidate.
-  config.model.lstm = lstm_config(hidden_size=128)
+  config.model.lstm = lstm_config(hidden_size=32)
   # Dropout on the LSTM branch's features (LSTM-FCN: 0.8).
   config.model.lstm_dropout = 0.8
   # Dropout on the concatenated features, before the output layer.
