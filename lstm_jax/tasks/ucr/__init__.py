@@ -210,7 +210,7 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], di
     train, test, d.valid_fraction, config.seed, d.normalization
   )
   info = {
-    "source": d.name or train_path,
+    "source": train_path if d.train_path else d.name,
     "train_sha256": _sha256(train_path),
     "test_sha256": _sha256(test_path),
     "classes": prep["classes"],
@@ -373,7 +373,8 @@ def final_evaluation(
 def report(config, model, params, datasets, results) -> dict[str, Any]:
   del model, params
   if "test/accuracy" in results:
-    scored = config.data.name or config.data.test_path  # the file scored, by name
+    # The file scored: the given path, which wins over a name (as in _paths).
+    scored = config.data.test_path or config.data.name
     print(
       f"{scored}: test accuracy {results['test/accuracy']:.4f} "
       f"({datasets.info['sizes']['test']} series, checkpoint of step "
