@@ -19,10 +19,21 @@ TIMING = {"steps_per_sec", "tokens_per_sec"}
 TASKS = {
   "adding": "experiments/adding.py:tiny",
   "copy": "experiments/copy.py:tiny",
-  "ucr": "experiments/ucr.py:tiny",  # GunPoint
+  "ucr": "experiments/ucr.py:tiny",  # the default path, on the pair below
   "forecast": "experiments/forecast.py:tiny",
   "seq2seq": "experiments/seq2seq.py:tiny",
   "wordlm": "experiments/wordlm.py:tiny",
+}
+
+# A user's own .ts pair by path, variable-length and multivariate (2 channels
+# of 12-20 steps), so the tiny UCR run trains MLSTM-FCN with masks.
+UCR_PAIR = ("tests/fixtures/toy_TRAIN.ts", "tests/fixtures/toy_TEST.ts")
+# name -> flags after the config argument.
+ARGS = {
+  "ucr": (
+    f"--config.data.train_path={UCR_PAIR[0]}",
+    f"--config.data.test_path={UCR_PAIR[1]}",
+  ),
 }
 
 
@@ -32,6 +43,7 @@ def command(task: str, workdir, *args: str) -> list[str]:
     "-m",
     "lstm_jax.main",
     f"--config={TASKS[task]}",
+    *ARGS.get(task, ()),
     f"--workdir={workdir}",
     *args,
   ]

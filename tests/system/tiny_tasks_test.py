@@ -1,13 +1,16 @@
 """Every task's tiny variant through the CLI: metrics checked independently,
 and a SIGKILLed run resumed to the same final state and history.
 
-Independent checks (the best checkpoint, restored with `reader.open_run`):
+Independent checks (the tested checkpoint, restored with `reader.open_run`,
+at the step expected from metrics.jsonl):
 * adding: test MSE recomputed in numpy, against targets recomputed from the
   inputs (the sum of the marked values), not the generator's;
 * copy: cross-entropy recomputed with a numpy log-softmax, and its ratio to
   10 log 8 / (T + 20);
-* ucr: accuracy from numpy argmax against labels read from the .ts file's
-  last field here, not by the project's parser;
+* ucr (the default path on a user's own variable-length, multivariate .ts
+  pair, tests/fixtures/toy_*.ts): accuracy from numpy argmax against labels
+  read from the .ts file's last field here, not by the project's parser, and
+  validation's choice recomputed;
 * forecast: ARIMA refit with statsmodels' SARIMAX directly, seasonal naive by
   hand, and the model's multi-step forecast as a Python loop of single calls
   (not the `lax.scan` rollout) on a scaler recomputed in numpy;
@@ -28,10 +31,9 @@ import jax
 import numpy as np
 import pytest
 
-from lstm_jax.data import synthetic, ucr
+from lstm_jax.data import synthetic
 from lstm_jax.runs import reader
 from lstm_jax.tasks import seq2seq
-from lstm_jax.workdir import rundir
 from tests.support import task_runs
 from tests.support.runs import final_state, finalized_steps
 
@@ -57,13 +59,23 @@ def reference(tmp_path_factory, env):
   return get
 
 
-def _best(workdir):
-  """The run at the checkpoint its test record scored: validation's best, or
-  the last where the config names no best metric (the UCR default)."""
-  best_metric = rundir.load_config(str(workdir)).checkpoint.best_metric
-  run = reader.open_run(str(workdir), which="best" if best_metric else "latest")
+def _tested(workdir):
+  """The run at the checkpoint its test record scored (`which="tested"`),
+  checked against the step expected here: the eval with the best value of
+  the config's best metric in metrics.jsonl, or the last step where the
+  config names no best metric (the UCR default)."""
+  run = reader.open_run(str(workdir), which="tested")
+  records = task_runs.records(workdir)
+  chosen = run.config.checkpoint
+  if chosen.best_metric:
+    split, name = chosen.best_metric.split("/")
+    evals = [r for r in records if r["split"] == split]
+    pick = min if chosen.best_mode == "min" else max
+    want = pick(evals, key=lambda r: r[name])["step"]  # the first of equals
+  else:
+    want = run.config.train.steps
   test = task_runs.test_record(workdir)
-  assert test["checkpoint_step"] == run.step
+  assert run.step == want == test["checkpoint_step"]
   return run, test
 
 
@@ -80,7 +92,7 @@ def _apply(run, batch):
 
 
 def test_adding_mse(reference):
-  run, test = _best(reference("adding"))
+  run, test = _tested(reference("adding"))
   datasets = run.task.make_datasets(run.config)
   errs, base = [], []
   for batch in datasets.test_batches():
@@ -94,7 +106,7 @@ def test_adding_mse(reference):
 
 
 def test_copy_cross_entropy(reference):
-  run, test = _best(reference("copy"))
+  run, test = _tested(reference("copy"))
   datasets = run.task.make_datasets(run.config)
   nll = []
   for batch in datasets.test_batches():
@@ -114,8 +126,8 @@ def test_copy_cross_entropy(reference):
 
 
 def test_ucr_accuracy(reference):
-  run, test = _best(reference("ucr"))
-  _, test_path = ucr.resolve("GunPoint")
+  run, test = _tested(reference("ucr"))
+  test_path = task_runs.REPO / task_runs.UCR_PAIR[1]
   lines = Path(test_path).read_text().splitlines()
   data = lines[
     [i for i, s in enumerate(lines) if s.strip().lower() == "@data"][0] + 1 :
@@ -154,6 +166,25 @@ def test_ucr_accuracy(reference):
   np.testing.assert_allclose(test["accuracy"], acc[want], rtol=1e-6)
   for i in range(len(pt) - 1):  # every candidate's own test accuracy
     np.testing.assert_allclose(test[f"m{i}/accuracy"], acc[i], rtol=1e-6)
+  # No kernel ensemble in the default; the closing line names the scored file.
+  assert "ensemble/accuracy" not in test
+  stdout = (reference("ucr").parent / "stdout.txt").read_text()
+  assert f"{task_runs.UCR_PAIR[1]}: test accuracy " in stdout
+
+
+def test_ucr_default_on_own_variable_length_multivariate_pair(reference):
+  run = reader.open_run(str(reference("ucr")), which="tested")
+  # The given files win over the tiny variant's name (GunPoint).
+  assert run.info["source"] == task_runs.UCR_PAIR[0]
+  # The longest series of either file is 20 steps, and there are 2 channels.
+  assert run.info["num_channels"] == 2 and run.info["max_len"] == 20
+  fcn = run.params["members_0"]["fcn"]  # LSTM-FCN: multivariate, so MLSTM-FCN
+  assert "se_0_squeeze" in fcn and "se_1_excite" in fcn
+  assert "fcn" not in run.params["members_1"]  # the time-major LSTM alone
+  # The dimension-shuffled LSTM reads one step per channel of max_len
+  # features (shorter series zero-padded).
+  w_ih = run.params["members_0"]["lstm"]["layer_0_fwd"]["w_ih"]
+  assert w_ih.shape[0] == 20
 
 
 def test_forecast_against_statsmodels(reference):
@@ -161,7 +192,7 @@ def test_forecast_against_statsmodels(reference):
   from statsmodels.tsa.statespace.sarimax import SARIMAX
 
   workdir = reference("forecast")
-  run, test = _best(workdir)
+  run, test = _tested(workdir)
   y = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float64)
   n_test = round(0.2 * len(y))
   t0 = len(y) - n_test
@@ -213,7 +244,7 @@ def test_forecast_against_statsmodels(reference):
 
 
 def test_seq2seq_exact_match(reference):
-  run, test = _best(reference("seq2seq"))
+  run, test = _tested(reference("seq2seq"))
   d = run.config.data
   held = synthetic.seq2seq_heldout(
     run.config.seed, d.test_per_length, d.problem, d.min_len, d.max_len, d.extra
