@@ -70,8 +70,10 @@ def _tested(workdir):
   if chosen.best_metric:
     split, name = chosen.best_metric.split("/")
     evals = [r for r in records if r["split"] == split]
-    pick = min if chosen.best_mode == "min" else max
-    want = pick(evals, key=lambda r: r[name])["step"]  # the first of equals
+    sign = 1 if chosen.best_mode == "max" else -1
+    # Of equal values the later step: Orbax's best_step sorts stably and
+    # takes the last (a tiny seq2seq run ties at exact match 0).
+    want = max(evals, key=lambda r: (sign * r[name], r["step"]))["step"]
   else:
     want = run.config.train.steps
   test = task_runs.test_record(workdir)
