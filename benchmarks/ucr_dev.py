@@ -80,6 +80,10 @@ VARIANTS = {
   ),
   # `cells128` with 10% of the training file for validation, not 20%.
   "valid10": (*CELLS128, "--config.data.valid_fraction=0.1"),
+  # The default with twice the steps (360 epochs of OSULeaf's development part).
+  "steps3600": ("--config.train.steps=3600",),
+  # The default with 16 LSTM cells, not 32.
+  "cells16": ("--config.model.lstm.hidden_size=16",),
   # `cells128` with the FCN beside the time-major LSTM, not the shuffled one.
   "time_major_fcn": (*CELLS128, "--config.model.candidates=('mean+fcn', 'mean')"),
 }
