@@ -173,6 +173,13 @@ def _sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
+def _label(config: ml_collections.ConfigDict, path: str | None) -> str:
+  """How a run names one of its files: the given `path` where the config
+  gives paths (they win over `data.name`, as in `_paths`), else the shipped
+  set's name."""
+  return path if config.data.train_path else config.data.name
+
+
 def _paths(config: ml_collections.ConfigDict) -> tuple[str, str]:
   """(train_path, test_path) of the config: given, or the shipped data.name."""
   d = config.data
@@ -210,7 +217,7 @@ def load_splits(config: ml_collections.ConfigDict) -> tuple[dict[str, Batch], di
     train, test, d.valid_fraction, config.seed, d.normalization
   )
   info = {
-    "source": train_path if d.train_path else d.name,
+    "source": _label(config, train_path),
     "train_sha256": _sha256(train_path),
     "test_sha256": _sha256(test_path),
     "classes": prep["classes"],
@@ -373,8 +380,7 @@ def final_evaluation(
 def report(config, model, params, datasets, results) -> dict[str, Any]:
   del model, params
   if "test/accuracy" in results:
-    # The file scored: the given path, which wins over a name (as in _paths).
-    scored = config.data.test_path or config.data.name
+    scored = _label(config, config.data.test_path)
     print(
       f"{scored}: test accuracy {results['test/accuracy']:.4f} "
       f"({datasets.info['sizes']['test']} series, checkpoint of step "
