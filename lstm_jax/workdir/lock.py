@@ -93,7 +93,7 @@ class WorkdirLock:
         self.path,
         exc,
       )
-    since = datetime.datetime.now(datetime.timezone.utc)
+    since = datetime.datetime.now(datetime.UTC)
     note = {
       "pid": os.getpid(),
       "host": socket.gethostname(),
