@@ -90,6 +90,11 @@ VARIANTS = {
   "steps3600": ("--config.train.steps=3600",),
   # 16 LSTM cells, not 32, over 1800 steps.
   "cells16": ("--config.model.lstm.hidden_size=16", *STEPS1800),
+  # The default trained on its whole training file (no validation part), the
+  # candidate chosen on the training file, as the LSTM-FCN authors select on
+  # the training loss; evaluated every 200 steps (a log of the training fit,
+  # which chooses nothing before the end), not 50.
+  "all_train": ("--config.data.valid_fraction=0", "--config.train.eval_every=200"),
   # `cells128` with the FCN beside the time-major LSTM, not the shuffled one.
   "time_major_fcn": (*CELLS128, "--config.model.candidates=('mean+fcn', 'mean')"),
 }
