@@ -146,10 +146,19 @@ def test_ucr_accuracy(reference):
     p /= p.sum(-1, keepdims=True)
     return np.concatenate([p, p.mean(0, keepdims=True)])
 
-  # Ours, the LSTM's choice: of the scores (validation accuracy - 0.01 x
-  # cross-entropy) within one standard error of the best, the first
-  # candidate, then the ensemble, then the other candidates in order.
-  pv, yv = probs("valid"), splits["valid"]["labels"]
+  # Ours, the LSTM's choice: of the scores (accuracy - 0.01 x cross-entropy)
+  # within one standard error of the best, the first candidate, then the
+  # ensemble, then the other candidates in order; on the validation part, or
+  # with no validation part (valid_fraction 0) on the whole training file.
+  on = "valid" if run.config.data.valid_fraction else "train"
+  if on == "train":
+    train_lines = (task_runs.REPO / task_runs.UCR_PAIR[0]).read_text().splitlines()
+    after = [s.strip().lower() for s in train_lines].index("@data") + 1
+    assert run.info["sizes"]["train"] == sum(
+      1 for s in train_lines[after:] if s.strip()
+    )
+    assert "valid" not in run.info["sizes"] and run.info["chosen_on"] == "train"
+  pv, yv = probs(on), splits[on]["labels"]
   acc_v = (pv.argmax(-1) == yv).mean(-1)
   score = acc_v - 0.01 * -np.log(pv[:, np.arange(len(yv)), yv]).mean(-1)
   best, n = np.argmax(score), len(yv)

@@ -33,3 +33,20 @@ def test_bad_model_keys_name_the_key_and_the_choices():
     config[section or "model"][key] = value
     with pytest.raises(ConfigError, match=re.escape(message)):
       ucr_task.validate(config)
+
+
+def test_valid_fraction_zero_is_allowed_but_not_with_the_kernel_ensemble():
+  config = ucr_experiment.get_config("tiny")
+  config.data.valid_fraction = 0.0
+  ucr_task.validate(config)  # the whole training file trains
+  config.data.valid_fraction = 1.0
+  with pytest.raises(
+    ConfigError, match=re.escape("data.valid_fraction must be in [0, 1), got 1.0")
+  ):
+    ucr_task.validate(config)
+  config = ucr_experiment.get_config("GunPoint,ensemble")
+  config.data.valid_fraction = 0.0
+  with pytest.raises(
+    ConfigError, match=r"model\.kernels=10000 .* data\.valid_fraction > 0"
+  ):
+    ucr_task.validate(config)
