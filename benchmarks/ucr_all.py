@@ -27,7 +27,7 @@ instead (`<NAME>_ablation_s<seed>`: LSTM-FCN, its FCN branch alone and its
 LSTM branch alone, trained side by side) and adds their table.
 
 The table: per set, ours as mean +- sample std over seeds (each seed with its
-own validation split and initialisation), the seed ensemble (mean test
+own initialisation and batch order), the seed ensemble (mean test
 probability of the seeds' chosen models: nothing chosen on test), each LSTM
 candidate's own test accuracy, the kernel ensemble, the baselines, the
 published figure, ours minus each, and minutes per run. Acceptance on the
@@ -226,14 +226,14 @@ def table(rows: list[dict], seeds: int, tiny: bool) -> list[str]:
     "",
     "Written by `python benchmarks/ucr_all.py`. Ours = the LSTM model: the",
     "default `experiments/ucr.py:NAME` (LSTM-FCN and a time-major LSTM, one",
-    "chosen by validation), no per-set flag. ours: mean +- std over the seeds",
+    "chosen on the training file), no per-set flag. ours: mean +- std over the seeds",
     f"that finished (of {seeds}); seed ens: the seeds' mean probability; LSTM-FCN,",
     "LSTM: each candidate's own test accuracy (not chosen by anything); kernel",
     "ens: the opt-in MiniRocket/LSTM ensemble (`:NAME,ensemble`, never ours);",
     "MiniRocket and 1-NN DTW fit in the same run on the whole TRAIN file and",
     "scored on the same TEST file; published: LSTM-FCN (train-loss selection,",
-    "titu1994/LSTM-FCN) or FCN (Fawaz et al. 2019); choice: what validation",
-    "picked per seed (0 LSTM-FCN, 1 time-major LSTM, 2 their ensemble);",
+    "titu1994/LSTM-FCN) or FCN (Fawaz et al. 2019); choice: what was chosen",
+    "per seed (0 LSTM-FCN, 1 time-major LSTM, 2 their ensemble);",
     "minutes per run (wall, 2 shared cores, baselines and kernel ensemble",
     "included).",
     "",

@@ -22,8 +22,8 @@ LSTM, the FCN and every readout skip padding, so nothing is truncated or
 resampled (the dimension-shuffled LSTM reads the padding as zeros, as in the
 authors' code). Normalisation (`data.normalization`, `data.ucr.prepare`):
 per channel, fit on the training part only, or each series on its own. The
-official test file is scored once, at the end, with the LSTM model that
-validation chose (`tasks.ucr.choice`: a candidate at the best checkpoint by
+official test file is scored once, at the end, with the LSTM model chosen
+on validation or the training file (`tasks.ucr.choice`: a candidate at the best checkpoint by
 `checkpoint.best_metric`, or at the last one when it is unset, or their
 ensemble; `final_evaluation`, split "test"), with the baselines of `data.baselines`
 (`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole

@@ -1,5 +1,10 @@
 """Choosing the UCR/UEA classifier by validation, then scoring test once.
 
+"Validation" is the held-out part of the training file, or, with
+`data.valid_fraction` 0 (the default), the training file itself: the
+LSTM-FCN authors' selection on the training fit (`splits["valid"]` is then
+the training split, unweighted, without augmentation).
+
 Ours is an LSTM model. Its choices (`choice` in the test record):
 
   0 .. M-1   the candidates of `model.candidates` (or the one model)
@@ -27,7 +32,8 @@ never ours. Chosen kernels are refit on the whole official training file
 (selection is done; small sets need every series) before test.
 
 Only the chosen classifiers are scored on the test file. The LSTM is never
-refit: it trained on the training part, its checkpoint chosen by validation.
+refit: it trained on the training part (the whole file by default), at the
+last checkpoint or validation's best (`checkpoint.best_metric`).
 The record also keeps every candidate's own test accuracy (`m<i>/accuracy`,
 not chosen by anything: the ablation of `experiments/ucr.py:NAME,ablation`).
 """
