@@ -23,13 +23,14 @@ resampled (the dimension-shuffled LSTM reads the padding as zeros, as in the
 authors' code). Normalisation (`data.normalization`, `data.ucr.prepare`):
 per channel, fit on the training part only, or each series on its own. The
 official test file is scored once, at the end, with the LSTM model chosen
-on validation or the training file (`tasks.ucr.choice`: a candidate at the best checkpoint by
-`checkpoint.best_metric`, or at the last one when it is unset, or their
-ensemble; `final_evaluation`, split "test"), with the baselines of `data.baselines`
-(`baselines.classify`: MiniRocket + ridge, 1-NN DTW) fit on the whole
-training file and scored on the same test file in the same record
-(`minirocket/accuracy`, `dtw/accuracy`), and, with `model.kernels`, the
-opt-in kernel ensemble (`ensemble/accuracy`). Never selected on test.
+on validation or the training file (`tasks.ucr.choice`: a candidate at the
+best checkpoint by `checkpoint.best_metric`, or at the last one when it is
+unset, or their ensemble; `final_evaluation`, split "test"), with the
+baselines of `data.baselines` (`baselines.classify`: MiniRocket + ridge,
+1-NN DTW) fit on the whole training file and scored on the same test file
+in the same record (`minirocket/accuracy`, `dtw/accuracy`), and, with
+`model.kernels`, the opt-in kernel ensemble (`ensemble/accuracy`). Never
+selected on test.
 
 Metrics (per series): `accuracy` (top-1), `loss` (cross-entropy, nats) and
 `score` = accuracy - 0.01 loss (the checkpoint-selection metric: accuracy
