@@ -261,22 +261,13 @@ def make_datasets(config: ml_collections.ConfigDict) -> Datasets:
   return Datasets(
     train_batch=train_batch,
     eval_batches=functools.partial(
-      choice.batches, _chosen_on(splits), config.data.eval_batch_size
+      choice.batches, choice.chosen_on(splits), config.data.eval_batch_size
     ),
     test_batches=functools.partial(
       choice.batches, splits["test"], config.data.eval_batch_size
     ),
     info=info,
   )
-
-
-def _chosen_on(splits: dict[str, Batch]) -> Batch:
-  """The split the candidates are evaluated and chosen on: validation, or
-  with `data.valid_fraction` 0 the training file itself (unweighted, no
-  augmentation), the authors' selection on the training loss."""
-  if "valid" in splits:
-    return splits["valid"]
-  return {k: v for k, v in splits["train"].items() if k != "weights"}
 
 
 def _classifier(
@@ -356,7 +347,7 @@ def final_evaluation(
   """Chooses by validation, scores the test file once, then the baselines.
 
   With `data.valid_fraction` 0 the choice reads the training file instead
-  (`_chosen_on`); `valid_score`/`valid_accuracy` are then its figures there.
+  (`choice.chosen_on`); `valid_score`/`valid_accuracy` are then its figures there.
 
   The choice (`tasks.ucr.choice`): an LSTM candidate at the selected
   checkpoint or their ensemble, by validation score (the one-standard-error
@@ -375,7 +366,7 @@ def final_evaluation(
   splits, _ = ucr.prepare(
     train, test_ts, d.valid_fraction, config.seed, d.normalization
   )
-  splits["valid"] = _chosen_on(splits)
+  splits["valid"] = choice.chosen_on(splits)
   out, probs = choice.choose_and_test(
     model,
     params,

@@ -125,6 +125,16 @@ def batches(arrays: Batch, size: int) -> list[Batch]:
   return [{k: v[i : i + size] for k, v in arrays.items()} for i in range(0, n, size)]
 
 
+def chosen_on(splits: dict[str, Batch]) -> Batch:
+  """The split the candidates are evaluated and chosen on: "valid", or with
+  no validation part (`data.valid_fraction` 0) the training file itself,
+  unweighted and without augmentation (the authors' selection on the
+  training fit)."""
+  if "valid" in splits:
+    return splits["valid"]
+  return {k: v for k, v in splits["train"].items() if k != "weights"}
+
+
 def _with_kernels(lstm_logp: np.ndarray, kernel_logp: np.ndarray) -> np.ndarray:
   """[choices + 2, N, classes]: the LSTM choices, the kernels, their mix."""
   mix = mean_prob(np.stack([lstm_logp[-1], kernel_logp]))
