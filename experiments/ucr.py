@@ -66,8 +66,8 @@ re-made on the development splits (it stays).
   5-28 series picked early checkpoints.
 * 3600 steps, not 1800, on the development splits: seed 0 mean over the
   seven 0.882 -> 0.885; seed 1 mean over five sets 0.758 -> 0.773, one set
-  worse. Twice the CPU minutes: 0.7-4.4 minutes a run on 2 cores
-  (benchmarks/RESULTS.md).
+  worse. Twice the CPU minutes: 0.8-5.9 minutes a run on 2 cores, seed 0's
+  with 1-NN DTW (benchmarks/RESULTS.md).
 * Normalisation "auto": each univariate series z-normalised on its own, the
   training part's per-channel scale for multivariate sets. On the
   development splits per-series beat the training part's scale on the
