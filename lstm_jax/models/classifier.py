@@ -144,7 +144,8 @@ class CandidateClassifier(nn.Module):
 
   The members share nothing but the batch (and the optimizer's global-norm
   clip); the task sums their losses and picks one of them, or their
-  ensemble, by validation after training (`tasks.ucr.final_evaluation`).
+  ensemble, after training, on validation or the training file
+  (`tasks.ucr.final_evaluation`).
 
   Attributes:
     members: the candidates.

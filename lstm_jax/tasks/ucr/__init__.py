@@ -344,10 +344,11 @@ def final_evaluation(
   datasets: Datasets,
   workdir: str | None = None,
 ) -> dict[str, float]:
-  """Chooses by validation, scores the test file once, then the baselines.
+  """Chooses the LSTM model, scores the test file once, then the baselines.
 
-  With `data.valid_fraction` 0 the choice reads the training file instead
-  (`choice.chosen_on`); `valid_score`/`valid_accuracy` are then its figures there.
+  The choice reads validation, or with `data.valid_fraction` 0 the training
+  file (`choice.chosen_on`), whose figures are then `valid_score` and
+  `valid_accuracy`.
 
   The choice (`tasks.ucr.choice`): an LSTM candidate at the selected
   checkpoint or their ensemble, by validation score (the one-standard-error
