@@ -127,14 +127,16 @@ def test_copy_cross_entropy(reference):
   )
 
 
+def _ts_rows(path: str) -> list[str]:
+  """The stripped, non-empty lines after a .ts file's @data line, read here."""
+  lines = (task_runs.REPO / path).read_text().splitlines()
+  start = [s.strip().lower() for s in lines].index("@data") + 1
+  return [s.strip() for s in lines[start:] if s.strip()]
+
+
 def test_ucr_accuracy(reference):
   run, test = _tested(reference("ucr"))
-  test_path = task_runs.REPO / task_runs.UCR_PAIR[1]
-  lines = Path(test_path).read_text().splitlines()
-  data = lines[
-    [i for i, s in enumerate(lines) if s.strip().lower() == "@data"][0] + 1 :
-  ]
-  labels = [s.strip().rsplit(":", 1)[1] for s in data if s.strip()]
+  labels = [s.rsplit(":", 1)[1] for s in _ts_rows(task_runs.UCR_PAIR[1])]
   classes = run.info["classes"]
   from lstm_jax.tasks import ucr as ucr_task
 
@@ -152,11 +154,7 @@ def test_ucr_accuracy(reference):
   # with no validation part (valid_fraction 0) on the whole training file.
   on = "valid" if run.config.data.valid_fraction else "train"
   if on == "train":
-    train_lines = (task_runs.REPO / task_runs.UCR_PAIR[0]).read_text().splitlines()
-    after = [s.strip().lower() for s in train_lines].index("@data") + 1
-    assert run.info["sizes"]["train"] == sum(
-      1 for s in train_lines[after:] if s.strip()
-    )
+    assert run.info["sizes"]["train"] == len(_ts_rows(task_runs.UCR_PAIR[0]))
     assert "valid" not in run.info["sizes"] and run.info["chosen_on"] == "train"
   pv, yv = probs(on), splits[on]["labels"]
   acc_v = (pv.argmax(-1) == yv).mean(-1)

@@ -367,7 +367,6 @@ def final_evaluation(
   splits, _ = ucr.prepare(
     train, test_ts, d.valid_fraction, config.seed, d.normalization
   )
-  splits["valid"] = choice.chosen_on(splits)
   out, probs = choice.choose_and_test(
     model,
     params,

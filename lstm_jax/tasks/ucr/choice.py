@@ -2,8 +2,8 @@
 
 "Validation" is the held-out part of the training file, or, with
 `data.valid_fraction` 0 (the default), the training file itself: the
-LSTM-FCN authors' selection on the training fit (`splits["valid"]` is then
-the training split, unweighted, without augmentation).
+LSTM-FCN authors' selection on the training fit (`chosen_on`: the training
+split, unweighted, without augmentation).
 
 Ours is an LSTM model. Its choices (`choice` in the test record):
 
@@ -155,7 +155,8 @@ def choose_and_test(
   Args:
     model, params: the trained classifier (`SequenceClassifier` or
       `CandidateClassifier`) at its best checkpoint.
-    splits: `data.ucr.prepare`'s "train", "valid" and "test" arrays.
+    splits: `data.ucr.prepare`'s "train", "test" and ("valid", or the
+      choice reads "train": `chosen_on`) arrays.
     seed: MiniRocket's kernels.
     kernels: MiniRocket kernels of the opt-in ensemble; 0 leaves it out.
     batch_size: series per forward pass.
@@ -166,7 +167,7 @@ def choose_and_test(
     ensemble/accuracy, ensemble/choice}, ours' <float32>[N, classes] test
     probabilities).
   """
-  valid, yv = log_probs(model, params, batches(splits["valid"], batch_size))
+  valid, yv = log_probs(model, params, batches(chosen_on(splits), batch_size))
   num_lstm, n = len(valid), len(yv)
   v = scores(valid, yv)
   choice = one_se_choice(v["score"], v["accuracy"], n, preference(num_lstm, False))
