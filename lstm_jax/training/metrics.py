@@ -220,8 +220,8 @@ class MetricWriter:
         self._bar.set("tok/s", f"{values['tokens_per_sec']:.0f}")
     elif split == "eval":
       self._track_best(values, step)
-      if self._headline in values:
-        self._bar.set(f"val_{self._headline}", f"{values[self._headline]:.4f}")
+      if self._headline in values:  # named by the split ("eval"), whatever it reads
+        self._bar.set(f"eval_{self._headline}", f"{values[self._headline]:.4f}")
       best = ""
       if self._best is not None:
         best = f" | best {self._headline} {self._best[0]:.4f} (step {self._best[1]})"

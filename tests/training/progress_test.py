@@ -1,5 +1,5 @@
 """The progress bar: its ETA leaves out the compiling first step, it names
-the step of each record, the best eval step agrees with the checkpoint
+the step of each record and its eval value by the split, the best eval step agrees with the checkpoint
 manager on ties, and warnings print on their own line above it."""
 
 import logging
@@ -56,6 +56,9 @@ def test_the_bar_is_at_the_step_of_each_eval_line(tmp_path, capsys):
     writer.advance(19)  # the loop's count lags the step it dispatched
     writer.write(20, "eval", {"exact_match": 0.0})
     assert " 20/40 " in writer.progress
+    # Named by its split, as in metrics.jsonl ("split": "eval"): the UCR
+    # default's eval split is its training file, not a validation part.
+    assert "eval_exact_match=0.0000" in writer.progress
     writer.advance(29)
     writer.write(30, "train", {"loss": 2.0})
     assert " 30/40 " in writer.progress
