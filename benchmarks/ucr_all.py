@@ -16,9 +16,9 @@ the default config for every set; `--ensemble` runs `:NAME,ensemble`
 instead, which adds the opt-in kernel ensemble, scored after ours and never
 changing it (ours is chosen among the LSTM choices alone; the ensemble's
 figure is its own column).
-Validation (carved from TRAIN) picks the candidate, and the checkpoint where
-the config names a best metric (the default tests the last one); the test
-file is scored once. The test record holds ours and the baselines fit
+The training file picks the candidate (the default trains on all of it;
+`--ensemble` carves a validation fifth from it, which picks instead), and the
+default tests the last checkpoint; the test file is scored once. The test record holds ours and the baselines fit
 in the same run: MiniRocket + ridge (seeded, every seed) and 1-NN DTW
 (deterministic, so only seed 0's run computes it: it is the slowest part on
 the long sets). Runs go to `<runs_dir>/<NAME>_s<seed>`; a workdir with a
