@@ -99,6 +99,10 @@ VARIANTS = {
   # loss; evaluated every 200 steps (a log of the training fit, which chooses
   # nothing before the end), not 50.
   "all_train": ("--config.data.valid_fraction=0", "--config.train.eval_every=200"),
+  # The default with the papers' BatchNorm in the FCN in place of LayerNorm
+  # (the batch's statistics in training, the training part's for the choice
+  # and the held-out part).
+  "batch_norm": ("--config.model.fcn_norm=batch",),
   # `cells128` with the FCN beside the time-major LSTM, not the shuffled one.
   "time_major_fcn": (*CELLS128, "--config.model.candidates=('mean+fcn', 'mean')"),
 }

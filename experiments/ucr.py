@@ -154,9 +154,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.fcn_width = 128
   config.model.se_reduction = 16
   # The FCN's normalisation after each convolution: "layer" (LayerNorm over
-  # channels, per step; the papers' BatchNorm needs batch statistics the
-  # trainer does not keep), "sequence" (per series over steps and channels)
-  # or "none".
+  # channels, per step), "batch" (the papers' BatchNorm: the batch's
+  # statistics in training, the whole training file's, gathered after
+  # training, for the choice and the test; lstm_jax/models/fcn.py),
+  # "sequence" (per series over steps and channels) or "none".
   config.model.fcn_norm = "layer"
   # The FCN reads patches of ceil(length / fcn_max_steps) steps (0 = steps).
   config.model.fcn_max_steps = 256

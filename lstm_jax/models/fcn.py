@@ -25,11 +25,21 @@ the padded row exactly the real steps' values it would have alone, and the
 masked means ignore the rest. Variable-length series are therefore neither
 truncated nor resampled, as with the LSTM.
 
-Why LayerNorm (over channels, per step) and not the papers' BatchNorm: the
-trainer's state is parameters only (no mutable `batch_stats` to carry through
-checkpoints, pmap and sharding), and a per-step norm never mixes series or
-real and padded steps. How it was picked (on test, a defect) is in
-benchmarks/RESULTS.md.
+Why LayerNorm (over channels, per step) by default and not the papers'
+BatchNorm: the trainer's state is parameters only (no mutable `batch_stats`
+to carry through checkpoints, pmap and sharding), and a per-step norm never
+mixes series or real and padded steps. How it was picked (on test, a defect)
+is in benchmarks/RESULTS.md.
+
+The papers' BatchNorm is `norm="batch"`, without running averages: training
+normalises each channel by the batch's mean and variance over its real
+steps (`masked_batch_stats`), and a classifier is applied to new series with
+the statistics of its whole training set, gathered after training by one
+pass in batch mode with the "batch_stats" collection mutable
+(`tasks.ucr.choice.train_statistics`; "precise BatchNorm", Wu and Johnson
+2021, arXiv:2105.07576). Given a "batch_stats" collection, each series is
+normalised by it alone, whatever else is in the batch; without one (the
+trainer's steps and evaluations), by the batch's own statistics.
 """
 
 from __future__ import annotations
@@ -80,7 +90,24 @@ def sequence_norm(
   return (x - mean) * jax.lax.rsqrt(var + eps) * scale + bias
 
 
-NORMS = ("layer", "sequence", "none")
+def masked_batch_stats(x: Array, mask: Array) -> tuple[Array, Array]:
+  """(<float>[F] mean, <float>[F] variance) of `x` over every real step of
+  every series: BatchNorm's statistics, padding left out.
+
+  Args:
+    x: <float>[batch, time, F] features.
+    mask: <bool>[batch, time] real steps.
+  """
+  m = mask[..., None].astype(x.dtype)
+  count = jnp.maximum(m.sum((0, 1)), 1)
+  mean = (x * m).sum((0, 1)) / count
+  var = (jnp.square(x - mean) * m).sum((0, 1)) / count
+  return mean, var
+
+
+BATCH_STATS = "batch_stats"  # the collection of `norm="batch"`'s statistics
+BATCH_NORM_EPS = 1e-3  # Keras' BatchNormalization epsilon, the authors' layer
+NORMS = ("layer", "batch", "sequence", "none")
 
 
 class FCN(nn.Module):
@@ -93,8 +120,10 @@ class FCN(nn.Module):
     se_reduction: squeeze-excite after the first two blocks with this
       reduction (MLSTM-FCN: 16); 0 = none (LSTM-FCN).
     norm: after each convolution, "layer" (LayerNorm over channels, per
-      step), "sequence" (`sequence_norm`: per series, over real steps and
-      channels) or "none".
+      step), "batch" (the papers' BatchNorm, per channel over the batch's
+      real steps, or the "batch_stats" collection's statistics when given:
+      the module docstring), "sequence" (`sequence_norm`: per series, over
+      real steps and channels) or "none".
   """
 
   width: int = 128
@@ -116,6 +145,8 @@ class FCN(nn.Module):
       )
       if self.norm == "layer":
         x = nn.LayerNorm(name=f"norm_{i}")(x)
+      elif self.norm == "batch":
+        x = self._batch_norm(x, mask, f"norm_{i}", filters)
       elif self.norm == "sequence":
         scale = self.param(f"norm_{i}_scale", nn.initializers.ones, (filters,))
         bias = self.param(f"norm_{i}_bias", nn.initializers.zeros, (filters,))
@@ -128,3 +159,17 @@ class FCN(nn.Module):
         w2 = self.param(f"se_{i}_excite", se_init, (hidden, filters))
         x = squeeze_excite(x, mask, w1, w2)
     return masked_mean(x, mask)
+
+  def _batch_norm(self, x: Array, mask: Array, name: str, filters: int) -> Array:
+    """BatchNorm by the given statistics, else the batch's (kept when the
+    "batch_stats" collection is mutable), then a per-channel affine."""
+    scale = self.param(f"{name}_scale", nn.initializers.ones, (filters,))
+    bias = self.param(f"{name}_bias", nn.initializers.zeros, (filters,))
+    if self.has_variable(BATCH_STATS, name):
+      stats = self.get_variable(BATCH_STATS, name)
+      mean, var = stats["mean"], stats["var"]
+    else:
+      mean, var = masked_batch_stats(x, mask)
+      if self.is_mutable_collection(BATCH_STATS):
+        self.put_variable(BATCH_STATS, name, {"mean": mean, "var": var})
+    return (x - mean) * jax.lax.rsqrt(var + BATCH_NORM_EPS) * scale + bias

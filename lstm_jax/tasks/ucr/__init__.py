@@ -289,6 +289,7 @@ def final_evaluation(
     seed=config.seed,
     kernels=config.model.kernels,
     batch_size=config.data.eval_batch_size,
+    batch_norm=config.model.fcn_norm == "batch",
   )
   if workdir and jax.process_index() == 0:
     np.save(os.path.join(workdir, PROBS_FILE), probs)

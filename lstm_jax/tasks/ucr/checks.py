@@ -82,6 +82,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"model.{key} must be in [0, 1), got {m[key]}")
   if m.fcn_norm not in NORMS:
     raise ConfigError(f"model.fcn_norm must be one of {NORMS}, got {m.fcn_norm!r}")
+  if m.fcn_norm == "batch" and config.checkpoint.best_metric:
+    raise ConfigError(
+      "model.fcn_norm='batch' normalises the trainer's evaluations by each "
+      "batch's own statistics (the training split's apply only at the final "
+      "choice and test), so they cannot rank checkpoints: leave "
+      f"checkpoint.best_metric unset (got {config.checkpoint.best_metric!r}) "
+      "or use model.fcn_norm='layer'"
+    )
   if m.pooling not in LSTM_READS:
     raise ConfigError(f"model.pooling must be one of {LSTM_READS}, got {m.pooling!r}")
   kernels = m.kernels

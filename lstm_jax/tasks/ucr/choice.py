@@ -31,6 +31,10 @@ with the kernels preferred; its test accuracy is `ensemble/accuracy`,
 never ours. Chosen kernels are refit on the whole official training file
 (selection is done; small sets need every series) before test.
 
+With the papers' BatchNorm in the FCN (`model.fcn_norm="batch"`), every
+series the choice and the test read is normalised by the statistics of the
+whole training split (`train_statistics`), not by its batch's.
+
 Only the chosen classifiers are scored on the test file. The LSTM is never
 refit: it trained on the training part (the whole file by default), at the
 last checkpoint or validation's best (`checkpoint.best_metric`).
@@ -48,24 +52,44 @@ import jax.numpy as jnp
 import numpy as np
 
 from lstm_jax.baselines import minirocket
+from lstm_jax.models.fcn import BATCH_STATS
 from lstm_jax.tasks.base import Batch
 
 # Weight of the cross-entropy in the selection `score`.
 SCORE_LOSS_WEIGHT = 0.01
 
 
+def train_statistics(model, params: Any, train: Batch) -> dict | None:
+  """The FCN's BatchNorm statistics over the whole training split, or None
+  when the model has no `norm="batch"` layer (`models.fcn`: precise
+  BatchNorm, one pass over every training series in one batch)."""
+  train = {k: v for k, v in train.items() if k != "weights"}
+
+  def gather(p, b):
+    return model.apply({"params": p}, b, mutable=[BATCH_STATS])[1]
+
+  state = jax.jit(gather)(params, train)
+  return state.get(BATCH_STATS) or None
+
+
+def _variables(params: Any, stats: dict | None) -> dict:
+  return {"params": params, **({BATCH_STATS: stats} if stats else {})}
+
+
 def log_probs(
-  model, params: Any, batches: Iterable[Batch]
+  model, params: Any, batches: Iterable[Batch], stats: dict | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
   """(<float64>[choices, N, classes] log-probabilities, <int32>[N] labels).
 
   The LSTM choices: the single model; or each candidate, then (with more than
-  one) their ensemble, the mean of their probabilities.
+  one) their ensemble, the mean of their probabilities. `stats`: the
+  BatchNorm statistics (`train_statistics`) of a `norm="batch"` FCN.
   """
   apply = jax.jit(model.apply)
+  variables = _variables(params, stats)
   logps, labels = [], []
   for batch in batches:
-    logits, _ = apply({"params": params}, batch)
+    logits, _ = apply(variables, batch)
     if logits.ndim == 3:
       logits = jnp.swapaxes(logits, 0, 1)  # [members, batch, classes]
     logps.append(np.asarray(jax.nn.log_softmax(logits.astype(jnp.float32)), np.float64))
@@ -112,10 +136,15 @@ def one_se_choice(
   return next(i for i in order if score[i] >= score[order[best]] - se)
 
 
-def predict(model, params: Any, arrays: Batch) -> np.ndarray:
+def predict(
+  model, params: Any, arrays: Batch, train: Batch | None = None
+) -> np.ndarray:
   """<int32>[N] predicted class indices of a split by the LSTM (for analysis);
-  candidates vote by their mean probability."""
-  logp, _ = log_probs(model, params, [arrays])
+  candidates vote by their mean probability. `train`: the training split,
+  whose statistics a `norm="batch"` FCN normalises by (without it, by the
+  split's own)."""
+  stats = None if train is None else train_statistics(model, params, train)
+  logp, _ = log_probs(model, params, [arrays], stats)
   return logp[-1].argmax(-1).astype(np.int32)
 
 
@@ -149,6 +178,7 @@ def choose_and_test(
   seed: int,
   kernels: int,
   batch_size: int,
+  batch_norm: bool = False,
 ) -> tuple[dict[str, float], np.ndarray]:
   """Ours (the LSTM choice) and, with `kernels`, the ensemble, scored once on test.
 
@@ -160,6 +190,9 @@ def choose_and_test(
     seed: MiniRocket's kernels.
     kernels: MiniRocket kernels of the opt-in ensemble; 0 leaves it out.
     batch_size: series per forward pass.
+    batch_norm: the FCN has `norm="batch"`: validation and test are
+      normalised by the whole training split's statistics
+      (`train_statistics`), so no series' prediction depends on its batch.
 
   Returns:
     ({accuracy, loss, score, choice, valid_score, valid_accuracy (ours),
@@ -167,11 +200,12 @@ def choose_and_test(
     ensemble/accuracy, ensemble/choice}, ours' <float32>[N, classes] test
     probabilities).
   """
-  valid, yv = log_probs(model, params, batches(chosen_on(splits), batch_size))
+  stats = train_statistics(model, params, splits["train"]) if batch_norm else None
+  valid, yv = log_probs(model, params, batches(chosen_on(splits), batch_size), stats)
   num_lstm, n = len(valid), len(yv)
   v = scores(valid, yv)
   choice = one_se_choice(v["score"], v["accuracy"], n, preference(num_lstm, False))
-  test, yt = log_probs(model, params, batches(splits["test"], batch_size))
+  test, yt = log_probs(model, params, batches(splits["test"], batch_size), stats)
   chosen = test[choice : choice + 1]
   out = {k: float(x[0]) for k, x in scores(chosen, yt).items()}
   out.update(
