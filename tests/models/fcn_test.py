@@ -1,6 +1,7 @@
 """LSTM-FCN / MLSTM-FCN against numpy: the convolution stack (loops), the
-squeeze-excite block, the dimension shuffle, class weights (sklearn) and the
-weighted loss; padding invariance of every branch."""
+squeeze-excite block, the papers' BatchNorm (batch and given statistics),
+the dimension shuffle, class weights (sklearn) and the weighted loss;
+padding invariance of every branch."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from lstm_jax.models.classifier import SequenceClassifier
-from lstm_jax.models.fcn import FCN, KERNELS
+from lstm_jax.models.fcn import BATCH_NORM_EPS, BATCH_STATS, FCN, KERNELS
 from lstm_jax.nn.layers import LSTM
 from lstm_jax.tasks import ucr as ucr_task
 
@@ -82,6 +83,84 @@ def test_fcn_matches_numpy_and_ignores_padding(se, norm):
     # float32 convolutions vs a float64 numpy loop: float32 rounding of three conv layers' sums (kernel x channels terms each), relative
     want = _np_fcn(p, x[b, :n].astype(np.float64), se=bool(se), norm=norm)
     np.testing.assert_allclose(got[b], want, rtol=1e-4, atol=1e-5)
+
+
+def _np_fcn_batch(p, rows, stats=None):
+  """FCN features of unpadded rows [length_b, channels] with the papers'
+  BatchNorm: per layer, each channel normalised by the mean and variance
+  over every real step of every row, or by `stats[i]` = (mean, var) when
+  given. Returns (features [rows, width], the statistics used per layer)."""
+  used = []
+  for i in range(len(KERNELS)):
+    conv = p[f"conv_{i}"]
+    rows = [_np_conv_same(x, conv["kernel"], conv["bias"]) for x in rows]
+    if stats is None:
+      steps = np.concatenate(rows)  # [sum of lengths, filters]
+      mean, var = steps.mean(0), steps.var(0)
+    else:
+      mean, var = stats[i]
+    used.append((mean, var))
+    scale, bias = p[f"norm_{i}_scale"], p[f"norm_{i}_bias"]
+    rows = [
+      np.maximum((x - mean) / np.sqrt(var + BATCH_NORM_EPS) * scale + bias, 0)
+      for x in rows
+    ]
+  return np.stack([x.mean(0) for x in rows]), used
+
+
+def test_batch_norm_uses_the_batch_or_the_given_statistics_and_ignores_padding():
+  rng = np.random.default_rng(3)
+  lengths, t = [9, 5, 2, 9], 9
+  x = rng.normal(size=(4, t, 2)).astype(np.float32)
+  mask = np.arange(t)[None] < np.asarray(lengths)[:, None]
+  x[~mask] = 7.0  # padding must enter neither the features nor the statistics
+  model = FCN(4, norm="batch")
+  params = model.init(jax.random.key(4), jnp.asarray(x), jnp.asarray(mask))["params"]
+  params = jax.tree_util.tree_map_with_path(  # non-trivial affines
+    lambda path, a: (
+      a + 0.3 * jnp.asarray(rng.normal(size=a.shape), a.dtype)
+      if "norm" in jax.tree_util.keystr(path)
+      else a
+    ),
+    params,
+  )
+  p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  rows = [x[b, :n].astype(np.float64) for b, n in enumerate(lengths)]
+  want, want_stats = _np_fcn_batch(p, rows)
+
+  # Training mode (no statistics given): the batch's own; gathered when the
+  # collection is mutable.
+  got, state = model.apply(
+    {"params": params}, jnp.asarray(x), jnp.asarray(mask), mutable=[BATCH_STATS]
+  )
+  # float32 convolutions and statistics vs float64 numpy loops, relative
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  for i, (mean, var) in enumerate(want_stats):
+    np.testing.assert_allclose(
+      state[BATCH_STATS][f"norm_{i}"]["mean"], mean, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+      state[BATCH_STATS][f"norm_{i}"]["var"], var, rtol=1e-4, atol=1e-5
+    )
+
+  # Given statistics (another batch's): each row alone is normalised by them,
+  # whatever else is in its batch.
+  other = [rng.normal(size=(6, 2)) * 3 + 1 for _ in range(3)]
+  _, other_stats = _np_fcn_batch(p, other)
+  stats = {
+    f"norm_{i}": {
+      "mean": jnp.asarray(m, jnp.float32),
+      "var": jnp.asarray(v, jnp.float32),
+    }
+    for i, (m, v) in enumerate(other_stats)
+  }
+  variables = {"params": params, BATCH_STATS: stats}
+  want_fixed, _ = _np_fcn_batch(p, rows, other_stats)
+  got_fixed = model.apply(variables, jnp.asarray(x), jnp.asarray(mask))
+  np.testing.assert_allclose(got_fixed, want_fixed, rtol=1e-4, atol=1e-5)
+  alone = model.apply(variables, jnp.asarray(x[2:3, :2]), jnp.asarray(mask[2:3, :2]))
+  np.testing.assert_allclose(alone[0], want_fixed[2], rtol=1e-4, atol=1e-5)
+  assert not np.allclose(want_fixed, want, atol=1e-3)  # the statistics matter
 
 
 def test_lstm_fcn_concatenates_both_branches():

@@ -17,8 +17,9 @@ def test_bad_model_keys_name_the_key_and_the_choices():
   for key, value, message in [
     (
       "fcn_norm",
-      "batch",
-      "model.fcn_norm must be one of ('layer', 'sequence', 'none'), got 'batch'",
+      "group",
+      "model.fcn_norm must be one of ('layer', 'batch', 'sequence', 'none'), "
+      "got 'group'",
     ),
     ("fcn_width", -1, "model.fcn_width must be >= 0, got -1"),
     ("pooling", "sum", "model.pooling must be one of"),
@@ -48,5 +49,19 @@ def test_valid_fraction_zero_is_allowed_but_not_with_the_kernel_ensemble():
   config.data.valid_fraction = 0.0
   with pytest.raises(
     ConfigError, match=r"model\.kernels=10000 .* data\.valid_fraction > 0"
+  ):
+    ucr_task.validate(config)
+
+
+def test_batch_norm_cannot_rank_checkpoints():
+  """The trainer's evaluations normalise by their batch's statistics, so a
+  batch-norm FCN may not pick the tested checkpoint; the default (the last
+  checkpoint) is fine."""
+  config = ucr_experiment.get_config("tiny")
+  config.model.fcn_norm = "batch"
+  ucr_task.validate(config)
+  config.checkpoint.best_metric = "eval/score"
+  with pytest.raises(
+    ConfigError, match=r"model\.fcn_norm='batch' .* checkpoint\.best_metric unset"
   ):
     ucr_task.validate(config)
