@@ -137,15 +137,26 @@ def one_se_choice(
 
 
 def predict(
-  model, params: Any, arrays: Batch, train: Batch | None = None
+  model,
+  params: Any,
+  arrays: Batch,
+  train: Batch | None = None,
+  choice: int | None = None,
 ) -> np.ndarray:
-  """<int32>[N] predicted class indices of a split by the LSTM (for analysis);
-  candidates vote by their mean probability. `train`: the training split,
-  whose statistics a `norm="batch"` FCN normalises by (without it, by the
-  split's own)."""
+  """<int32>[N] predicted class indices of a split by the LSTM (for analysis).
+
+  Args:
+    model, params: the trained classifier.
+    arrays: the split (`tasks.ucr.load_splits`).
+    train: the training split, whose statistics a `norm="batch"` FCN
+      normalises by (without it, by `arrays`' own).
+    choice: which LSTM choice predicts (the test record's `choice`: ours);
+      None: the last, the candidates' ensemble (their mean probability) or
+      the one model.
+  """
   stats = None if train is None else train_statistics(model, params, train)
   logp, _ = log_probs(model, params, [arrays], stats)
-  return logp[-1].argmax(-1).astype(np.int32)
+  return logp[-1 if choice is None else choice].argmax(-1).astype(np.int32)
 
 
 def batches(arrays: Batch, size: int) -> list[Batch]:
