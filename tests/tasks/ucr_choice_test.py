@@ -68,7 +68,7 @@ def test_batch_norm_choice_and_test_do_not_depend_on_the_batch_size():
   assert not np.allclose(own_small, own_big, atol=1e-3)
 
 
-def test_predict_with_the_training_split_uses_its_statistics():
+def test_predict_uses_the_training_statistics_and_the_given_choice():
   rng = np.random.default_rng(6)
   train, test = _split(rng, 20), _split(rng, 9)
   model, params = _model_and_params(train)
@@ -78,3 +78,6 @@ def test_predict_with_the_training_split_uses_its_statistics():
   np.testing.assert_array_equal(got, want[-1].argmax(-1))
   one = {k: v[:1] for k, v in test.items()}  # a series alone: the same class
   assert choice.predict(model, params, one, train)[0] == got[0]
+  for i in range(3):  # each member, then their ensemble (the record's choice)
+    want_i = want[i].argmax(-1)
+    np.testing.assert_array_equal(choice.predict(model, params, test, train, i), want_i)
