@@ -63,7 +63,7 @@ def train_statistics(model, params: Any, train: Batch) -> dict | None:
   """The FCN's BatchNorm statistics over the whole training split, or None
   when the model has no `norm="batch"` layer (`models.fcn`: precise
   BatchNorm, one pass over every training series in one batch)."""
-  train = {k: v for k, v in train.items() if k != "weights"}
+  train = unweighted(train)
 
   def gather(p, b):
     return model.apply({"params": p}, b, mutable=[BATCH_STATS])[1]
@@ -172,7 +172,12 @@ def chosen_on(splits: dict[str, Batch]) -> Batch:
   training fit)."""
   if "valid" in splits:
     return splits["valid"]
-  return {k: v for k, v in splits["train"].items() if k != "weights"}
+  return unweighted(splits["train"])
+
+
+def unweighted(arrays: Batch) -> Batch:
+  """A split without its training-loss class weights ("weights")."""
+  return {k: v for k, v in arrays.items() if k != "weights"}
 
 
 def _with_kernels(lstm_logp: np.ndarray, kernel_logp: np.ndarray) -> np.ndarray:
