@@ -162,7 +162,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # statistics in training, the whole training file's, gathered after
   # training, for the choice and the test; lstm_jax/models/fcn.py),
   # "sequence" (per series over steps and channels) or "none".
-  config.model.fcn_norm = "layer"
+  config.model.fcn_norm = "batch"
   # The FCN reads patches of ceil(length / fcn_max_steps) steps (0 = steps).
   config.model.fcn_max_steps = 256
   # The time-major LSTM reads patches of this many steps; 0 = automatic:
