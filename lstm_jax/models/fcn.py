@@ -25,21 +25,21 @@ the padded row exactly the real steps' values it would have alone, and the
 masked means ignore the rest. Variable-length series are therefore neither
 truncated nor resampled, as with the LSTM.
 
-Why LayerNorm (over channels, per step) by default and not the papers'
-BatchNorm: the trainer's state is parameters only (no mutable `batch_stats`
-to carry through checkpoints, pmap and sharding), and a per-step norm never
-mixes series or real and padded steps. How it was picked (on test, a defect)
-is in benchmarks/RESULTS.md.
-
-The papers' BatchNorm is `norm="batch"`, without running averages: training
-normalises each channel by the batch's mean and variance over its real
-steps (`masked_batch_stats`), and a classifier is applied to new series with
-the statistics of its whole training set, gathered after training by one
-pass in batch mode with the "batch_stats" collection mutable
+Normalisation. The papers' BatchNorm is `norm="batch"` (the UCR default,
+experiments/ucr.py), without running averages: training normalises each
+channel by the batch's mean and variance over its real steps
+(`masked_batch_stats`), and a classifier is applied to new series with the
+statistics of its whole training set, gathered after training by one pass
+in batch mode with the "batch_stats" collection mutable
 (`tasks.ucr.choice.train_statistics`; "precise BatchNorm", Wu and Johnson
 2021, arXiv:2105.07576). Given a "batch_stats" collection, each series is
 normalised by it alone, whatever else is in the batch; without one (the
-trainer's steps and evaluations), by the batch's own statistics.
+trainer's steps and evaluations), by the batch's own statistics. So the
+trainer's state stays parameters only (no mutable `batch_stats` to carry
+through checkpoints, pmap and sharding). The module's own default is
+LayerNorm (over channels, per step), which needs no statistics at all and
+never mixes series or real and padded steps; how each was picked for the
+UCR default is in benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
