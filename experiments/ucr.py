@@ -158,10 +158,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # squeeze-excite reduction on multivariate sets (MLSTM-FCN: 16; 0 = none).
   config.model.fcn_width = 128
   config.model.se_reduction = 16
-  # The FCN's normalisation after each convolution: "layer" (LayerNorm over
-  # channels, per step), "batch" (the papers' BatchNorm: the batch's
-  # statistics in training, the whole training file's, gathered after
-  # training, for the choice and the test; lstm_jax/models/fcn.py),
+  # The FCN's normalisation after each convolution: "batch" (the papers'
+  # BatchNorm: the batch's statistics in training, the whole training file's,
+  # gathered after training, for the choice and the test;
+  # lstm_jax/models/fcn.py), "layer" (LayerNorm over channels, per step),
   # "sequence" (per series over steps and channels) or "none".
   config.model.fcn_norm = "batch"
   # The FCN reads patches of ceil(length / fcn_max_steps) steps (0 = steps).
