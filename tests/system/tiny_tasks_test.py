@@ -141,13 +141,14 @@ def test_ucr_accuracy(reference):
   labels = [s.rsplit(":", 1)[1] for s in _ts_rows(task_runs.UCR_PAIR[1])]
   classes = run.info["classes"]
   from lstm_jax.tasks import ucr as ucr_task
+  from lstm_jax.tasks.ucr import choice
 
   splits, _ = ucr_task.load_splits(run.config)
   # The default FCN's BatchNorm normalises every series it scores by the
   # statistics of the whole training file (precise BatchNorm): one pass in
   # batch mode with the collection mutable, the class weights left out.
   assert run.config.model.fcn_norm == "batch"
-  train = {k: v for k, v in splits["train"].items() if k != "weights"}
+  train = choice.unweighted(splits["train"])
   _, state = run.model.apply({"params": run.params}, train, mutable=["batch_stats"])
   stats = state["batch_stats"]
 
